@@ -1,0 +1,133 @@
+"""Where datasets live on disk, and fetching missing files with MD5 verification.
+
+The data directory is ``$CONVNP_DATA`` when set, else ``$XDG_CACHE_HOME/convnp``, else
+``~/.cache/convnp``. Dataset ``name`` keeps its files in ``data_dir() / name``.
+
+Files already on disk are trusted (re-hashing MNIST on every load would be slow); only downloads are
+checked against their published MD5.
+"""
+import hashlib
+import http.client
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+# Mirrors tried in order. Tests replace entries (monkeypatch.setitem) to point at a local server.
+MIRRORS = {
+    "mnist": [
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    ],
+    "fashion-mnist": [
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    ],
+}
+
+DOWNLOAD_TIMEOUT_S = 30.0
+
+
+class DownloadError(OSError):
+    """A file could not be downloaded: network failure, timeout, HTTP error or wrong checksum."""
+
+
+def data_dir():
+    """The folder datasets are looked up in (not created here)."""
+    if os.environ.get("CONVNP_DATA"):
+        return Path(os.environ["CONVNP_DATA"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "convnp"
+
+
+def download(url, dest, md5, timeout=DOWNLOAD_TIMEOUT_S):
+    """Download ``url`` to ``dest``, verifying its MD5; returns ``dest`` as a Path.
+
+    The bytes are streamed to a temporary file next to ``dest`` and renamed into place only when the
+    checksum matches, so ``dest`` never holds a partial or wrong file. Raises ``DownloadError``.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.NamedTemporaryFile(dir=dest.parent, prefix=dest.name + ".", suffix=".part",
+                                      delete=False)
+    try:
+        with tmp:
+            actual_md5 = _stream_to_file(url, tmp, timeout)
+        if actual_md5 != md5:
+            raise DownloadError(f"{url}: checksum mismatch: expected md5 {md5}, got {actual_md5}")
+        os.replace(tmp.name, dest)
+    finally:
+        if os.path.exists(tmp.name):
+            os.remove(tmp.name)
+    return dest
+
+
+def _stream_to_file(url, file, timeout):
+    """Copy ``url`` into the open ``file`` in chunks; returns the MD5 hex digest of what was copied."""
+    digest = hashlib.md5()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                file.write(chunk)
+    except urllib.error.HTTPError as error:
+        raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from None
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, TimeoutError):
+            raise DownloadError(f"{url}: timed out after {timeout:g} s") from None
+        raise DownloadError(f"{url}: {error.reason}") from None
+    except TimeoutError:
+        raise DownloadError(f"{url}: timed out after {timeout:g} s while reading") from None
+    except (OSError, http.client.HTTPException) as error:
+        raise DownloadError(f"{url}: {type(error).__name__}: {error}") from None
+    return digest.hexdigest()
+
+
+def fetch(dataset_name, files, mirrors=None, root=None, download=True):
+    """Paths of ``files`` ({file name: md5}) in ``root / dataset_name``, downloading missing ones.
+
+    ``mirrors`` defaults to ``MIRRORS[dataset_name]``; ``root`` to ``data_dir()``. Each missing file is
+    tried on every mirror in turn. When a file cannot be had, raises ``FileNotFoundError`` listing the
+    full paths of every missing file and why each download failed.
+    """
+    root = data_dir() if root is None else Path(root)
+    folder = root / dataset_name
+    paths = [folder / name for name in files]
+    missing = [path for path in paths if not path.exists()]
+    if not missing:
+        return paths
+    if not download:
+        reason = "downloading is off (download=False)"
+        raise FileNotFoundError(_missing_message(dataset_name, folder, missing, reason))
+    mirrors = MIRRORS.get(dataset_name, []) if mirrors is None else mirrors
+    for index, path in enumerate(missing):
+        failures = _download_from_mirrors(path, files[path.name], mirrors)
+        if failures:
+            reason = "every download failed:\n" + "\n".join(f"  {failure}" for failure in failures)
+            raise FileNotFoundError(_missing_message(dataset_name, folder, missing[index:], reason))
+    return paths
+
+
+def _download_from_mirrors(path, md5, mirrors):
+    """Try each mirror for ``path.name``; returns the list of failure messages (empty on success)."""
+    failures = []
+    for mirror in mirrors:
+        url = mirror.rstrip("/") + "/" + path.name
+        try:
+            download(url, path, md5)
+            return []
+        except OSError as error:
+            failures.append(str(error))
+    return failures or ["no download mirrors are known for this dataset"]
+
+
+def _missing_message(dataset_name, folder, missing, reason):
+    env = os.environ.get("CONVNP_DATA")
+    env_note = f"CONVNP_DATA={env}" if env else "CONVNP_DATA is not set, so the per-user cache is used"
+    lines = [
+        f"{dataset_name}: {len(missing)} file(s) missing and {reason}",
+        f"Put these files in {folder}:",
+        *(f"  {path}" for path in missing),
+        f"The data folder is chosen by the CONVNP_DATA environment variable ({env_note}).",
+    ]
+    return "\n".join(lines)

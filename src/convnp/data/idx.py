@@ -1,0 +1,108 @@
+"""The IDX file format of MNIST and Fashion-MNIST, read and written with NumPy.
+
+An IDX file is a header followed by the raw array, big-endian::
+
+    bytes 0-1   0x00 0x00
+    byte  2     type code: 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64
+    byte  3     ndim
+    then        ndim sizes, each a big-endian uint32
+    then        prod(sizes) items of the type, C order
+
+The files are usually gzip-compressed; ``read_idx`` recognises gzip by its magic bytes (1f 8b), not
+by the file name.
+"""
+import gzip
+import math
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+IDX_TYPE_CODES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+class CorruptDataError(ValueError):
+    """A data file exists but its contents are not what its format promises."""
+
+
+def read_idx(path):
+    """Read an IDX file (gzip'd or raw) -> ndarray of shape ``sizes`` in the file's dtype (native order).
+
+    Raises ``CorruptDataError`` naming the file when the gzip stream is broken, the magic number is
+    wrong, or the data is shorter or longer than the header says.
+    """
+    path = Path(path)
+    raw = _read_maybe_gzipped(path)
+    if len(raw) < 4:
+        raise CorruptDataError(f"{path}: not an IDX file: only {len(raw)} bytes, "
+                               "a header needs at least 4")
+    if raw[0] != 0 or raw[1] != 0:
+        raise CorruptDataError(
+            f"{path}: not an IDX file: magic number starts with {raw[:2].hex()}, expected 0000"
+        )
+    type_code, ndim = raw[2], raw[3]
+    if type_code not in IDX_TYPE_CODES:
+        known = ", ".join(f"0x{code:02X}" for code in IDX_TYPE_CODES)
+        raise CorruptDataError(f"{path}: unknown IDX type code 0x{type_code:02X} (known: {known})")
+    if ndim == 0:
+        raise CorruptDataError(f"{path}: IDX header says the array has 0 dimensions")
+    header_size = 4 + 4 * ndim
+    if len(raw) < header_size:
+        raise CorruptDataError(
+            f"{path}: truncated IDX header: {ndim} dimensions need {header_size} bytes, found {len(raw)}"
+        )
+    shape = tuple(int(size) for size in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype = IDX_TYPE_CODES[type_code]
+
+    expected = math.prod(shape) * dtype.itemsize
+    found = len(raw) - header_size
+    if found != expected:
+        sizes = "x".join(str(size) for size in shape)
+        if dtype.itemsize > 1:
+            sizes += f" x {dtype.itemsize}-byte {dtype.name}"
+        problem = "truncated IDX file" if found < expected else "IDX file has trailing bytes"
+        raise CorruptDataError(
+            f"{path}: {problem}: header says {sizes} = {expected} bytes of data, found {found}"
+        )
+    array = np.frombuffer(raw, dtype=dtype, offset=header_size).reshape(shape)
+    return array.astype(dtype.newbyteorder("="))  # a writable copy in native byte order
+
+
+def write_idx(path, array):
+    """Write ``array`` as an IDX file; gzip-compressed when ``path`` ends in ``.gz``."""
+    path = Path(path)
+    array = np.asarray(array)
+    codes_by_kind = {dtype.newbyteorder("="): code for code, dtype in IDX_TYPE_CODES.items()}
+    native = array.dtype.newbyteorder("=")
+    if native not in codes_by_kind:
+        raise ValueError(f"{path}: IDX cannot store dtype {array.dtype} (supported: uint8, int8, "
+                         "int16, int32, float32, float64)")
+    if array.ndim == 0 or array.ndim > 255 or any(size >= 2**32 for size in array.shape):
+        raise ValueError(f"{path}: IDX cannot store an array of shape {array.shape}")
+    header = bytes([0, 0, codes_by_kind[native], array.ndim])
+    header += np.asarray(array.shape, dtype=">u4").tobytes()
+    payload = np.ascontiguousarray(array, dtype=native.newbyteorder(">")).tobytes()
+    if path.name.endswith(".gz"):
+        with gzip.GzipFile(path, "wb", mtime=0) as file:
+            file.write(header + payload)
+    else:
+        path.write_bytes(header + payload)
+
+
+def _read_maybe_gzipped(path):
+    raw = path.read_bytes()
+    if raw[:2] != GZIP_MAGIC:
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as error:
+        raise CorruptDataError(f"{path}: corrupt gzip data ({error})") from None

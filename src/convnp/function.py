@@ -1,0 +1,51 @@
+"""Function: the base class of every op.
+
+An op is one class with ``forward(self, *arrays, **attrs) -> array`` and
+``backward(self, dy) -> one gradient (or None) per input`` on the same screen.  Ops see plain arrays,
+never Tensors.  ``apply`` is the bridge: it unwraps Tensors, runs ``forward``, and, when gradients are
+wanted, wraps the result in a Tensor that remembers the op so ``Tensor.backward`` can call it.
+
+``self.needs_input_grad[i]`` tells ``forward`` and ``backward`` whether input ``i`` needs a gradient at
+all (all False under ``no_grad()``), so an op skips work nobody will use: the first conv layer never
+computes the gradient of the image, and evaluation saves nothing for a backward pass.
+"""
+from .tensor import Tensor, is_grad_enabled
+
+
+class Function:
+    def __init__(self):
+        self.inputs = None
+        self.needs_input_grad = ()
+        self.saved = ()
+
+    def save_for_backward(self, *arrays):
+        """Keep what backward needs (and say so explicitly: this is the op's memory cost)."""
+        self.saved = arrays
+
+    def release(self):
+        """Drop the graph edges and saved arrays once backward has run (frees memory early)."""
+        self.inputs = None
+        self.saved = ()
+
+    def forward(self, *arrays, **attrs):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **attrs):
+        """Run the op on Tensors (or arrays/None) and record it on the tape if gradients are needed."""
+        fn = cls()
+        tensors = tuple(x if (x is None or isinstance(x, Tensor)) else Tensor(x) for x in inputs)
+        enabled = is_grad_enabled()
+        fn.needs_input_grad = tuple(enabled and t is not None and t.requires_grad for t in tensors)
+        y = fn.forward(*(None if t is None else t.data for t in tensors), **attrs)
+        out = Tensor(y)
+        if any(fn.needs_input_grad):
+            out.requires_grad = True
+            out._ctx = fn
+            fn.inputs = tensors
+        else:
+            fn.saved = ()
+        return out

@@ -1,0 +1,248 @@
+"""Layers with PyTorch's names, arguments and default initialisation.
+
+Every layer checks its input and raises a ValueError that names the layer (its repr) and the shape it
+expected, then calls one function of ``convnp.functional``.
+"""
+import math
+
+import numpy as np
+
+from .. import functional as F
+from ..backend import DEFAULT_DTYPE, default_rng
+from ..ops.windows import check_window_input, pair
+from .module import Module, Parameter
+
+
+def uniform_parameter(shape, bound, dtype=None, rng=None):
+    """A Parameter drawn from U(-bound, bound): PyTorch's default for conv and linear layers, where
+    kaiming_uniform_(a=sqrt(5)) works out to bound = 1/sqrt(fan_in) for weights and biases alike."""
+    rng = default_rng() if rng is None else rng
+    values = rng.uniform(-bound, bound, size=shape)
+    return Parameter(values.astype(DEFAULT_DTYPE if dtype is None else dtype))
+
+
+class Conv2d(Module):
+    """(N, in_channels, H, W) -> (N, out_channels, H_out, W_out);
+    H_out = floor((H + 2 padding - dilation (kernel - 1) - 1) / stride) + 1.
+
+    weight: (out_channels, in_channels / groups, kh, kw), bias: (out_channels,), both U(+-1/sqrt(fan_in))
+    with fan_in = in_channels / groups * kh * kw, as in PyTorch.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, dtype=None):
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} and "
+                             f"out_channels={out_channels}")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride, self.dilation = pair(stride, "stride"), pair(dilation, "dilation")
+        self.padding = F.conv_padding(padding, self.kernel_size, self.dilation, self.stride, "Conv2d")
+        fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
+        bound = 1 / math.sqrt(fan_in)
+        self.weight = uniform_parameter((out_channels, in_channels // groups) + self.kernel_size, bound, dtype)
+        self.bias = uniform_parameter((out_channels,), bound, dtype) if bias else None
+
+    def forward(self, x):
+        check_window_input(x.shape, self.kernel_size, self.stride, self.padding, self.dilation, repr(self),
+                           channels=self.in_channels)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def extra_repr(self):
+        text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            text += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        return text + ("" if self.bias is not None else ", bias=False")
+
+
+class Linear(Module):
+    """(..., in_features) -> (..., out_features);  y = x W^T + b, W: (out, in), U(+-1/sqrt(in)) init."""
+
+    def __init__(self, in_features, out_features, bias=True, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        bound = 1 / math.sqrt(in_features)
+        self.weight = uniform_parameter((out_features, in_features), bound, dtype)
+        self.bias = uniform_parameter((out_features,), bound, dtype) if bias else None
+
+    def forward(self, x):
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            got = x.shape[-1] if x.ndim else "no"
+            raise ValueError(f"{self!r}: expected input with {self.in_features} features in its last axis, "
+                             f"got {got} (input shape {tuple(x.shape)})")
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class MaxPool2d(Module):
+    """(N, C, H, W) -> (N, C, H_out, W_out), window maxima; stride defaults to kernel_size."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride")
+        self.padding = pair(padding, "padding")
+
+    def forward(self, x):
+        check_window_input(x.shape, self.kernel_size, self.stride, self.padding, (1, 1), repr(self))
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AvgPool2d(MaxPool2d):
+    """(N, C, H, W) -> (N, C, H_out, W_out), window means (padded zeros counted, like PyTorch)."""
+
+    def forward(self, x):
+        check_window_input(x.shape, self.kernel_size, self.stride, self.padding, (1, 1), repr(self))
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class AdaptiveAvgPool2d(Module):
+    """(N, C, H, W) -> (N, C, out_h, out_w); output_size=1 is global average pooling."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x):
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+
+class _BatchNorm(Module):
+    expected_ndim = None
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, dtype=None):
+        super().__init__()
+        dtype = DEFAULT_DTYPE if dtype is None else dtype
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.weight = Parameter(np.ones(num_features, dtype=dtype)) if affine else None
+        self.bias = Parameter(np.zeros(num_features, dtype=dtype)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
+            self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
+            self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
+
+    def forward(self, x):
+        if x.ndim != self.expected_ndim or x.shape[1] != self.num_features:
+            layout = "(N, C)" if self.expected_ndim == 2 else "(N, C, H, W)"
+            raise ValueError(f"{self!r}: expected input {layout} with C = {self.num_features}, "
+                             f"got shape {tuple(x.shape)}")
+        use_batch_stats = self.training or not self.track_running_stats
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked += 1
+        running = (self.running_mean, self.running_var) if self.track_running_stats else (None, None)
+        momentum = self.momentum
+        if momentum is None and self.track_running_stats:  # PyTorch's cumulative moving average
+            momentum = 1.0 / int(self.num_batches_tracked)
+        return F.batch_norm(x, *running, self.weight, self.bias, training=use_batch_stats,
+                            momentum=momentum or 0.0, eps=self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+
+
+class BatchNorm1d(_BatchNorm):
+    """(N, C) -> (N, C), normalised per feature over the batch."""
+    expected_ndim = 2
+
+
+class BatchNorm2d(_BatchNorm):
+    """(N, C, H, W) -> same, normalised per channel over the batch and the spatial positions."""
+    expected_ndim = 4
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return F.relu(x)
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x):
+        return F.leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+class Tanh(Module):
+    def forward(self, x):
+        return F.tanh(x)
+
+
+class Sigmoid(Module):
+    def forward(self, x):
+        return F.sigmoid(x)
+
+
+class Flatten(Module):
+    """(N, C, H, W) -> (N, C*H*W) (dims start_dim..end_dim merged)."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x):
+        return F.flatten(x, self.start_dim, self.end_dim)
+
+
+class Dropout(Module):
+    """Zeroes elements with probability p while training (scaling the rest by 1/(1-p)); identity in eval."""
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class Sequential(Module):
+    """Chains modules: Sequential(a, b, c)(x) = c(b(a(x))).  Children are named '0', '1', ... (PyTorch's keys)."""
+
+    def __init__(self, *modules):
+        super().__init__()
+        for index, module in enumerate(modules):
+            setattr(self, str(index), module)
+
+    def __iter__(self):
+        return self.children()
+
+    def __len__(self):
+        return len(list(self.children()))
+
+    def __getitem__(self, index):
+        return list(self.children())[index]
+
+    def forward(self, x):
+        for module in self.children():
+            x = module(x)
+        return x
+
+
+class ModuleList(Sequential):
+    """A list of modules registered as children '0', '1', ... (no forward: the owner decides the order)."""
+
+    def forward(self, *args):
+        raise NotImplementedError("ModuleList has no forward(); iterate over it")

@@ -1,0 +1,190 @@
+"""Module: the base class of layers and models, with the ``torch.nn.Module`` API users know.
+
+A module's parameters, buffers and sub-modules are simply its attributes: ``named_parameters`` walks
+``vars(self)`` in assignment order (no ``__setattr__``/``__getattr__`` magic).  Buffers (running
+statistics) are arrays whose attribute names are listed by ``register_buffer``.  ``state_dict`` keys
+are dotted paths exactly like PyTorch's (``features.0.weight``, ``bn1.running_var``), and arrays keep
+PyTorch's layouts, so weights move between the two libraries unchanged.
+"""
+from collections import namedtuple
+
+import numpy as np
+
+from ..tensor import Tensor
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+class Parameter(Tensor):
+    """A Tensor that is a learnable parameter of a Module (requires_grad=True)."""
+
+    def __init__(self, data, requires_grad=True):
+        super().__init__(data, requires_grad=requires_grad)
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class Module:
+    def __init__(self):
+        self.training = True
+        self._buffer_names = []
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # --- registration ---------------------------------------------------------------------------
+    def register_buffer(self, name, array):
+        """An array that is part of the state (saved, loaded) but not learned, e.g. running_mean."""
+        if "_buffer_names" not in vars(self):
+            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
+        setattr(self, name, array)
+        if name not in self._buffer_names:
+            self._buffer_names.append(name)
+
+    def named_children(self):
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+
+    def children(self):
+        return (module for _, module in self.named_children())
+
+    def named_modules(self, prefix=""):
+        """This module and every module inside it, depth first, with dotted names ('' for self)."""
+        yield prefix, self
+        for name, child in self.named_children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return (module for _, module in self.named_modules())
+
+    def named_parameters(self, prefix=""):
+        """(dotted name, Parameter) for every parameter, each shared parameter once."""
+        seen = set()
+        for module_name, module in self.named_modules(prefix):
+            for name, value in vars(module).items():
+                if isinstance(value, Parameter) and id(value) not in seen:
+                    seen.add(id(value))
+                    yield (f"{module_name}.{name}" if module_name else name), value
+
+    def parameters(self):
+        return (p for _, p in self.named_parameters())
+
+    def named_buffers(self, prefix=""):
+        for module_name, module in self.named_modules(prefix):
+            for name in module._buffer_names:
+                value = getattr(module, name)
+                if value is not None:
+                    yield (f"{module_name}.{name}" if module_name else name), value
+
+    def buffers(self):
+        return (b for _, b in self.named_buffers())
+
+    def num_parameters(self, trainable_only=False):
+        return int(sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only))
+
+    # --- modes and gradients ---------------------------------------------------------------------
+    def train(self, mode=True):
+        for module in self.modules():
+            module.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.parameters():
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad[...] = 0
+
+    def astype(self, dtype):
+        """Cast every floating-point parameter and buffer to ``dtype`` in place (e.g. float64 for
+        gradient checks); returns self."""
+        for p in self.parameters():
+            p.data = p.data.astype(dtype)
+        for module in self.modules():
+            for name in module._buffer_names:
+                value = getattr(module, name)
+                if value is not None and value.dtype.kind == "f":
+                    setattr(module, name, value.astype(dtype))
+        return self
+
+    # --- state ------------------------------------------------------------------------------------
+    def state_dict(self):
+        """{dotted name: array copy} of every parameter and buffer, with PyTorch's keys and layouts."""
+        state = {}
+        for module_name, module in self.named_modules():
+            prefix = f"{module_name}." if module_name else ""
+            for name, value in vars(module).items():
+                if isinstance(value, Parameter):
+                    state[prefix + name] = value.data.copy()
+            for name in module._buffer_names:
+                value = getattr(module, name)
+                if value is not None:
+                    state[prefix + name] = np.array(value, copy=True)
+        return state
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays (NumPy arrays, or anything ``np.asarray`` takes, such as CPU torch tensors) into
+        this module's parameters and buffers, keeping their dtypes.  With ``strict`` (the default), a
+        missing or unexpected key is an error; a shape mismatch is always an error, naming the key.
+        Nothing is modified unless every check passes."""
+        own = self.state_dict()
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        problems = []
+        if strict and (missing or unexpected):
+            if missing:
+                problems.append(f"missing keys: {', '.join(missing)}")
+            if unexpected:
+                problems.append(f"unexpected keys: {', '.join(unexpected)}")
+        arrays = {}
+        for key in own:
+            if key not in state_dict:
+                continue
+            value = np.asarray(state_dict[key])
+            if value.shape != own[key].shape:
+                problems.append(f"{key}: checkpoint has shape {value.shape}, this model has {own[key].shape}")
+            arrays[key] = value
+        if problems:
+            raise ValueError(f"load_state_dict into {type(self).__name__} failed: " + "; ".join(problems))
+        targets = dict(self._state_targets())
+        for key, value in arrays.items():
+            module, name = targets[key]
+            current = getattr(module, name)
+            if isinstance(current, Parameter):
+                current.data = value.astype(current.data.dtype, copy=True)
+            else:  # a buffer: written in place, so ops holding it see the new values
+                current[...] = value
+        return IncompatibleKeys(missing, unexpected)
+
+    def _state_targets(self):
+        for module_name, module in self.named_modules():
+            prefix = f"{module_name}." if module_name else ""
+            for name, value in vars(module).items():
+                if isinstance(value, Parameter):
+                    yield prefix + name, (module, name)
+            for name in module._buffer_names:
+                if getattr(module, name) is not None:
+                    yield prefix + name, (module, name)
+
+    # --- printing -----------------------------------------------------------------------------------
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        children = list(self.named_children())
+        if not children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"{type(self).__name__}("]
+        for name, child in children:
+            body = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {body}")
+        lines.append(")")
+        return "\n".join(lines)

@@ -1,0 +1,16 @@
+"""Inverted dropout."""
+from ..function import Function
+
+
+class Dropout(Function):
+    """x: any shape -> y: same shape.  In training, each element is zeroed with probability p and the
+    survivors are scaled by 1 / (1 - p), so the expected value is unchanged and evaluation needs no
+    rescaling.  dx = dy * mask / (1 - p).  ``rng`` is a numpy.random.Generator."""
+
+    def forward(self, x, p, rng):
+        keep = rng.random(x.shape) >= p
+        self.scale = keep * x.dtype.type(1.0 / (1.0 - p))  # mask and scale in one array of x's dtype
+        return x * self.scale
+
+    def backward(self, dy):
+        return dy * self.scale

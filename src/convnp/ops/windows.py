@@ -1,0 +1,105 @@
+"""Shared helpers of the sliding-window ops (convolution and pooling): argument pairs, the output-size
+formula, padding, and the strided *view* of every window that im2col and pooling are built on."""
+import numpy as np
+
+from ..backend import get_array_module
+
+
+def pair(value, name="argument"):
+    """3 -> (3, 3); (3, 5) -> (3, 5)."""
+    if isinstance(value, int):
+        return (value, value)
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+    return int(a), int(b)
+
+
+def output_size(size, kernel, stride, padding, dilation=1):
+    """floor((size + 2 padding - dilation (kernel - 1) - 1) / stride) + 1"""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def check_window_input(x_shape, kernel, stride, padding, dilation, where, channels=None):
+    """Raise a ValueError naming ``where`` when x is not (N, C, H, W) or a window does not fit.
+
+    Returns (H_out, W_out).
+    """
+    if len(x_shape) != 4:
+        hint = " (for one image use x[None])" if len(x_shape) == 3 else ""
+        raise ValueError(f"{where}: expected a 4-D input (N, C, H, W), got shape {tuple(x_shape)}{hint}")
+    if channels is not None and x_shape[1] != channels:
+        if x_shape[3] == channels:
+            raise ValueError(f"{where}: expected {channels} channels in axis 1 (N, C, H, W), got shape "
+                             f"{tuple(x_shape)}, which looks channels-last (N, H, W, C); convnp is NCHW like "
+                             f"PyTorch: use x.transpose(0, 3, 1, 2)")
+        raise ValueError(f"{where}: expected {channels} input channels (N, {channels}, H, W), "
+                         f"got shape {tuple(x_shape)} with {x_shape[1]} channels")
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    if min(sh, sw, dh, dw) < 1 or min(kh, kw) < 1 or min(ph, pw) < 0:
+        raise ValueError(f"{where}: kernel, stride and dilation must be >= 1 and padding >= 0, got "
+                         f"kernel {kernel}, stride {stride}, padding {padding}, dilation {dilation}")
+    h, w = x_shape[2], x_shape[3]
+    h_out, w_out = output_size(h, kh, sh, ph, dh), output_size(w, kw, sw, pw, dw)
+    if h_out < 1 or w_out < 1:
+        raise ValueError(f"{where}: input {h}x{w} padded to {h + 2 * ph}x{w + 2 * pw} is smaller than the "
+                         f"(dilated) kernel {dh * (kh - 1) + 1}x{dw * (kw - 1) + 1}: output would be "
+                         f"{h_out}x{w_out}")
+    return h_out, w_out
+
+
+def memory_order(x):
+    """The axes of ``x`` from outermost to innermost in memory: (0, 1, 2, 3) for NCHW, (0, 2, 3, 1)
+    for NHWC, (1, 0, 2, 3) for the (C, N, H, W) memory that convolution returns."""
+    return tuple(sorted(range(x.ndim), key=lambda axis: -x.strides[axis]))
+
+
+def empty_in_order(shape, dtype, order, xp, fill=None):
+    """An array of ``shape`` whose axes are stored in ``order`` (see ``memory_order``), optionally
+    filled.  Gradients are allocated like this so that they flow backward in the layout the forward
+    pass used, with no transposing copies."""
+    inverse = [order.index(axis) for axis in range(len(shape))]
+    array = xp.empty([shape[axis] for axis in order], dtype=dtype).transpose(inverse)
+    if fill is not None:
+        array[...] = fill
+    return array
+
+
+def pad2d(x, padding, value=0.0):
+    """x: (N, C, H, W) -> (N, C, H + 2 ph, W + 2 pw), the border filled with ``value`` (same layout as x)."""
+    ph, pw = padding
+    if ph == 0 and pw == 0:
+        return x
+    n, c, h, w = x.shape
+    padded = empty_in_order((n, c, h + 2 * ph, w + 2 * pw), x.dtype, memory_order(x), get_array_module(x), value)
+    padded[:, :, ph:ph + h, pw:pw + w] = x
+    return padded
+
+
+def windows(x_padded, kernel, stride, dilation, out_size):
+    """x_padded: (N, C, Hp, Wp) -> a read-only VIEW (N, C, H_out, W_out, kh, kw), no copy:
+
+        view[n, c, i, j, u, v] = x_padded[n, c, i*sh + u*dh, j*sw + v*dw]
+
+    Built with ``as_strided`` from x's own strides, so it works for non-contiguous inputs too.  The
+    shape is derived from the output-size formula, so every index stays inside x_padded.
+    """
+    xp = get_array_module(x_padded)
+    (kh, kw), (sh, sw), (dh, dw), (h_out, w_out) = kernel, stride, dilation, out_size
+    n, c = x_padded.shape[:2]
+    s_n, s_c, s_h, s_w = x_padded.strides
+    read_only = {"writeable": False} if xp is np else {}  # CuPy's as_strided has no such flag
+    return xp.lib.stride_tricks.as_strided(
+        x_padded,
+        shape=(n, c, h_out, w_out, kh, kw),
+        strides=(s_n, s_c, s_h * sh, s_w * sw, s_h * dh, s_w * dw),
+        **read_only,
+    )
+
+
+def window_slice(offset, dilation, stride, count):
+    """The slice of padded positions that kernel offset ``offset`` touches across ``count`` outputs:
+    offset*dilation, offset*dilation + stride, ..., for the strided ``+=`` of col2im and pooling."""
+    start = offset * dilation
+    return slice(start, start + stride * (count - 1) + 1, stride)

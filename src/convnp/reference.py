@@ -1,0 +1,262 @@
+"""Naive loop versions of the layers, written the way tutorials (CS231n) write them.
+
+This file is for reading and for testing: every function is a direct transcription of the
+definition, with plain Python loops over the batch, the filters and the output pixels.  It is the
+oracle the fast ops in ``convnp.ops`` are tested against, and never runs on a hot path.
+
+Conventions (PyTorch's): layout NCHW, convolution weights OIHW ``(F, C // groups, KH, KW)``,
+linear weights ``(out, in)``.  ``stride``, ``padding`` and ``dilation`` take an int or an
+``(h, w)`` pair.  Every output size is
+
+    H_out = floor((H + 2p - d(k - 1) - 1) / s) + 1        (and the same for W)
+
+which is the number of positions a kernel spanning ``d(k - 1) + 1`` pixels can take, stepping by
+``s``, inside the padded input of size ``H + 2p``.
+"""
+import numpy as np
+
+
+def _pair(value, name):
+    """An int or an (h, w) pair -> a (h, w) tuple of ints."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair (h, w), got {value!r}")
+        return int(value[0]), int(value[1])
+    return int(value), int(value)
+
+
+def _output_size(size, kernel, stride, padding, dilation, name, axis):
+    """floor((size + 2p - d(k - 1) - 1) / s) + 1, with an error saying what is wrong when < 1."""
+    span = dilation * (kernel - 1) + 1
+    out = (size + 2 * padding - span) // stride + 1
+    if out < 1:
+        raise ValueError(f"{name}: input {axis}={size} with padding {padding} is smaller than the "
+                         f"kernel's extent {span} (kernel {kernel}, dilation {dilation}); "
+                         f"the output {axis} would be {out}")
+    return out
+
+
+def _pad(x, ph, pw, value=0.0):
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+# --- convolution ---------------------------------------------------------------------------------
+
+def _conv2d_geometry(x, w, stride, padding, dilation, groups, name):
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"{name}: expected x (N, C, H, W) and w (F, C // groups, KH, KW), "
+                         f"got shapes {x.shape} and {w.shape}")
+    N, C, H, W = x.shape
+    F, C_per_group, KH, KW = w.shape
+    if groups < 1 or C % groups or F % groups:
+        raise ValueError(f"{name}: groups={groups} must divide both in_channels={C} and out_channels={F}")
+    if C_per_group * groups != C:
+        raise ValueError(f"{name}: weight {w.shape} expects {C_per_group * groups} input channels "
+                         f"(C // groups = {C_per_group}, groups = {groups}), x has {C}")
+    sh, sw = _pair(stride, "stride")
+    ph, pw = _pair(padding, "padding")
+    dh, dw = _pair(dilation, "dilation")
+    H_out = _output_size(H, KH, sh, ph, dh, name, "H")
+    W_out = _output_size(W, KW, sw, pw, dw, name, "W")
+    return (sh, sw), (ph, pw), (dh, dw), H_out, W_out
+
+
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """x: (N, C, H, W), w: (F, C // groups, KH, KW), b: (F,) or None -> y: (N, F, H_out, W_out).
+
+        y[n, f, i, j] = b[f] + sum_{c, u, v} w[f, c, u, v] * x_pad[n, g*Cg + c, i*sh + u*dh, j*sw + v*dw]
+
+    where x_pad is x with ``padding`` zeros on each side, Cg = C // groups input channels per group
+    and g = f // (F // groups) is the group filter f belongs to.  (Cross-correlation, like every
+    deep-learning "convolution".)  H_out = floor((H + 2p - d(k - 1) - 1) / s) + 1.
+    """
+    (sh, sw), (ph, pw), (dh, dw), H_out, W_out = _conv2d_geometry(
+        x, w, stride, padding, dilation, groups, "conv2d_forward")
+    N, C = x.shape[:2]
+    F, C_per_group, KH, KW = w.shape
+    F_per_group = F // groups
+    x_pad = _pad(x, ph, pw)
+    y = np.zeros((N, F, H_out, W_out), dtype=np.result_type(x, w))
+    for n in range(N):
+        for f in range(F):
+            c0 = (f // F_per_group) * C_per_group
+            for i in range(H_out):
+                for j in range(W_out):
+                    window = x_pad[n, c0:c0 + C_per_group,
+                                   i * sh:i * sh + dh * (KH - 1) + 1:dh,
+                                   j * sw:j * sw + dw * (KW - 1) + 1:dw]
+                    y[n, f, i, j] = np.sum(window * w[f])
+            if b is not None:
+                y[n, f] += b[f]
+    return y
+
+
+def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
+    """dy: (N, F, H_out, W_out), x: (N, C, H, W), w: (F, C // groups, KH, KW) -> (dx, dw, db).
+
+    Each output pixel y[n, f, i, j] was a dot product of w[f] with one window of x_pad, so it sends
+    dy[n, f, i, j] * w[f] back to that window and dy[n, f, i, j] * window to w[f]:
+
+        dx_pad[n, window] += dy[n, f, i, j] * w[f]      dw[f] += dy[n, f, i, j] * window
+        db[f] = sum_{n, i, j} dy[n, f, i, j]
+
+    and dx is dx_pad with the padding cut off.  Shapes: dx like x, dw like w, db: (F,).
+    """
+    (sh, sw), (ph, pw), (dh, dw_), H_out, W_out = _conv2d_geometry(
+        x, w, stride, padding, dilation, groups, "conv2d_backward")
+    N, C, H, W = x.shape
+    F, C_per_group, KH, KW = w.shape
+    if dy.shape != (N, F, H_out, W_out):
+        raise ValueError(f"conv2d_backward: dy has shape {dy.shape}, expected {(N, F, H_out, W_out)}")
+    F_per_group = F // groups
+    x_pad = _pad(x, ph, pw)
+    dx_pad = np.zeros_like(x_pad, dtype=np.result_type(dy, w))
+    dw = np.zeros_like(w, dtype=np.result_type(dy, x))
+    for n in range(N):
+        for f in range(F):
+            c0 = (f // F_per_group) * C_per_group
+            for i in range(H_out):
+                for j in range(W_out):
+                    rows = slice(i * sh, i * sh + dh * (KH - 1) + 1, dh)
+                    cols = slice(j * sw, j * sw + dw_ * (KW - 1) + 1, dw_)
+                    window = x_pad[n, c0:c0 + C_per_group, rows, cols]
+                    dw[f] += dy[n, f, i, j] * window
+                    dx_pad[n, c0:c0 + C_per_group, rows, cols] += dy[n, f, i, j] * w[f]
+    dx = dx_pad[:, :, ph:ph + H, pw:pw + W]
+    db = dy.sum(axis=(0, 2, 3))
+    return dx, dw, db
+
+
+# --- pooling -------------------------------------------------------------------------------------
+
+def _pool_geometry(x, kernel_size, stride, padding, name):
+    if x.ndim != 4:
+        raise ValueError(f"{name}: expected x (N, C, H, W), got shape {x.shape}")
+    kh, kw = _pair(kernel_size, "kernel_size")
+    sh, sw = _pair(kernel_size if stride is None else stride, "stride")
+    ph, pw = _pair(padding, "padding")
+    if ph > kh // 2 or pw > kw // 2:
+        raise ValueError(f"{name}: padding {(ph, pw)} must be at most half the kernel size {(kh, kw)}")
+    H_out = _output_size(x.shape[2], kh, sh, ph, 1, name, "H")
+    W_out = _output_size(x.shape[3], kw, sw, pw, 1, name, "W")
+    return (kh, kw), (sh, sw), (ph, pw), H_out, W_out
+
+
+def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
+    """x: (N, C, H, W) -> y: (N, C, H_out, W_out), the maximum of each window.
+
+        y[n, c, i, j] = max_{u < kh, v < kw} x_pad[n, c, i*sh + u, j*sw + v]
+
+    x_pad is x padded with -inf (padding never wins), ``stride`` defaults to ``kernel_size`` and
+    H_out = floor((H + 2p - k) / s) + 1.
+    """
+    (kh, kw), (sh, sw), (ph, pw), H_out, W_out = _pool_geometry(
+        x, kernel_size, stride, padding, "max_pool2d_forward")
+    N, C = x.shape[:2]
+    x_pad = _pad(x, ph, pw, value=-np.inf)
+    y = np.zeros((N, C, H_out, W_out), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(H_out):
+                for j in range(W_out):
+                    y[n, c, i, j] = np.max(x_pad[n, c, i * sh:i * sh + kh, j * sw:j * sw + kw])
+    return y
+
+
+def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
+    """dy: (N, C, H_out, W_out), x: (N, C, H, W) -> dx: (N, C, H, W).
+
+    Each window's gradient goes to ONE element: the first maximum in row-major window order
+    (``np.argmax``), which is what PyTorch's CPU kernel does; ties, e.g. a constant input, do not
+    split the gradient.  Overlapping windows (stride < kernel) accumulate into dx.
+    """
+    (kh, kw), (sh, sw), (ph, pw), H_out, W_out = _pool_geometry(
+        x, kernel_size, stride, padding, "max_pool2d_backward")
+    N, C, H, W = x.shape
+    x_pad = _pad(x, ph, pw, value=-np.inf)
+    dx_pad = np.zeros(x_pad.shape, dtype=dy.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(H_out):
+                for j in range(W_out):
+                    window = x_pad[n, c, i * sh:i * sh + kh, j * sw:j * sw + kw]
+                    u, v = np.unravel_index(np.argmax(window), window.shape)
+                    dx_pad[n, c, i * sh + u, j * sw + v] += dy[n, c, i, j]
+    return dx_pad[:, :, ph:ph + H, pw:pw + W]
+
+
+def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
+    """x: (N, C, H, W) -> y: (N, C, H_out, W_out), the mean of each window.
+
+        y[n, c, i, j] = sum_{u < kh, v < kw} x_pad[n, c, i*sh + u, j*sw + v] / (kh * kw)
+
+    x_pad is x padded with zeros, and the divisor is always kh * kw, padding included
+    (PyTorch's default ``count_include_pad=True``).  H_out = floor((H + 2p - k) / s) + 1.
+    """
+    (kh, kw), (sh, sw), (ph, pw), H_out, W_out = _pool_geometry(
+        x, kernel_size, stride, padding, "avg_pool2d_forward")
+    N, C = x.shape[:2]
+    x_pad = _pad(x, ph, pw)
+    y = np.zeros((N, C, H_out, W_out), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(H_out):
+                for j in range(W_out):
+                    y[n, c, i, j] = np.sum(x_pad[n, c, i * sh:i * sh + kh, j * sw:j * sw + kw]) / (kh * kw)
+    return y
+
+
+def avg_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
+    """dy: (N, C, H_out, W_out), x: (N, C, H, W) -> dx: (N, C, H, W).
+
+    Every element of a window received 1 / (kh * kw) of it, so each gets dy / (kh * kw) back;
+    overlapping windows accumulate.
+    """
+    (kh, kw), (sh, sw), (ph, pw), H_out, W_out = _pool_geometry(
+        x, kernel_size, stride, padding, "avg_pool2d_backward")
+    N, C, H, W = x.shape
+    dx_pad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dy.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(H_out):
+                for j in range(W_out):
+                    dx_pad[n, c, i * sh:i * sh + kh, j * sw:j * sw + kw] += dy[n, c, i, j] / (kh * kw)
+    return dx_pad[:, :, ph:ph + H, pw:pw + W]
+
+
+# --- elementwise and dense -----------------------------------------------------------------------
+
+def relu_forward(x):
+    """x: any shape -> y: same shape,  y = max(x, 0)."""
+    return np.maximum(x, 0)
+
+
+def relu_backward(dy, x):
+    """dy, x: same shape -> dx = dy where x > 0, else 0 (the gradient at exactly 0 is 0, like PyTorch)."""
+    return dy * (x > 0)
+
+
+def linear_forward(x, w, b=None):
+    """x: (N, ..., in), w: (out, in), b: (out,) or None -> y: (N, ..., out).
+
+        y[n, o] = sum_k x[n, k] * w[o, k] + b[o]        i.e.  y = x @ w.T + b
+    """
+    if w.ndim != 2 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"linear_forward: x has {x.shape[-1]} features (shape {x.shape}), "
+                         f"weight {w.shape} expects {w.shape[1] if w.ndim == 2 else '?'}")
+    y = x @ w.T
+    if b is not None:
+        y = y + b
+    return y
+
+
+def linear_backward(dy, x, w):
+    """dy: (N, ..., out), x: (N, ..., in), w: (out, in) -> (dx, dw, db).
+
+        dx = dy @ w          dw = dy^T @ x  (summed over every leading axis)      db = sum of dy
+    """
+    out_features, in_features = w.shape
+    dx = dy @ w
+    dw = dy.reshape(-1, out_features).T @ x.reshape(-1, in_features)
+    db = dy.reshape(-1, out_features).sum(axis=0)
+    return dx, dw, db

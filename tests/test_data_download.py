@@ -1,0 +1,150 @@
+"""Downloads against a local HTTP server on 127.0.0.1: checksums, atomic files, the offline message."""
+import functools
+import hashlib
+import http.server
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convnp.data import DownloadError, data_dir, datasets, fetch, mnist, write_idx
+from convnp.data import download as download_module
+from convnp.data.download import download
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    """Serve tmp_path/served over HTTP on a free loopback port; yields (base_url, served_folder)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(QuietHandler, directory=str(served))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/", served
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def closed_port_url():
+    """A loopback URL nothing listens on: connections are refused at once, like being offline."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def md5_of(path):
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+def make_fake_mnist_files(folder, n=5):
+    """Small MNIST-format train files in ``folder``; returns {file name: md5}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    write_idx(folder / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.arange(n, dtype=np.uint8) % 10)
+    return {name: md5_of(folder / name) for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")}
+
+
+def test_download_success_verifies_and_leaves_only_the_file(server, tmp_path):
+    base_url, served = server
+    (served / "blob.bin").write_bytes(bytes(range(256)) * 5000)  # > one 1 MiB chunk
+    dest = tmp_path / "out" / "blob.bin"
+    result = download(base_url + "blob.bin", dest, md5_of(served / "blob.bin"))
+    assert result == dest
+    assert dest.read_bytes() == (served / "blob.bin").read_bytes()
+    assert [p.name for p in dest.parent.iterdir()] == ["blob.bin"]
+
+
+def test_md5_mismatch_raises_and_leaves_nothing(server, tmp_path):
+    base_url, served = server
+    (served / "blob.bin").write_bytes(b"some bytes")
+    dest = tmp_path / "out" / "blob.bin"
+    wrong = "0" * 32
+    with pytest.raises(DownloadError) as error:
+        download(base_url + "blob.bin", dest, wrong)
+    message = str(error.value)
+    assert base_url + "blob.bin" in message and wrong in message and md5_of(served / "blob.bin") in message
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_http_404_is_a_clear_error(server, tmp_path):
+    base_url, _ = server
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download(base_url + "missing.gz", tmp_path / "missing.gz", "0" * 32)
+    assert not (tmp_path / "missing.gz").exists()
+
+
+def test_timeout_is_a_clear_error(tmp_path):
+    with socket.socket() as listener:  # accepts connections (backlog) but never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/slow.gz"
+        with pytest.raises(DownloadError, match="timed out") as error:
+            download(url, tmp_path / "slow.gz", "0" * 32, timeout=0.2)
+    assert url in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_tries_mirrors_in_turn_and_mnist_loads_the_result(server, closed_port_url, tmp_path, monkeypatch):
+    base_url, served = server
+    md5s = make_fake_mnist_files(served)
+    monkeypatch.setitem(download_module.MIRRORS, "mnist", [closed_port_url, base_url])
+    monkeypatch.setitem(datasets.MNIST_FILES, "train", md5s)
+    monkeypatch.setenv("CONVNP_DATA", str(tmp_path / "data"))
+    dataset = mnist("train")
+    assert len(dataset) == 5
+    assert sorted(p.name for p in (tmp_path / "data" / "mnist").iterdir()) == sorted(md5s)
+    np.testing.assert_array_equal(dataset.y, np.arange(5))
+
+
+def test_offline_error_names_files_and_folder(closed_port_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVNP_DATA", str(tmp_path / "data"))
+    monkeypatch.setitem(download_module.MIRRORS, "mnist", [closed_port_url])
+    with pytest.raises(FileNotFoundError) as error:
+        mnist("test")
+    message = str(error.value)
+    folder = tmp_path / "data" / "mnist"
+    assert f"Put these files in {folder}" in message
+    assert str(folder / "t10k-images-idx3-ubyte.gz") in message
+    assert str(folder / "t10k-labels-idx1-ubyte.gz") in message
+    assert "CONVNP_DATA" in message and closed_port_url in message
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_fetch_without_download_lists_only_missing_files(tmp_path):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    (folder / "present.bin").write_bytes(b"x")
+    with pytest.raises(FileNotFoundError, match="download=False") as error:
+        fetch("toy", {"present.bin": "0" * 32, "absent.bin": "0" * 32}, root=tmp_path, download=False)
+    assert str(folder / "absent.bin") in str(error.value)
+    assert str(folder / "present.bin") not in str(error.value)
+
+
+def test_existing_files_are_trusted_not_rehashed(tmp_path):
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "a.bin").write_bytes(b"anything")
+    paths = fetch("toy", {"a.bin": "0" * 32}, mirrors=[], root=tmp_path)
+    assert paths == [tmp_path / "toy" / "a.bin"]
+
+
+def test_data_dir_precedence(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVNP_DATA", str(tmp_path / "chosen"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert data_dir() == tmp_path / "chosen"
+    monkeypatch.delenv("CONVNP_DATA")
+    assert data_dir() == tmp_path / "xdg" / "convnp"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data_dir() == tmp_path / "home" / ".cache" / "convnp"

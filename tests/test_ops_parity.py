@@ -1,0 +1,406 @@
+"""Every functional op against torch.nn.functional: forward output and EVERY gradient (input, weight,
+bias), on seeded random configurations, in float64 (tight) and float32."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+from hypothesis import given, settings, strategies as st
+
+import convnp
+from convnp import Tensor, functional as F
+from helpers import assert_close, assert_parity, non_contiguous, to_torch
+
+DTYPES = [np.float64, np.float32]
+
+
+def rng(seed=0):
+    return np.random.default_rng(1000 + seed)
+
+
+# --- conv2d --------------------------------------------------------------------------------------------
+
+# (N, C_in, H, W, F, kernel, stride, padding, dilation, groups, bias, layout)
+CONV_CASES = {
+    "basic 3x3": (2, 3, 6, 6, 4, 3, 1, 0, 1, 1, True, None),
+    "1x1 kernel": (2, 4, 5, 5, 3, 1, 1, 0, 1, 1, True, None),
+    "pad 1": (2, 3, 5, 5, 2, 3, 1, 1, 1, 1, False, None),
+    "pad 2 stride 2": (2, 2, 7, 7, 3, 3, 2, 2, 1, 1, True, None),
+    "stride 2 not divisible": (2, 3, 8, 8, 2, 3, 2, 0, 1, 1, True, None),  # (8 - 3) % 2 = 1
+    "stride 3 not divisible": (1, 2, 10, 9, 3, 2, 3, 1, 1, 1, True, None),
+    "non-square kernel and input": (2, 3, 7, 5, 4, (3, 2), 1, (1, 0), 1, 1, True, None),
+    "per-axis stride/padding": (2, 2, 9, 8, 3, (2, 3), (2, 3), (0, 2), 1, 1, False, None),
+    "dilation 2": (2, 2, 8, 8, 3, 3, 1, 2, 2, 1, True, None),
+    "dilation + stride + non-square": (2, 3, 9, 11, 2, (2, 3), (2, 1), (1, 2), (2, 1), 1, True, None),
+    "groups 2": (2, 4, 6, 5, 6, 3, 1, 1, 1, 2, True, None),
+    "groups 2 strided dilated": (2, 4, 9, 9, 4, (3, 2), 2, 1, 2, 2, False, None),
+    "depthwise": (2, 3, 6, 6, 3, 3, 1, 1, 1, 3, True, None),
+    "depthwise multiplier 2": (2, 3, 7, 6, 6, 3, 2, 1, 1, 3, True, None),
+    "kernel = input": (3, 2, 4, 4, 3, 4, 1, 0, 1, 1, True, None),
+    "transposed input": (2, 3, 6, 7, 4, 3, 2, 1, 1, 1, True, "transposed"),
+    "sliced input": (2, 4, 6, 5, 4, (2, 3), 1, 1, (2, 1), 2, True, "sliced"),
+    "flipped input depthwise": (2, 3, 5, 6, 6, 3, 1, 1, 1, 3, False, "flipped"),
+    "channels-last input": (2, 3, 7, 6, 4, 3, 2, 1, 1, 1, True, "channels_last"),
+    "channels-last grouped dilated": (2, 4, 8, 7, 6, (3, 2), 1, (2, 1), 2, 2, True, "channels_last"),
+}
+
+
+def conv_inputs(case, dtype, seed=0):
+    n, c, h, w, f, kernel, stride, padding, dilation, groups, bias, layout = case
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    r = rng(seed)
+    x = r.standard_normal((n, c, h, w)).astype(dtype)
+    if layout is not None:
+        x = non_contiguous(x, layout)
+    weight = r.standard_normal((f, c // groups, kh, kw)).astype(dtype)
+    b = r.standard_normal(f).astype(dtype) if bias else None
+    return x, weight, b, dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", list(CONV_CASES.values()), ids=list(CONV_CASES))
+def test_conv2d(case, dtype):
+    x, w, b, kw = conv_inputs(case, dtype)
+    y, _ = assert_parity(lambda x, w, b: F.conv2d(x, w, b, **kw), lambda x, w, b: TF.conv2d(x, w, b, **kw), x, w, b)
+    assert y.ndim == 4 and y.shape[1] == w.shape[0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_weight_non_contiguous(dtype):
+    x, w, b, kw = conv_inputs(CONV_CASES["groups 2"], dtype)
+    w = non_contiguous(w, "transposed")
+    assert_parity(lambda x, w, b: F.conv2d(x, w, b, **kw), lambda x, w, b: TF.conv2d(x, w, b, **kw), x, w, b)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("kernel, dilation", [(3, 1), ((3, 5), 1), (3, 2), ((1, 3), (3, 2)), (4, 2)])
+def test_conv2d_padding_strings(padding, kernel, dilation):
+    r = rng()
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x, w, b = r.standard_normal((2, 3, 9, 8)), r.standard_normal((4, 3, kh, kw)), r.standard_normal(4)
+    y, _ = assert_parity(lambda x, w, b: F.conv2d(x, w, b, padding=padding, dilation=dilation),
+                         lambda x, w, b: TF.conv2d(x, w, b, padding=padding, dilation=dilation), x, w, b)
+    if padding == "same":
+        assert y.shape[2:] == x.shape[2:]
+
+
+def test_conv2d_input_without_grad_matches_torch_weight_grads():
+    x, w, b, kw = conv_inputs(CONV_CASES["groups 2 strided dilated"], np.float64)
+    _, (xc, wc, bc) = assert_parity(lambda x, w, b: F.conv2d(x, w, b, **kw),
+                                    lambda x, w, b: TF.conv2d(x, w, b, **kw), x, w, b,
+                                    requires_grad=[False, True, True])
+    assert xc.grad is None and wc.grad is not None
+
+
+@st.composite
+def conv_configs(draw):
+    groups = draw(st.integers(1, 3))
+    c = groups * draw(st.integers(1, 2))
+    f = groups * draw(st.integers(1, 2))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    # the smallest input that still gives one output, plus a little
+    h = max(1, dh * (kh - 1) + 1 - 2 * ph) + draw(st.integers(0, 5))
+    w = max(1, dw * (kw - 1) + 1 - 2 * pw) + draw(st.integers(0, 5))
+    n = draw(st.integers(1, 2))
+    bias = draw(st.booleans())
+    layout = draw(st.sampled_from([None, "transposed", "sliced", "channels_last"]))
+    seed = draw(st.integers(0, 2 ** 16))
+    return (n, c, h, w, f, (kh, kw), (sh, sw), (ph, pw), (dh, dw), groups, bias, layout), seed
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(conv_configs())
+def test_conv2d_randomized(config):
+    case, seed = config
+    x, w, b, kw = conv_inputs(case, np.float64, seed)
+    assert_parity(lambda x, w, b: F.conv2d(x, w, b, **kw), lambda x, w, b: TF.conv2d(x, w, b, **kw), x, w, b,
+                  seed=seed)
+
+
+# --- pooling -------------------------------------------------------------------------------------------
+
+# (N, C, H, W, kernel, stride, padding, layout)
+POOL_CASES = {
+    "2x2": (2, 3, 8, 8, 2, None, 0, None),
+    "odd size floors": (2, 2, 7, 9, 2, None, 0, None),
+    "3x3 stride 2 pad 1": (2, 3, 7, 7, 3, 2, 1, None),
+    "overlapping stride 1": (1, 2, 6, 5, 3, 1, 1, None),
+    "overlapping stride 2 k 3": (2, 2, 9, 8, 3, 2, 0, None),
+    "non-square": (2, 2, 7, 10, (2, 3), (1, 2), (1, 1), None),
+    "non-square k stride 3": (1, 3, 11, 8, (3, 2), (3, 2), (1, 0), None),
+    "global window": (2, 2, 5, 4, (5, 4), 1, 0, None),
+    "transposed input": (2, 3, 6, 7, 2, None, 0, "transposed"),
+    "sliced input": (2, 2, 7, 7, 3, 2, 1, "sliced"),
+    "channels-last input": (2, 3, 6, 7, 2, None, 0, "channels_last"),
+    "channels-last overlapping padded": (2, 3, 7, 6, 3, 1, 1, "channels_last"),
+}
+
+
+def pool_input(case, dtype, seed=0):
+    n, c, h, w, kernel, stride, padding, layout = case
+    # a permutation of distinct values: no ties, so the first-maximum rule is not what is tested here
+    x = (rng(seed).permutation(n * c * h * w).reshape(n, c, h, w) / (n * c * h * w) - 0.5).astype(dtype)
+    if layout is not None:
+        x = non_contiguous(x, layout)
+    return x, dict(kernel_size=kernel, stride=stride, padding=padding)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", list(POOL_CASES.values()), ids=list(POOL_CASES))
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pool2d(kind, case, dtype):
+    x, kw = pool_input(case, dtype)
+    ours, theirs = getattr(F, f"{kind}_pool2d"), getattr(TF, f"{kind}_pool2d")
+    assert_parity(lambda x: ours(x, **kw), lambda x: theirs(x, **kw), x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 3, 1), ((2, 3), (2, 3), 0), (3, 1, 1), (3, 2, 1)])
+def test_max_pool_ties_route_to_one_element(kernel, stride, padding, dtype):
+    # constant blocks: every window is full of ties
+    blocks = rng().integers(0, 3, size=(2, 3, 3, 4)).astype(dtype)
+    x = np.repeat(np.repeat(blocks, 3, axis=2), 3, axis=3)[:, :, :8, :11]
+    kw = dict(kernel_size=kernel, stride=stride, padding=padding)
+    y, (xc,) = assert_parity(lambda x: F.max_pool2d(x, **kw), lambda x: TF.max_pool2d(x, **kw), x)
+
+    # the constant input: each window sends its whole gradient to exactly one element
+    x = np.full((2, 3, 6, 6), 0.25, dtype=dtype)
+    assert_parity(lambda x: F.max_pool2d(x, **kw), lambda x: TF.max_pool2d(x, **kw), x)
+    if stride == kernel and padding == 0:  # non-overlapping windows: check each one by hand
+        kh, kw_ = (kernel, kernel) if isinstance(kernel, int) else kernel
+        xt = Tensor(x, requires_grad=True)
+        y = F.max_pool2d(xt, kernel)
+        dy = rng(1).uniform(1, 2, y.shape).astype(dtype)
+        y.backward(dy)
+        for i in range(y.shape[2]):
+            for j in range(y.shape[3]):
+                window = xt.grad[:, :, i * kh:(i + 1) * kh, j * kw_:(j + 1) * kw_].reshape(2, 3, -1)
+                np.testing.assert_array_equal(window.sum(axis=2), dy[:, :, i, j])
+                np.testing.assert_array_equal((window != 0).sum(axis=2), 1)
+                np.testing.assert_array_equal(window[:, :, 0], dy[:, :, i, j])  # the FIRST element
+
+
+@pytest.mark.parametrize("kernel, stride", [(2, 2), (3, 1)])
+def test_max_pool_nan_wins_like_torch(kernel, stride):
+    # torch: a NaN is the window's maximum, and the gradient goes to the LAST NaN of the window
+    x = rng().standard_normal((1, 2, 5, 6))
+    x[0, 0, 0, 0] = x[0, 0, 1, 0] = x[0, 0, 2, 3] = x[0, 1, 4, 4] = np.nan
+    xc, xt = Tensor(x, requires_grad=True), to_torch(x, True)
+    y, yt = F.max_pool2d(xc, kernel, stride), TF.max_pool2d(xt, kernel, stride)
+    np.testing.assert_array_equal(y.data, yt.detach().numpy())  # NaNs in the same places
+    dy = rng(1).standard_normal(y.shape)
+    y.backward(dy)
+    yt.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(xc.grad, xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size, output_size", [((6, 6), 1), ((8, 6), (4, 3)), ((8, 8), 2), ((7, 7), 3),
+                                               ((5, 5), (2, 3)), ((5, 7), (3, 4)), ((4, 4), 4), ((3, 5), (5, 7))])
+def test_adaptive_avg_pool2d(size, output_size, dtype):
+    x = rng().standard_normal((2, 3) + size).astype(dtype)
+    assert_parity(lambda x: F.adaptive_avg_pool2d(x, output_size), lambda x: TF.adaptive_avg_pool2d(x, output_size), x)
+
+
+# --- activations -------------------------------------------------------------------------------------------
+
+ACTIVATIONS = {
+    "relu": (F.relu, TF.relu),
+    "leaky_relu": (lambda x: F.leaky_relu(x, 0.2), lambda x: TF.leaky_relu(x, 0.2)),
+    "leaky_relu default": (F.leaky_relu, TF.leaky_relu),
+    "tanh": (F.tanh, torch.tanh),
+    "sigmoid": (F.sigmoid, torch.sigmoid),
+    "Tensor.relu": (lambda x: x.relu(), torch.relu),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_activation(name, dtype):
+    x = (rng().standard_normal((3, 4, 5)) * 3).astype(dtype)
+    x[0, 0, :3] = 0.0  # the kink: torch's subgradient there is 0 for relu, slope for leaky
+    ours, theirs = ACTIVATIONS[name]
+    assert_parity(ours, theirs, x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_and_tanh_saturate_without_overflow(dtype):
+    x = np.array([-1000.0, -80.0, 0.0, 80.0, 1000.0], dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow RuntimeWarning would fail the test
+        for ours, theirs in [(F.sigmoid, torch.sigmoid), (F.tanh, torch.tanh)]:
+            y, (xc,) = assert_parity(ours, theirs, x)
+            assert np.all(np.isfinite(y.data)) and np.all(np.isfinite(xc.grad))
+    np.testing.assert_array_equal(F.sigmoid(x).data[[0, -1]], [0.0, 1.0])
+
+
+# --- linear ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(5, 7), (2, 3, 7), (7,)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear(shape, bias, dtype):
+    r = rng()
+    x, w = r.standard_normal(shape).astype(dtype), r.standard_normal((4, 7)).astype(dtype)
+    b = r.standard_normal(4).astype(dtype) if bias else None
+    assert_parity(F.linear, TF.linear, x, w, b)
+
+
+def test_linear_non_contiguous_input():
+    r = rng()
+    x, w, b = non_contiguous(r.standard_normal((2, 3, 5, 7)), "transposed"), r.standard_normal((4, 7)), r.standard_normal(4)
+    assert_parity(F.linear, TF.linear, x, w, b)
+
+
+# --- batch norm ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(8, 3), (4, 3, 5, 6)])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm(shape, affine, training, dtype):
+    r = rng()
+    c = shape[1]
+    weight = r.uniform(0.5, 1.5, c).astype(dtype) if affine else None
+    bias = r.standard_normal(c).astype(dtype) if affine else None
+    mean_ours, var_ours = np.zeros(c, dtype), np.ones(c, dtype)
+    mean_torch, var_torch = torch.from_numpy(np.zeros(c, dtype)), torch.from_numpy(np.ones(c, dtype))
+    for step in range(4):  # several steps so the running statistics compound
+        x = (r.standard_normal(shape) * (step + 1) + step).astype(dtype)
+        assert_parity(
+            lambda x, w, b: F.batch_norm(x, mean_ours, var_ours, w, b, training=training, momentum=0.1, eps=1e-5),
+            lambda x, w, b: TF.batch_norm(x, mean_torch, var_torch, w, b, training=training, momentum=0.1, eps=1e-5),
+            x, weight, bias, seed=step)
+    assert_close(mean_ours, mean_torch, 1e-6 if dtype == np.float32 else 1e-12, 1e-6)
+    assert_close(var_ours, var_torch, 1e-6 if dtype == np.float32 else 1e-12, 1e-6)
+    if training:  # and they really moved: the unbiased variance after 4 steps is far from 1
+        assert np.all(var_ours > 2)
+
+
+def test_batch_norm_running_var_is_unbiased_by_hand():
+    x = np.array([[1.0], [3.0]])  # mean 2, biased variance 1, unbiased variance 2
+    running_mean, running_var = np.zeros(1), np.ones(1)
+    F.batch_norm(x, running_mean, running_var, training=True, momentum=0.1)
+    np.testing.assert_allclose(running_mean, [0.2])
+    np.testing.assert_allclose(running_var, [0.9 * 1 + 0.1 * 2])
+
+
+def test_batch_norm_training_without_running_stats():
+    x = rng().standard_normal((6, 4, 3, 3))
+    assert_parity(lambda x: F.batch_norm(x, None, None, training=True),
+                  lambda x: TF.batch_norm(x, None, None, training=True), x)
+
+
+# --- dropout --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
+def test_dropout_training(p, dtype):
+    x0 = rng().uniform(1.0, 2.0, (200, 500)).astype(dtype)  # no zeros in x: a zero in y means "dropped"
+    x = Tensor(x0, requires_grad=True)
+    y = F.dropout(x, p, training=True, rng=np.random.default_rng(7))
+    assert y.dtype == dtype
+    dropped = y.data == 0
+    n = dropped.size
+    assert abs(dropped.mean() - p) < 5 * np.sqrt(p * (1 - p) / n)  # 5 standard errors
+    scale = dtype(1.0 / (1.0 - p))
+    np.testing.assert_allclose(y.data[~dropped], x0[~dropped] * scale, rtol=1e-6)
+    dy = rng(1).standard_normal(x0.shape).astype(dtype)
+    y.backward(dy)
+    np.testing.assert_allclose(x.grad, dy * (~dropped) * scale, rtol=1e-6)
+    # the same seed gives the same mask; the default generator follows convnp.manual_seed
+    again = F.dropout(x0, p, training=True, rng=np.random.default_rng(7)).data
+    np.testing.assert_array_equal(again, y.data)
+    convnp.manual_seed(3)
+    first = F.dropout(x0, p).data
+    convnp.manual_seed(3)
+    np.testing.assert_array_equal(F.dropout(x0, p).data, first)
+
+
+def test_dropout_eval_and_edge_probabilities():
+    x0 = rng().standard_normal((4, 5))
+    x = Tensor(x0, requires_grad=True)
+    y = F.dropout(x, 0.5, training=False)
+    np.testing.assert_array_equal(y.data, x0)
+    (y * 3.0).sum().backward()
+    np.testing.assert_array_equal(x.grad, np.full(x0.shape, 3.0))
+    np.testing.assert_array_equal(F.dropout(x0, 0.0).data, x0)
+    np.testing.assert_array_equal(F.dropout(x0, 1.0).data, np.zeros_like(x0))
+    # torch agrees in eval mode
+    np.testing.assert_array_equal(TF.dropout(torch.from_numpy(x0), 0.5, training=False).numpy(), x0)
+
+
+# --- softmax and losses --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dim", [-1, 0, 1])
+@pytest.mark.parametrize("kind", ["log_softmax", "softmax"])
+def test_softmax(kind, dim, dtype):
+    x = (rng().standard_normal((3, 4, 5)) * 5).astype(dtype)
+    ours, theirs = getattr(F, kind), getattr(TF, kind)
+    assert_parity(lambda x: ours(x, dim=dim), lambda x: theirs(x, dim=dim), x)
+
+
+def test_log_softmax_huge_logits():
+    x = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4]])
+    y, (xc,) = assert_parity(F.log_softmax, lambda x: TF.log_softmax(x, dim=-1), x)
+    assert np.all(np.isfinite(y.data)) and np.all(np.isfinite(xc.grad))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1, 0.5])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy(reduction, label_smoothing, dtype):
+    r = rng()
+    logits = (r.standard_normal((6, 5)) * 3).astype(dtype)
+    target = r.integers(0, 5, 6)
+    assert_parity(lambda x: F.cross_entropy(x, target, reduction=reduction, label_smoothing=label_smoothing),
+                  lambda x: TF.cross_entropy(x, torch.from_numpy(target), reduction=reduction,
+                                             label_smoothing=label_smoothing), logits)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_cross_entropy_huge_logits_are_finite(label_smoothing, dtype):
+    logits = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4], [0.0, 0.0, 1e4]], dtype=dtype)
+    target = np.array([1, 0, 2])
+    y, (xc,) = assert_parity(
+        lambda x: F.cross_entropy(x, target, label_smoothing=label_smoothing),
+        lambda x: TF.cross_entropy(x, torch.from_numpy(target), label_smoothing=label_smoothing), logits)
+    assert np.isfinite(y.item()) and y.item() > 1000  # two confident mistakes of ~2e4 each
+    assert np.all(np.isfinite(xc.grad))
+
+
+def test_cross_entropy_by_hand():
+    # uniform logits over K classes: loss = ln K; gradient = (1/K - onehot) / N
+    logits = Tensor(np.zeros((2, 4)), requires_grad=True)
+    loss = F.cross_entropy(logits, np.array([1, 3]))
+    np.testing.assert_allclose(loss.item(), np.log(4))
+    loss.backward()
+    expected = np.full((2, 4), 0.25)
+    expected[0, 1] -= 1
+    expected[1, 3] -= 1
+    np.testing.assert_allclose(logits.grad, expected / 2)
+
+
+def test_cross_entropy_with_modules_and_int32_targets():
+    r = rng()
+    logits, target = r.standard_normal((5, 3)), r.integers(0, 3, 5).astype(np.int32)
+    ours = convnp.nn.CrossEntropyLoss(label_smoothing=0.1)(Tensor(logits), target)
+    theirs = torch.nn.CrossEntropyLoss(label_smoothing=0.1)(to_torch(logits), torch.from_numpy(target).long())
+    assert_close(ours.data, theirs, 1e-12, 1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_mse_loss(reduction, dtype):
+    r = rng()
+    x, target = r.standard_normal((4, 3, 2)).astype(dtype), r.standard_normal((4, 3, 2)).astype(dtype)
+    assert_parity(lambda x, t: F.mse_loss(x, t, reduction=reduction),
+                  lambda x, t: TF.mse_loss(x, t, reduction=reduction), x, target)
+    ours = convnp.nn.MSELoss(reduction)(Tensor(x), Tensor(target))
+    assert_close(ours.data, TF.mse_loss(to_torch(x), to_torch(target), reduction=reduction), 1e-5, 1e-6)
