@@ -268,3 +268,23 @@ def test_pooling_matches_reference(kernel, stride, padding, ties):
         y.backward(dy)
         dx = getattr(reference, f"{kind}_pool2d_backward")(dy, x, kernel, stride, padding)
         np.testing.assert_allclose(xt.grad, dx, rtol=1e-12, atol=1e-12)
+
+
+def test_relu_and_linear_match_reference():
+    r = rng(9)
+    x, w, b = r.standard_normal((2, 3, 5)), r.standard_normal((4, 5)), r.standard_normal(4)
+    x[0, 0, :2] = 0.0
+    xt = leaf(x)
+    y = F.relu(xt)
+    np.testing.assert_array_equal(y.data, reference.relu_forward(x))
+    dy = r.standard_normal(y.shape)
+    y.backward(dy)
+    np.testing.assert_array_equal(xt.grad, reference.relu_backward(dy, x))
+
+    xt, wt, bt = leaf(x), leaf(w), leaf(b)
+    y = F.linear(xt, wt, bt)
+    np.testing.assert_allclose(y.data, reference.linear_forward(x, w, b), rtol=1e-12, atol=1e-12)
+    dy = r.standard_normal(y.shape)
+    y.backward(dy)
+    for ours, expected in zip([xt.grad, wt.grad, bt.grad], reference.linear_backward(dy, x, w)):
+        np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12)

@@ -173,6 +173,13 @@ def test_load_torch_state_dict_and_back():
         np.testing.assert_array_equal(value.numpy(), ours.state_dict()[key])
 
 
+def test_load_named_parameters_of_a_torch_module():
+    # tensors that require grad (from named_parameters) load too, not only state_dict()'s detached ones
+    ours, theirs = nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    ours.load_state_dict(dict(theirs.named_parameters()))
+    np.testing.assert_array_equal(ours.weight.data, theirs.weight.detach().numpy())
+
+
 def test_loaded_arrays_are_copies():
     layer = nn.Linear(2, 2)
     state = {"weight": np.ones((2, 2), dtype=np.float32), "bias": np.zeros(2, dtype=np.float32)}
@@ -228,6 +235,8 @@ def test_load_state_dict_non_strict():
 ], ids=["conv", "conv groups", "linear"])
 def test_default_init_matches_torch(make_ours, make_theirs, fan_in):
     bound = 1 / math.sqrt(fan_in)
+    convnp.manual_seed(0)
+    torch.manual_seed(0)
     ours, theirs = make_ours(), make_theirs()
     for name in ["weight", "bias"]:
         w = getattr(ours, name).data
@@ -336,6 +345,13 @@ def test_batchnorm_train_then_eval_matches_torch(cls, shape, momentum):
     assert_close(x.grad, xt.grad, 1e-4, 1e-5, "eval input gradient")
     assert int(ours.num_batches_tracked) == 5  # evaluation does not count batches
     assert_close(ours.weight.grad, theirs.weight.grad, 1e-4, 1e-5, "weight gradient")
+
+
+def test_batchnorm_cumulative_average_in_eval_before_training():
+    # momentum=None and no training step yet: evaluation must use the initial statistics, not divide by 0
+    ours, theirs = nn.BatchNorm1d(3, momentum=None).eval(), torch.nn.BatchNorm1d(3, momentum=None).eval()
+    x0 = rng().standard_normal((4, 3)).astype(np.float32)
+    assert_close(ours(Tensor(x0)).data, theirs(to_torch(x0)), 1e-5, 1e-6)
 
 
 def test_batchnorm_without_running_stats_uses_batch_stats_in_eval():

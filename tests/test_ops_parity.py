@@ -200,7 +200,8 @@ def test_max_pool_nan_wins_like_torch(kernel, stride):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size, output_size", [((6, 6), 1), ((8, 6), (4, 3)), ((8, 8), 2), ((7, 7), 3),
-                                               ((5, 5), (2, 3)), ((5, 7), (3, 4)), ((4, 4), 4), ((3, 5), (5, 7))])
+                                               ((5, 5), (2, 3)), ((5, 7), (3, 4)), ((4, 4), 4), ((3, 5), (5, 7)),
+                                               ((5, 6), (None, 4)), ((7, 5), (3, None))])
 def test_adaptive_avg_pool2d(size, output_size, dtype):
     x = rng().standard_normal((2, 3) + size).astype(dtype)
     assert_parity(lambda x: F.adaptive_avg_pool2d(x, output_size), lambda x: TF.adaptive_avg_pool2d(x, output_size), x)
@@ -404,3 +405,42 @@ def test_mse_loss(reduction, dtype):
                   lambda x, t: TF.mse_loss(x, t, reduction=reduction), x, target)
     ours = convnp.nn.MSELoss(reduction)(Tensor(x), Tensor(target))
     assert_close(ours.data, TF.mse_loss(to_torch(x), to_torch(target), reduction=reduction), 1e-5, 1e-6)
+
+
+# --- the same results whatever the gradient's layout, and with no graph at all ---------------------------
+
+LAYOUT_OPS = {
+    "conv2d": (lambda x, w: F.conv2d(x, w, stride=2, padding=1, groups=2),
+               lambda x, w: TF.conv2d(x, w, stride=2, padding=1, groups=2), (6, 2, 3, 3)),
+    "max_pool2d": (lambda x, w: F.max_pool2d(x, 3, 2, 1) * w, lambda x, w: TF.max_pool2d(x, 3, 2, 1) * w, (4, 1, 1)),
+    "avg_pool2d": (lambda x, w: F.avg_pool2d(x, 2) * w, lambda x, w: TF.avg_pool2d(x, 2) * w, (4, 1, 1)),
+    "batch_norm": (lambda x, w: F.batch_norm(x, None, None, w, None, training=True),
+                   lambda x, w: TF.batch_norm(x, None, None, w, None, training=True), (4,)),
+    "adaptive_avg_pool2d": (lambda x, w: F.adaptive_avg_pool2d(x, (3, 2)) * w,
+                            lambda x, w: TF.adaptive_avg_pool2d(x, (3, 2)) * w, (4, 1, 1)),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYOUT_OPS))
+def test_gradient_arriving_in_another_layout(name):
+    # the op's output is permuted and sliced downstream, so dy reaches its backward non-contiguous
+    ours, theirs, w_shape = LAYOUT_OPS[name]
+    r = rng()
+    x, w = r.standard_normal((2, 4, 7, 6)), r.standard_normal(w_shape)
+    assert_parity(lambda x, w: ours(x, w).transpose(0, 2, 3, 1)[:, ::-1][..., 1:] * 1.5,
+                  lambda x, w: theirs(x, w).permute(0, 2, 3, 1).flip(1)[..., 1:] * 1.5, x, w)
+
+
+@pytest.mark.parametrize("layout", [None, "channels_last"])
+@pytest.mark.parametrize("name", list(LAYOUT_OPS))
+def test_no_grad_forward_matches(name, layout):
+    # ops take shortcuts when no gradient is needed (nothing saved, no argmax bookkeeping)
+    ours, theirs, w_shape = LAYOUT_OPS[name]
+    r = rng()
+    x, w = r.standard_normal((2, 4, 7, 6)), r.standard_normal(w_shape)
+    x = x if layout is None else non_contiguous(x, layout)
+    with convnp.no_grad():
+        y = ours(Tensor(x), Tensor(w))
+    assert not y.requires_grad
+    assert_close(y.data, theirs(to_torch(x), to_torch(w)), 1e-10, 1e-10)
+    assert_close(y.data, ours(Tensor(x, requires_grad=True), Tensor(w)).data, 1e-12, 1e-12)

@@ -345,6 +345,7 @@ INDICES = [
     ((None, 0), "newaxis"),
     (np.array([0, 2, 0, 0]), "repeated fancy"),
     ((np.array([0, 1, 0]), slice(None), np.array([2, 2, 2])), "mixed fancy"),
+    (np.array([[0, 2], [2, 2]]), "2-D fancy"),
 ]
 
 
@@ -371,6 +372,11 @@ def test_getitem_repeated_indices_accumulate_by_hand():
     x.grad = None
     x[::-1][1:].sum().backward()  # negative strides (torch cannot do these)
     np.testing.assert_array_equal(x.grad, [1.0, 1.0, 1.0, 0.0])
+    m = Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    picked = m[Tensor(np.array([1, 1])), Tensor(np.array([0, 2]))]  # Tensors as index arrays, in a tuple
+    np.testing.assert_array_equal(picked.data, [3.0, 5.0])
+    picked.sum().backward()
+    np.testing.assert_array_equal(m.grad, [[0, 0, 0], [1, 0, 1]])
 
 
 # --- matmul --------------------------------------------------------------------------------------------

@@ -92,12 +92,20 @@ def adaptive_avg_pool2d(x, output_size):
     x = _tensor(x)
     if x.ndim != 4:
         raise ValueError(f"adaptive_avg_pool2d: expected a 4-D input (N, C, H, W), got shape {x.shape}")
-    out_h, out_w = pair(output_size, "output_size")
+    # like PyTorch, None in output_size keeps that input size: (None, 3)
+    out_h, out_w = _pair_or_none(output_size)
     out_h = x.shape[2] if out_h is None else out_h
     out_w = x.shape[3] if out_w is None else out_w
     if out_h < 1 or out_w < 1:
         raise ValueError(f"adaptive_avg_pool2d: output_size must be >= 1, got {output_size}")
     return pool.AdaptiveAvgPool2d.apply(x, output_size=(out_h, out_w))
+
+
+def _pair_or_none(value):
+    """pair() for an output_size whose entries may be None: 3 -> (3, 3); (None, 3) -> (None, 3)."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return tuple(None if v is None else int(v) for v in value)
+    return pair(value, "output_size")
 
 
 # --- activations ---------------------------------------------------------------------------------

@@ -230,6 +230,8 @@ class Tensor:
         from .ops.shape import GetItem
         if isinstance(index, Tensor):
             index = index.data
+        elif isinstance(index, tuple):  # x[idx_tensor, 0]: index arrays may come as Tensors too
+            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
         return GetItem.apply(self, index=index)
 
     def exp(self):

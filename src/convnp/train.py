@@ -1,42 +1,224 @@
-"""Training and evaluation loops.
+"""Training and evaluation loops, with callbacks.
 
-    history = fit(model, train_loader, val_loader, optimizer, nn.CrossEntropyLoss(), epochs=5)
-    metrics = evaluate(model, test_loader)
+    history = fit(model, train_loader, val_loader, optimizer, nn.CrossEntropyLoss(), epochs=5,
+                  scheduler=scheduler, callbacks=[ModelCheckpoint("runs/x"), EarlyStopping(), NaNGuard()])
+    metrics = evaluate(model, test_loader)   # loss, accuracy, per-class accuracy, confusion matrix
 
-Loaders are ``convnp.data.DataLoader`` objects (or anything yielding (images, labels) batches of
-NumPy arrays).  ``fit`` shows a tqdm progress bar per epoch (loss, accuracy, speed, ETA) when the
-output is a terminal and one line per epoch otherwise (logs, CI).
+Loaders are ``convnp.data.DataLoader`` objects (or anything yielding (images, labels) batches of NumPy
+arrays); a dataset with ``.x`` and ``.y`` is wrapped in a DataLoader.  ``fit`` shows a tqdm progress
+bar per epoch (loss, accuracy, images/s and ETA) when stderr is a terminal, and logs one line per epoch
+otherwise (logs, CI).
+
+When the scheduler steps
+------------------------
+``scheduler_interval`` says it: ``"epoch"`` (after each epoch, like StepLR/CosineAnnealingLR in PyTorch
+examples) or ``"batch"`` (after every optimizer step, as OneCycleLR requires).  Left as None, a scheduler
+that sets ``per_batch = True`` and every OneCycleLR steps per batch, every other scheduler per epoch.
+
+Callbacks
+---------
+A callback subclasses ``Callback`` and overrides any of ``on_train_begin``, ``on_epoch_begin``,
+``on_before_step`` (after backward, before the optimizer step: ``state.loss`` holds the batch loss),
+``on_batch_end``, ``on_epoch_end`` and ``on_train_end``; each receives the ``TrainState``.  Raising
+``StopTraining(message)`` ends training cleanly: ``fit`` logs the message, stores it in
+``history['stop_reason']`` and returns.  Provided: ``ModelCheckpoint`` (last and best), ``EarlyStopping``
+and ``NaNGuard``.
 """
 import math
 import sys
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from . import functional as F
 from .tensor import Tensor, no_grad
 
+HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "time")
+
 
 class StopTraining(Exception):
-    """Raised by a callback to end training after the current step or epoch."""
+    """Raised by a callback to end training; its message says why.  ``diverged`` marks a failed run."""
+
+    def __init__(self, message, diverged=False):
+        super().__init__(message)
+        self.diverged = diverged
 
 
-def _progress(iterable, total, description, enabled):
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
+@dataclass
+class TrainState:
+    """What callbacks see.  ``epoch`` is 0-based (the epoch running, or just finished in on_epoch_end);
+    ``step`` the 0-based batch index within it; ``loss`` the latest batch loss."""
 
-    return tqdm(iterable, total=total, desc=description, leave=True, unit="batch", dynamic_ncols=True)
+    model: object
+    optimizer: object
+    scheduler: object
+    train_loader: object
+    val_loader: object
+    epochs: int
+    history: dict
+    log: object = None
+    epoch: int = 0
+    step: int = 0
+    loss: float = float("nan")
+    metrics: dict = field(default_factory=dict)  # the epoch's numbers, set before on_epoch_end
 
 
-def evaluate(model, loader, loss_fn=None, num_classes=None):
-    """Run ``model`` in eval mode over ``loader`` without building a graph.
+class Callback:
+    """Base class: every hook does nothing."""
 
-    Returns {'loss', 'accuracy', 'per_class_accuracy' (K,), 'confusion' (K, K): rows true, columns
-    predicted, 'count'}.  The model's train/eval mode is restored afterwards.
+    def on_train_begin(self, state):
+        pass
+
+    def on_epoch_begin(self, state):
+        pass
+
+    def on_before_step(self, state):
+        pass
+
+    def on_batch_end(self, state):
+        pass
+
+    def on_epoch_end(self, state):
+        pass
+
+    def on_train_end(self, state):
+        pass
+
+
+# --- callbacks ---------------------------------------------------------------------------------------------
+class NaNGuard(Callback):
+    """Stop as soon as a batch loss is NaN or infinite, before the optimizer applies that step.
+
+    The message names the epoch and step (1-based, as the progress bar counts them).  Because training
+    stops before the epoch ends, ModelCheckpoint never writes the diverged model: the last good
+    checkpoint on disk stays as it was.
     """
+
+    def on_before_step(self, state):
+        if not math.isfinite(state.loss):
+            raise StopTraining(f"NaN guard: the training loss became {state.loss} at epoch {state.epoch + 1}, "
+                               f"step {state.step + 1}; training stopped before that update (try a lower "
+                               f"learning rate). The last good checkpoint was left intact.", diverged=True)
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` (a history key, e.g. 'val_loss' or 'val_accuracy') has not improved by more
+    than ``min_delta`` for ``patience`` epochs.  ``mode``: 'min', 'max', or 'auto' (max for accuracies)."""
+
+    def __init__(self, monitor="val_loss", patience=3, min_delta=0.0, mode="auto"):
+        if patience < 1:
+            raise ValueError(f"EarlyStopping: patience must be >= 1, got {patience}")
+        self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
+        self.mode = _resolve_mode(monitor, mode)
+
+    def on_train_begin(self, state):
+        self.best, self.best_epoch, self.wait = None, None, 0
+        for epoch, value in zip(state.history["epoch"], state.history.get(self.monitor, [])):  # a resumed run
+            self._update(epoch, value)
+
+    def _update(self, epoch, value):
+        if self.best is None or _improved(value, self.best, self.mode, self.min_delta):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+        else:
+            self.wait += 1
+
+    def on_epoch_end(self, state):
+        value = _monitored(state, self.monitor, "EarlyStopping")
+        self._update(state.epoch + 1, value)
+        if self.wait >= self.patience:
+            raise StopTraining(f"early stopping: {self.monitor} has not improved for {self.wait} epoch(s) "
+                               f"(best {self.best:.4f} at epoch {self.best_epoch})")
+
+
+class ModelCheckpoint(Callback):
+    """Save ``<folder>/last.npz`` after every epoch and ``<folder>/best.npz`` whenever ``monitor``
+    improves (default: val_accuracy when there is validation data, else train_accuracy; an accuracy tie
+    goes to the lower matching loss).
+
+    Each file is a full checkpoint (``convnp.checkpoint.save``): weights, optimizer, scheduler, epoch,
+    global and loader RNG states, history, plus ``preprocessing`` and any ``extra`` values, so a run can
+    resume from ``last.npz`` exactly.  Writes are atomic.
+    """
+
+    def __init__(self, folder, monitor=None, mode="auto", save_last=True, save_best=True, preprocessing=None,
+                 extra=None, last_name="last.npz", best_name="best.npz"):
+        self.folder = Path(folder)
+        self.monitor, self.mode_argument = monitor, mode
+        self.save_last, self.save_best = save_last, save_best
+        self.preprocessing, self.extra = preprocessing, dict(extra or {})
+        self.last_path, self.best_path = self.folder / last_name, self.folder / best_name
+        self.best, self.best_epoch = None, None
+
+    def on_train_begin(self, state):
+        if self.monitor is None:
+            self.monitor = "val_accuracy" if state.val_loader is not None else "train_accuracy"
+        self.mode = _resolve_mode(self.monitor, self.mode_argument)
+        # Ties on an accuracy are broken by the matching loss (val_accuracy -> val_loss): lower is better.
+        self.tie_key = self.monitor.replace("accuracy", "loss") if "accuracy" in self.monitor else None
+        self.best, self.best_tie, self.best_epoch = None, None, None
+        history = state.history
+        for i, epoch in enumerate(history["epoch"][:len(history.get(self.monitor, []))]):  # a resumed run
+            self._consider(epoch, history[self.monitor][i], self._tie_value(history, i))
+
+    def _tie_value(self, history, index):
+        values = history.get(self.tie_key) if self.tie_key else None
+        return values[index] if values and len(values) > index else None
+
+    def _consider(self, epoch, value, tie):
+        improved = (self.best is None or _improved(value, self.best, self.mode, 0.0)
+                    or (value == self.best and tie is not None and self.best_tie is not None and tie < self.best_tie))
+        if improved:
+            self.best, self.best_tie, self.best_epoch = value, tie, epoch
+        return improved
+
+    def on_epoch_end(self, state):
+        from . import checkpoint
+
+        epoch = state.epoch + 1
+        value = _monitored(state, self.monitor, "ModelCheckpoint")
+        improved = self._consider(epoch, value, self._tie_value(state.history, len(state.history["epoch"]) - 1))
+        loader = state.train_loader if hasattr(state.train_loader, "rng") else None
+        kwargs = dict(epoch=epoch, loader=loader,
+                      preprocessing=self.preprocessing, history=state.history,
+                      best={"monitor": self.monitor, "value": self.best, "epoch": self.best_epoch}, **self.extra)
+        if self.save_last:
+            checkpoint.save(self.last_path, state.model, state.optimizer, state.scheduler, **kwargs)
+        if self.save_best and improved:
+            checkpoint.save(self.best_path, state.model, state.optimizer, state.scheduler, **kwargs)
+
+
+def _resolve_mode(monitor, mode):
+    if mode == "auto":
+        return "max" if "acc" in monitor else "min"
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
+    return mode
+
+
+def _improved(value, best, mode, min_delta):
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+def _monitored(state, key, who):
+    values = state.history.get(key)
+    if not values or len(values) < len(state.history["epoch"]):
+        known = ", ".join(k for k in HISTORY_KEYS if state.history.get(k))
+        raise ValueError(f"{who}: no {key!r} in the history (it has {known}); "
+                         f"give validation data or monitor another key")
+    return values[-1]
+
+
+# --- evaluation ---------------------------------------------------------------------------------------------
+def evaluate(model, data, loss=None, num_classes=None, batch_size=1000):
+    """Run ``model`` in eval mode over ``data`` (a loader, or a dataset with .x and .y) without a graph.
+
+    Returns {'loss': mean loss, 'accuracy', 'per_class_accuracy' (K,) (NaN for a class with no examples),
+    'confusion' (K, K) int: rows true class, columns predicted, 'count'}.  ``loss`` is a mean-reducing
+    loss module (default cross-entropy).  The model's train/eval mode is restored afterwards.
+    """
+    loader = _as_loader(data, batch_size, shuffle=False)
     was_training = model.training
     model.eval()
     total_loss, count = 0.0, 0
@@ -44,87 +226,218 @@ def evaluate(model, loader, loss_fn=None, num_classes=None):
     try:
         with no_grad():
             for images, labels in loader:
+                labels = np.asarray(labels)
                 logits = model(Tensor(images))
-                if loss_fn is None:
-                    loss = F.cross_entropy(logits, labels, reduction="sum").item()
+                if loss is None:
+                    total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
                 else:
-                    loss = loss_fn(logits, labels).item() * len(labels)
-                total_loss += loss
+                    total_loss += loss(logits, labels).item() * len(labels)
                 count += len(labels)
-                k = num_classes or logits.shape[1]
                 if confusion is None:
+                    k = num_classes or logits.shape[1]
                     confusion = np.zeros((k, k), dtype=np.int64)
-                np.add.at(confusion, (np.asarray(labels), logits.data.argmax(axis=1)), 1)
+                np.add.at(confusion, (labels, logits.data.argmax(axis=1)), 1)
     finally:
         model.train(was_training)
     if count == 0:
-        raise ValueError("evaluate: the loader yielded no batches")
-    per_class = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
+        raise ValueError("evaluate: the data yielded no batches")
+    support = confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = np.where(support > 0, np.diag(confusion) / np.maximum(support, 1), np.nan)
     return {"loss": total_loss / count, "accuracy": float(np.trace(confusion) / count),
             "per_class_accuracy": per_class, "confusion": confusion, "count": count}
 
 
-def train_epoch(model, loader, optimizer, loss_fn, epoch=0, progress=None, on_step=None, scheduler_step=None):
-    """One pass over ``loader``: forward, loss, backward, optimizer step.  Returns (mean loss, accuracy)."""
+# --- training -------------------------------------------------------------------------------------------------
+def _as_loader(data, batch_size, shuffle):
+    if hasattr(data, "x") and hasattr(data, "y") and not hasattr(data, "batch_size"):
+        from .data import DataLoader
+
+        return DataLoader(data, batch_size, shuffle=shuffle)
+    return data
+
+
+def _num_samples(loader):
+    x = getattr(loader, "x", None)
+    if x is not None and getattr(loader, "batch_size", None):
+        return len(loader) * loader.batch_size if getattr(loader, "drop_last", False) else len(x)
+    return None
+
+
+def _use_bar(progress):
+    if progress is None:
+        return sys.stderr.isatty()
+    return bool(progress)
+
+
+def _make_bar(loader, description):
+    from tqdm import tqdm
+
+    total = _num_samples(loader)
+    if total is None:
+        return tqdm(total=len(loader), desc=description, unit="batch", dynamic_ncols=True, leave=True), False
+    return tqdm(total=total, desc=description, unit="img", unit_scale=True, dynamic_ncols=True, leave=True), True
+
+
+def train_epoch(model, loader, optimizer, loss, state=None, callbacks=(), scheduler_step=None, bar=None):
+    """One pass over ``loader``: forward, loss, backward, callbacks' on_before_step, optimizer step,
+    ``scheduler_step()`` (per-batch schedules), callbacks' on_batch_end.
+
+    Returns (mean loss, accuracy, seconds, number of images).  ``bar``: a (tqdm bar, counts images) pair.
+    """
     model.train()
     total_loss, correct, count = 0.0, 0, 0
     start = time.perf_counter()
-    bar = _progress(loader, len(loader), f"epoch {epoch + 1}", progress)
-    for step, (images, labels) in enumerate(bar):
+    for step, (images, labels) in enumerate(loader):
+        labels = np.asarray(labels)
         optimizer.zero_grad()
         logits = model(Tensor(images))
-        loss = loss_fn(logits, labels)
-        loss.backward()
+        batch_loss = loss(logits, labels)
+        value = batch_loss.item()
+        batch_loss.backward()
+        if state is not None:
+            state.step, state.loss = step, value
+        for callback in callbacks:
+            callback.on_before_step(state)
         optimizer.step()
         if scheduler_step is not None:
             scheduler_step()
-        value = loss.item()
-        if on_step is not None:
-            on_step(epoch, step, value)
         total_loss += value * len(labels)
         correct += int((logits.data.argmax(axis=1) == labels).sum())
         count += len(labels)
-        if bar is not loader and step % 10 == 0:
-            bar.set_postfix(loss=f"{total_loss / count:.4f}", acc=f"{correct / count:.4f}")
-    if bar is not loader:
-        bar.close()
-    return total_loss / max(count, 1), correct / max(count, 1), time.perf_counter() - start
+        for callback in callbacks:
+            callback.on_batch_end(state)
+        if bar is not None:
+            tqdm_bar, counts_images = bar
+            tqdm_bar.update(len(labels) if counts_images else 1)
+            if step % 10 == 0:
+                tqdm_bar.set_postfix_str(f"loss {total_loss / count:.4f} acc {correct / count:.4f}", refresh=False)
+    return total_loss / max(count, 1), correct / max(count, 1), time.perf_counter() - start, count
 
 
-def fit(model, train_loader, val_loader=None, optimizer=None, loss_fn=None, epochs=1, scheduler=None,
-        callbacks=(), progress=None, log=print):
-    """Train ``model`` for ``epochs`` epochs; returns the history, a dict of per-epoch lists:
-    train_loss, train_accuracy, val_loss, val_accuracy, lr, time.
+def fit(model, train_data, val_data=None, optimizer=None, loss=None, epochs=1, scheduler=None, callbacks=(), *,
+        scheduler_interval=None, start_epoch=0, history=None, progress=None, log=print, batch_size=64):
+    """Train ``model`` until ``epochs`` epochs are complete; returns the history.
 
-    ``scheduler`` steps once per epoch, unless it has ``per_batch = True`` (OneCycleLR), when it steps
-    after every optimizer step.
+    The history is a dict of per-epoch lists: epoch (1-based), train_loss, train_accuracy, val_loss,
+    val_accuracy (empty without ``val_data``), lr (at the epoch's start), time (seconds of training),
+    and 'stop_reason' (None, or why a callback stopped training early) and 'diverged' (True when the
+    NaN guard stopped it).
+
+    ``loss``: a loss module taking (logits, labels) (default ``nn.CrossEntropyLoss()``).  ``scheduler``
+    and ``scheduler_interval``: see the module docstring.  To resume after ``k`` completed epochs,
+    restore the model/optimizer/scheduler/loader state (``convnp.checkpoint.restore``) and pass
+    ``start_epoch=k`` and the saved ``history``.  ``progress``: True/False forces the tqdm bar on or off
+    (default: on when stderr is a terminal); ``log``: where the per-epoch line and stop messages go
+    (None: silent).  ``batch_size`` is used only when ``train_data`` is a dataset rather than a loader.
     """
     from .nn import CrossEntropyLoss
+    from .optim import OneCycleLR
 
     if optimizer is None:
         raise ValueError("fit: an optimizer is required, e.g. convnp.optim.Adam(model.parameters())")
-    loss_fn = CrossEntropyLoss() if loss_fn is None else loss_fn
-    history = {"train_loss": [], "train_accuracy": [], "val_loss": [], "val_accuracy": [], "lr": [], "time": []}
-    per_batch = getattr(scheduler, "per_batch", False)
-    for epoch in range(epochs):
-        lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc, seconds = train_epoch(
-            model, train_loader, optimizer, loss_fn, epoch, progress,
-            scheduler_step=scheduler.step if (scheduler is not None and per_batch) else None)
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(f"fit: the training loss became {train_loss} in epoch {epoch + 1}")
-        if scheduler is not None and not per_batch:
-            scheduler.step()
-        history["train_loss"].append(train_loss)
-        history["train_accuracy"].append(train_acc)
-        history["lr"].append(lr)
-        history["time"].append(seconds)
-        line = f"epoch {epoch + 1}/{epochs}  train loss {train_loss:.4f}  acc {train_acc:.4f}"
-        if val_loader is not None:
-            metrics = evaluate(model, val_loader)
-            history["val_loss"].append(metrics["loss"])
-            history["val_accuracy"].append(metrics["accuracy"])
-            line += f"  val loss {metrics['loss']:.4f}  acc {metrics['accuracy']:.4f}"
+    if not 0 <= start_epoch <= epochs:
+        raise ValueError(f"fit: start_epoch {start_epoch} must lie between 0 and epochs ({epochs})")
+    loss = CrossEntropyLoss() if loss is None else loss
+    train_loader = _as_loader(train_data, batch_size, shuffle=True)
+    val_loader = None if val_data is None else _as_loader(val_data, 1000, shuffle=False)
+    if scheduler_interval is None:
+        per_batch = getattr(scheduler, "per_batch", None)
+        if per_batch is None:
+            per_batch = isinstance(scheduler, OneCycleLR)
+        scheduler_interval = "batch" if per_batch else "epoch"
+    if scheduler_interval not in ("batch", "epoch"):
+        raise ValueError(f"fit: scheduler_interval must be 'batch' or 'epoch', got {scheduler_interval!r}")
+    history = {key: list(history.get(key, [])) if history else [] for key in HISTORY_KEYS}
+    history["stop_reason"], history["diverged"] = None, False
+    callbacks = list(callbacks)
+    state = TrainState(model, optimizer, scheduler, train_loader, val_loader, epochs, history, log)
+    use_bar = _use_bar(progress)
+    batch_step = scheduler.step if (scheduler is not None and scheduler_interval == "batch") else None
+
+    for callback in callbacks:
+        callback.on_train_begin(state)
+    try:
+        for epoch in range(start_epoch, epochs):
+            state.epoch, state.step = epoch, 0
+            for callback in callbacks:
+                callback.on_epoch_begin(state)
+            lr = optimizer.param_groups[0]["lr"]
+            bar = _make_bar(train_loader, f"epoch {epoch + 1}/{epochs}") if use_bar else None
+            try:
+                train_loss, train_acc, seconds, count = train_epoch(
+                    model, train_loader, optimizer, loss, state, callbacks, batch_step, bar)
+                if not math.isfinite(train_loss):
+                    raise FloatingPointError(f"fit: the training loss became {train_loss} in epoch {epoch + 1} "
+                                             f"(add the NaNGuard callback to stop at the first bad step)")
+                if scheduler is not None and scheduler_interval == "epoch":
+                    scheduler.step()
+                metrics = {"train_loss": train_loss, "train_accuracy": train_acc}
+                if val_loader is not None:
+                    val = evaluate(model, val_loader, loss)
+                    metrics.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+                if bar is not None:
+                    bar[0].set_postfix_str(_summary(metrics), refresh=True)
+            finally:
+                if bar is not None:
+                    bar[0].close()
+            for key, value in metrics.items():
+                history[key].append(value)
+            history["epoch"].append(epoch + 1)
+            history["lr"].append(lr)
+            history["time"].append(seconds)
+            state.metrics = metrics
+            if bar is None and log is not None:
+                log(f"epoch {epoch + 1}/{epochs}  {_summary(metrics)}  lr {lr:.3g}  {seconds:.1f} s "
+                    f"({count / max(seconds, 1e-9):,.0f} img/s)")
+            for callback in callbacks:
+                callback.on_epoch_end(state)
+    except StopTraining as stop:
+        history["stop_reason"], history["diverged"] = str(stop), stop.diverged
         if log is not None:
-            log(line + f"  ({seconds:.1f} s)")
+            log(str(stop))
+    for callback in callbacks:
+        callback.on_train_end(state)
     return history
+
+
+def _summary(metrics):
+    text = f"loss {metrics['train_loss']:.4f} acc {metrics['train_accuracy']:.4f}"
+    if "val_loss" in metrics:
+        text += f"  val loss {metrics['val_loss']:.4f} acc {metrics['val_accuracy']:.4f}"
+    return text
+
+
+# --- pictures ---------------------------------------------------------------------------------------------
+def plot_history(history, path, title="Training curves"):
+    """Write a PNG of loss (left) and accuracy (right) per epoch, train and validation -> path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = history.get("epoch") or list(range(1, len(history["train_loss"]) + 1))
+    if not epochs:
+        raise ValueError("plot_history: the history holds no epochs")
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((ax_loss, "loss", "Loss (cross-entropy)"), (ax_acc, "accuracy", "Accuracy (%)")):
+        scale = 100.0 if key == "accuracy" else 1.0
+        for split, style in (("train", "o-"), ("val", "s--")):
+            values = history.get(f"{split}_{key}") or []
+            if values:
+                ax.plot(epochs[:len(values)], np.asarray(values) * scale, style,
+                        label="train" if split == "train" else "validation")
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel(label)
+        ax.set_title(label.split(" (")[0])
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        if len(epochs) < 15:
+            ax.set_xticks(epochs)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

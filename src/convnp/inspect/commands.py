@@ -47,14 +47,18 @@ def add_summary_parser(subparsers):
 
 
 def build_model(name, where="convnp summary"):
-    """A fresh model of the zoo by its CLI name -> (model, default input size of one example)."""
+    """A fresh model of the zoo by its CLI name -> (model, default shape of one input example or None)."""
     from .. import models
 
+    registry = getattr(models, "MODELS", None) or {key: getattr(models, cls) for key, (cls, _) in MODEL_INPUTS.items()}
     key = name.lower()
-    if key not in MODEL_INPUTS:
-        raise SystemExit(f"{where}: unknown model {name!r}; choose one of: {', '.join(MODEL_INPUTS)}")
-    class_name, input_size = MODEL_INPUTS[key]
-    return getattr(models, class_name)(), input_size
+    if key not in registry:
+        raise SystemExit(f"{where}: unknown model {name!r}; choose one of: {', '.join(registry)}")
+    model = registry[key]()
+    if key in MODEL_INPUTS:
+        return model, MODEL_INPUTS[key][1]
+    side = getattr(model, "input_size", None)
+    return model, ((getattr(model, "in_channels", 1), side, side) if isinstance(side, int) else None)
 
 
 def summary_command(args):
@@ -62,6 +66,8 @@ def summary_command(args):
 
     model, default_size = build_model(args.model)
     input_size = tuple(args.input_size) if args.input_size else default_size
+    if input_size is None:
+        raise SystemExit(f"convnp summary: give --input-size for {args.model} (e.g. --input-size 3 32 32)")
     if args.batch_size < 1:
         raise SystemExit(f"convnp summary: --batch-size must be >= 1, got {args.batch_size}")
     if min(input_size) < 1:
@@ -149,6 +155,19 @@ def _load_image(path, channels, size):
     return array[None] if array.ndim == 2 else np.transpose(array, (2, 0, 1))
 
 
+def preprocess(images, info):
+    """Images in [0, 1] -> what the model was trained on: (x - mean) / std per channel when the
+    checkpoint records the normalisation (``info['mean']``, ``info['std']``), else unchanged."""
+    images = np.asarray(images, dtype=np.float32)
+    mean, std = _info_get(info, "mean"), _info_get(info, "std")
+    if mean is None or std is None:
+        return images
+    shape = (-1, 1, 1)
+    mean = np.asarray(mean, dtype=np.float32).reshape(shape)
+    std = np.asarray(std, dtype=np.float32).reshape(shape)
+    return (images - mean) / std
+
+
 def _model_geometry(model, info):
     """(channels, (H, W) or None) the model expects, from the checkpoint info or the model itself."""
     size = _info_get(info, "input_size")
@@ -178,7 +197,10 @@ def viz_command(args):
     try:
         model, info = load_model(args.checkpoint)
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise SystemExit(f"convnp viz: cannot load {args.checkpoint}: {_one_line(error)}") from None
+        message = _one_line(error)
+        if str(args.checkpoint) not in message:
+            message = f"cannot load {args.checkpoint}: {message}"
+        raise SystemExit(f"convnp viz: {message}") from None
     model.eval()
     out = Path(args.out)
     channels, size = _model_geometry(model, info)
@@ -204,6 +226,11 @@ def viz_command(args):
         if not 0 <= args.index < len(dataset):
             raise SystemExit(f"convnp viz: --index {args.index} is outside the {len(dataset)} test images")
         image, image_note = dataset.x[args.index], f"{data_name} test image {args.index}"
+    if image is not None:
+        image = preprocess(image, info)
+        if _info_get(info, "mean") is not None:
+            image_note += ", normalised with the checkpoint's mean and std"
+    classes = _info_get(info, "classes") or getattr(dataset, "classes", None)
 
     written, skipped = [], []
 
@@ -230,7 +257,6 @@ def viz_command(args):
                     written.append(viz.plot_relu_before_after(model, image, out / "relu.png"))
             elif kind == "saliency":
                 if need(kind, image is not None, "no input image: give --image FILE or --data NAME"):
-                    classes = getattr(dataset, "classes", None)
                     written.append(viz.plot_saliency(model, image, out / "saliency.png", target=args.target,
                                                      class_names=classes))
             elif kind == "curves":
@@ -241,13 +267,13 @@ def viz_command(args):
             elif kind in ("confusion", "misclassified"):
                 if need(kind, dataset is not None, "no test data: give --data NAME"):
                     x, y = dataset.x[:args.limit], dataset.y[:args.limit]
-                    probs = viz.predict_proba(model, x)
+                    probs = viz.predict_proba(model, preprocess(x, info))
                     if kind == "confusion":
                         written.append(viz.plot_confusion_matrix(y, probs.argmax(axis=1), out / "confusion.png",
-                                                                 class_names=dataset.classes))
-                    else:
+                                                                 class_names=classes))
+                    else:  # the images as they look, before normalisation
                         written.append(viz.plot_misclassified(x, y, probs, out / "misclassified.png",
-                                                              class_names=dataset.classes))
+                                                              class_names=classes))
             elif kind == "maxpool":
                 written.append(viz.plot_max_pool(MAXPOOL_EXAMPLE, out / "max_pool.png"))
     except (ValueError, TypeError) as error:

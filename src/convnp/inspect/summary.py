@@ -29,6 +29,11 @@ Conventions (chosen to agree with torchinfo 1.8, checked in tests/test_summary.p
   rule: outputs of ReLU/pool are not counted); the parameters; and their sum.  torchinfo's input size
   adds Python's ~64-byte object overhead of the tensor storage (``sys.getsizeof``); this one is the
   array's bytes alone.
+* Rows: torchinfo's, in the same order, with the same depth-index numbering (a running count per depth).
+  One difference: a container whose forward never runs (a ModuleList the model loops over) is listed
+  above each run of its children; torchinfo inserts the SAME row object each time, so all its copies
+  show the last index and "(recursive)", while here each copy is numbered and only later ones are
+  recursive.
 
 Receptive field (not in torchinfo), computed analytically along the calls: the input pixel has size 1
 and jump 1; a convolution or pooling with kernel k, stride s, dilation d maps
@@ -39,7 +44,7 @@ pooling to 1x1, see the whole input ("global").  Padding does not enter the size
 the window in input pixels (units near the border see part of it outside the image).
 """
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -198,7 +203,6 @@ class Row:
     recursive: bool = False      # a later call of a module already listed (its parameters not re-counted)
     own_params: int = 0          # parameters held by the module itself (not by sub-modules)
     output_bytes: int = 0
-    calls: list = field(default_factory=list, repr=False)
 
     @property
     def label(self):
@@ -470,8 +474,7 @@ def _build(model, shape, x, calls):
             rf_jump=None if (rf is None or rf.is_global) else tuple(rf.jump),
             rf_global=bool(rf is not None and rf.is_global), is_leaf=is_leaf,
             recursive=id(call.module) in seen, own_params=_own_params(call.module),
-            output_bytes=int(call.output.data.nbytes) if isinstance(call.output, Tensor) else 0,
-            calls=[call]))
+            output_bytes=int(call.output.data.nbytes) if isinstance(call.output, Tensor) else 0))
         seen.add(id(call.module))
     # Containers' MACs: the sum over the leaf rows nested under them.
     for i, row in enumerate(rows):

@@ -27,7 +27,7 @@ from ..tensor import Tensor, no_grad  # noqa: E402
 from .summary import trace  # noqa: E402
 
 __all__ = [
-    "first_conv", "conv_feature_maps", "max_pool_winners", "confusion_matrix", "most_confident_mistakes",
+    "first_conv", "conv_feature_maps", "relu_maps", "max_pool_winners", "confusion_matrix", "most_confident_mistakes",
     "predict_proba", "saliency_map",
     "plot_filters", "plot_feature_maps", "plot_relu_before_after", "plot_max_pool", "plot_training_curves",
     "plot_confusion_matrix", "plot_misclassified", "plot_saliency",
@@ -212,43 +212,45 @@ def plot_feature_maps(model, image, path, max_channels=8, title=None):
     return _save(fig, path, title)
 
 
-def plot_relu_before_after(model, image, path, layer=None, max_channels=6, title=None):
-    """One conv layer's maps before and after its ReLU, side by side, on one colour scale.
+def relu_maps(model, image, layer=None):
+    """One conv layer's maps before and after its ReLU -> (label, before (C, H, W), after (C, H, W)).
 
-    ``layer`` names the Conv2d (default: the first one called).  The 'after' maps are the output of
-    the ReLU call that consumed the conv's output when the model has one, else ``relu`` of it.
-    With a diverging scale centred on 0, every negative (blue) value on the left is white on the right.
+    ``layer`` names the Conv2d (default: the first one called).  'after' is the output of the ReLU call
+    that consumed the conv's output when the model has one, else ``relu`` of it.
     """
-    batch = _as_image_batch(image)
-    _, calls = _eval_trace(model, batch)
+    _, calls = _eval_trace(model, _as_image_batch(image))
     calls = sorted(calls, key=lambda c: c.exit)
     convs = [c for c in calls if isinstance(c.module, nn.Conv2d) and (layer is None or c.name == layer)]
     if not convs:
         known = [c.name for c in calls if isinstance(c.module, nn.Conv2d)]
-        raise ValueError(f"plot_relu_before_after: no Conv2d called {layer!r}; conv layers: {known}")
+        raise ValueError(f"relu_maps: no Conv2d called {layer!r} in {type(model).__name__}; conv layers: {known}")
     conv = convs[0]
     before = conv.output.data[0]
-    after = None
     for call in calls:
         if call.inputs and call.inputs[0] is conv.output and type(call.module).__name__ == "ReLU":
-            after = call.output.data[0]
-            break
-    if after is None:
-        after = F.relu(Tensor(before)).data
+            return _label(conv), before.copy(), call.output.data[0].copy()
+    return _label(conv), before.copy(), F.relu(Tensor(before)).data
+
+
+def plot_relu_before_after(model, image, path, layer=None, max_channels=6, title=None):
+    """One conv layer's maps before and after its ReLU, side by side, on one colour scale (see
+    ``relu_maps``).  With a diverging scale centred on 0, every negative (blue) value on the left is
+    white on the right."""
+    label, before, after = relu_maps(model, image, layer)
     shown = min(max_channels, before.shape[0])
     limit = _symmetric_limit(before[:shown])
     fig, axes = plt.subplots(shown, 2, figsize=(5.2, 2.0 * shown + 1.0), squeeze=False)
     for ch in range(shown):
-        for col, (maps, label) in enumerate(((before, "before ReLU"), (after, "after ReLU"))):
+        for col, (maps, which) in enumerate(((before, "before ReLU"), (after, "after ReLU"))):
             ax = axes[ch, col]
             im = ax.imshow(maps[ch], cmap=DIVERGING, vmin=-limit, vmax=limit)
             ax.set_xticks([])
             ax.set_yticks([])
             negative = int((maps[ch] < 0).sum())
-            ax.set_title(f"{label}: {negative} negative", fontsize=8)
+            ax.set_title(f"{which}: {negative} negative", fontsize=8)
         axes[ch, 0].set_ylabel(f"ch {ch}", fontsize=9)
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8).set_label(f"{_label(conv)} activation")
-    title = title or f"{_label(conv)}: the same maps before and after ReLU\n(one colour scale; negatives become 0)"
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8).set_label(f"{label} activation")
+    title = title or f"{label}: the same maps before and after ReLU\n(one colour scale; negatives become 0)"
     fig.suptitle(title, fontsize=10)
     return _save(fig, path, title)
 
@@ -301,11 +303,23 @@ def plot_max_pool(x, path, kernel_size=2, stride=None, title=None):
         ax.set_ylabel("row")
 
     draw_grid(ax_in, array, wins > 0)
-    for i in range(pooled.shape[0]):  # outline each pooling window
-        for j in range(pooled.shape[1]):
-            ax_in.add_patch(Rectangle((j * sw - 0.5, i * sh - 0.5), kw, kh, fill=False, edgecolor="black",
-                                      linewidth=2.5))
-    ax_in.set_title(f"input {h}x{w}: windows {kh}x{kw}, stride {sh}; gold = window maximum", fontsize=10)
+    overlapping = sh < kh or sw < kw
+    if not overlapping:  # outline every pooling window
+        for i in range(oh):
+            for j in range(ow):
+                ax_in.add_patch(Rectangle((j * sw - 0.5, i * sh - 0.5), kw, kh, fill=False, edgecolor="black",
+                                          linewidth=2.5))
+        note = ""
+    else:  # outlines of overlapping windows would cover the grid: show the first two, mark double wins
+        ax_in.add_patch(Rectangle((-0.45, -0.45), kw - 0.1, kh - 0.1, fill=False, edgecolor="black", linewidth=2.5))
+        if ow > 1:
+            ax_in.add_patch(Rectangle((sw - 0.4, -0.4), kw - 0.2, kh - 0.2, fill=False, edgecolor="#444444",
+                                      linewidth=2, linestyle="--"))
+        for (i, j), count in np.ndenumerate(wins):
+            if count > 1:
+                ax_in.text(j + 0.42, i - 0.3, f"x{count}", ha="right", va="center", fontsize=8)
+        note = "\n(windows overlap: the first two outlined; xN = wins N windows)"
+    ax_in.set_title(f"input {h}x{w}: windows {kh}x{kw}, stride {sh}; gold = window maximum{note}", fontsize=10)
     draw_grid(ax_out, pooled, np.ones(pooled.shape, dtype=bool))
     ax_out.set_title(f"max-pooled output {pooled.shape[0]}x{pooled.shape[1]}", fontsize=10)
     title = title or f"Max pooling {kh}x{kw}, stride {sh}: each output is its window's largest value"
@@ -331,7 +345,8 @@ def plot_training_curves(history, path, title=None):
         for split, style in (("train", "o-"), ("val", "s--")):
             values = list(history.get(f"{split}_{key}", []))
             if values:
-                ax.plot(np.arange(1, len(values) + 1), values, style, label=f"{'validation' if split == 'val' else split}")
+                name = "validation" if split == "val" else split
+                ax.plot(np.arange(1, len(values) + 1), values, style, label=name)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.set_title(label, fontsize=10)

@@ -145,7 +145,7 @@ class _BatchNorm(Module):
             self.num_batches_tracked += 1
         running = (self.running_mean, self.running_var) if self.track_running_stats else (None, None)
         momentum = self.momentum
-        if momentum is None and self.track_running_stats:  # PyTorch's cumulative moving average
+        if momentum is None and self.training and self.track_running_stats:  # PyTorch's cumulative average
             momentum = 1.0 / int(self.num_batches_tracked)
         return F.batch_norm(x, *running, self.weight, self.bias, training=use_batch_stats,
                             momentum=momentum or 0.0, eps=self.eps)

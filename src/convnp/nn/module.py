@@ -148,7 +148,10 @@ class Module:
         for key in own:
             if key not in state_dict:
                 continue
-            value = np.asarray(state_dict[key])
+            value = state_dict[key]
+            if hasattr(value, "detach"):  # a torch tensor, possibly one that requires grad (named_parameters)
+                value = value.detach().cpu()
+            value = np.asarray(value)
             if value.shape != own[key].shape:
                 problems.append(f"{key}: checkpoint has shape {value.shape}, this model has {own[key].shape}")
             arrays[key] = value

@@ -1,0 +1,403 @@
+"""The ``convnp`` command (also ``python -m convnp``):
+
+    convnp train --model lenet5 --dataset mnist --epochs 5 --out runs/lenet5      train, write checkpoints
+    convnp train --out runs/lenet5 --epochs 8 --resume                              continue from last.npz
+    convnp evaluate runs/lenet5/best.npz                                            accuracy, per class, confusion
+    convnp predict runs/lenet5/best.npz seven.png photo.jpg                         top-3 classes per picture
+    convnp datasets                                                                 what is here, how to get the rest
+    convnp summary --model lenet5         convnp viz CHECKPOINT --out DIR           (convnp.inspect)
+
+Every command has ``--help``.  A user error (missing file, bad value, unknown model or dataset) ends with
+one line on stderr and a non-zero exit status, never a traceback; set CONVNP_DEBUG=1 to see one.
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXAMPLES = """examples:
+  convnp train --model lenet5 --dataset mnist --epochs 5 --out runs/lenet5
+  convnp evaluate runs/lenet5/best.npz
+  convnp predict runs/lenet5/best.npz digit.png
+  convnp datasets"""
+
+
+class UserError(Exception):
+    """An error the user can fix; reported as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is ONE line on stderr (and exit status 2), not the whole usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _one_line(error):
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
+def build_parser():
+    from .data import DATASET_NAMES
+    from .models import MODELS
+    from .recipes import OPTIMIZERS, SCHEDULERS
+
+    parser = _Parser(prog="convnp", description="Convolutional networks from scratch in NumPy: train, evaluate "
+                     "and use models from the command line.", epilog=EXAMPLES,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"convnp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    # train
+    p = sub.add_parser("train", help="train a model on a dataset, writing checkpoints, history and curves",
+                       description="Train a model. Settings not given come from the dataset's default recipe "
+                                   "(see convnp.recipes); --out receives last.npz (every epoch), best.npz (best "
+                                   "validation accuracy), history.json and training_curves.png. Validation uses "
+                                   "the test split unless --val-fraction holds part of the training set out.")
+    p.add_argument("--model", type=str.lower, choices=list(MODELS), metavar="NAME",
+                   help=f"one of {', '.join(MODELS)} (default: the dataset's recipe)")
+    p.add_argument("--dataset", type=str.lower, choices=list(DATASET_NAMES), metavar="NAME",
+                   help=f"one of {', '.join(DATASET_NAMES)} (default mnist)")
+    p.add_argument("--epochs", type=_positive_int, metavar="N", help="total epochs (default: the recipe's)")
+    p.add_argument("--batch-size", type=_positive_int, metavar="N")
+    p.add_argument("--optimizer", type=str.lower, choices=OPTIMIZERS, metavar="NAME",
+                   help=f"one of {', '.join(OPTIMIZERS)}")
+    p.add_argument("--lr", type=_positive_float, metavar="LR", help="learning rate (peak lr for onecycle)")
+    p.add_argument("--weight-decay", type=_non_negative_float, metavar="WD")
+    p.add_argument("--scheduler", type=str.lower, choices=SCHEDULERS, metavar="NAME",
+                   help=f"learning-rate schedule: one of {', '.join(SCHEDULERS)}")
+    p.add_argument("--augment", type=_non_negative_int, nargs="?", const=-1, metavar="PIXELS",
+                   help="random shifts of up to PIXELS pixels (alone: 1 pixel, or the recipe's; 0: off)")
+    p.add_argument("--seed", type=int, metavar="N", help="random seed (default 0)")
+    p.add_argument("--val-fraction", type=_fraction, metavar="F",
+                   help="hold out this fraction of the training set for validation (default 0: use the test split)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/MODEL-DATASET)")
+    p.add_argument("--resume", nargs="?", const="", metavar="CHECKPOINT",
+                   help="continue an interrupted run from CHECKPOINT (alone: OUT/last.npz) with its recipe")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a progress bar (default: when stderr is a terminal; else one line per epoch)")
+    p.set_defaults(func=train_command)
+
+    # evaluate
+    p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a checkpoint",
+                       description="Evaluate a checkpoint on a dataset split, preprocessed as in training.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz checkpoint written by convnp train")
+    p.add_argument("--dataset", type=str.lower, choices=list(DATASET_NAMES), metavar="NAME",
+                   help="default: the dataset the model was trained on")
+    p.add_argument("--split", choices=("test", "train"), default="test", help="default test")
+    p.add_argument("--batch-size", type=_positive_int, default=1000, metavar="N")
+    p.set_defaults(func=evaluate_command)
+
+    # predict
+    p = sub.add_parser("predict", help="top classes for image files (PNG, JPEG, ...)",
+                       description="Classify pictures of any size or colour. Each is prepared like the model's "
+                                   "training images: for MNIST, grayscale, inverted if the background is light, "
+                                   "the drawing's bounding box fit into 20x20 and centred by centre of mass in 28x28.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top", type=_positive_int, default=3, metavar="K", help="classes to show (default 3)")
+    p.add_argument("--save-input", metavar="DIR", help="also write each prepared model input as a PNG into DIR")
+    p.set_defaults(func=predict_command)
+
+    # datasets
+    p = sub.add_parser("datasets", help="which datasets are available, where, and how to get the others",
+                       description="List the datasets convnp knows, where each was found (the data folder is "
+                                   "$CONVNP_DATA or ~/.cache/convnp), and how to get what is missing.")
+    p.set_defaults(func=datasets_command)
+
+    # summary and viz live in convnp.inspect (another module); the CLI works without them.
+    try:
+        from .inspect import commands as inspect_commands
+    except ImportError:
+        inspect_commands = None
+    for name in ("add_summary_parser", "add_viz_parser"):
+        add = getattr(inspect_commands, name, None)
+        if add is not None:
+            add(sub)
+    return parser
+
+
+def main(argv=None):
+    """Run the command line; returns the exit status (0 success, 1 failure, 2 usage error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:
+        return _status(exit)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    where = f"convnp {args.command}"
+    try:
+        return args.func(args) or 0
+    except SystemExit as exit:
+        return _status(exit)
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
+        return 130
+    except (UserError, OSError, ValueError, ImportError) as error:
+        if os.environ.get("CONVNP_DEBUG"):
+            raise
+        print(f"{where}: {_one_line(error)}", file=sys.stderr)
+        return 1
+
+
+def _status(exit):
+    if isinstance(exit.code, str):  # SystemExit("convnp viz: ...") from a sub-command
+        print(" ".join(exit.code.split()), file=sys.stderr)
+        return 1
+    return 0 if exit.code is None else exit.code
+
+
+# --- train ---------------------------------------------------------------------------------------------------
+RECIPE_FLAGS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "scheduler",
+                "augment", "seed", "val_fraction")
+
+
+def _recipe_from_args(args):
+    from .recipes import DEFAULTS, default_recipe
+
+    dataset = args.dataset or "mnist"
+    augment = args.augment
+    if augment == -1:  # --augment without a value
+        augment = DEFAULTS[dataset].augment or 1
+    return default_recipe(dataset, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+                          optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+                          scheduler=args.scheduler, augment=augment, seed=args.seed, val_fraction=args.val_fraction)
+
+
+def _resumed_recipe(args, info):
+    """The recipe stored in the checkpoint, with --epochs (the only setting a resumed run may change)."""
+    from .recipes import Recipe
+
+    saved = info.get("recipe")
+    if not saved:
+        raise UserError(f"{info.path} records no training recipe, so the run cannot be resumed from it")
+    recipe = Recipe.from_dict(saved)
+    for flag in RECIPE_FLAGS:
+        given = getattr(args, flag)
+        if flag == "augment" and given == -1:
+            given = None
+        if flag != "epochs" and given is not None and given != getattr(recipe, flag):
+            raise UserError(f"--{flag.replace('_', '-')} {given} differs from the resumed run's "
+                            f"{getattr(recipe, flag)}; a resumed run keeps its recipe (only --epochs may change)")
+    if args.epochs is not None and args.epochs != recipe.epochs:
+        if recipe.scheduler in ("cosine", "onecycle"):
+            raise UserError(f"the run's {recipe.scheduler} schedule was planned for {recipe.epochs} epochs; resume "
+                            f"with --epochs {recipe.epochs} (or start a new run)")
+        recipe.epochs = args.epochs
+    return recipe
+
+
+def train_command(args):
+    from . import checkpoint
+    from .recipes import check_recipe, run
+
+    info = None
+    if args.resume is not None:
+        if args.resume == "" and args.out is None:
+            raise UserError("--resume without a CHECKPOINT needs --out (it resumes OUT/last.npz)")
+        path = Path(args.resume) if args.resume else Path(args.out) / "last.npz"
+        info = checkpoint.load(path)
+        recipe = _resumed_recipe(args, info)
+        out = Path(args.out) if args.out else path.parent
+    else:
+        recipe = _recipe_from_args(args)
+        out = Path(args.out) if args.out else Path("runs") / f"{recipe.model}-{recipe.dataset}"
+    check_recipe(recipe)
+
+    print(f"convnp train: {recipe.model} on {recipe.dataset}: {recipe.describe()}", flush=True)
+    if info is not None:
+        print(f"resuming from {info.path} after epoch {info.epoch}", flush=True)
+    try:
+        result = run(recipe, out=out, resume=info, progress=args.progress,
+                     log=lambda line: print(line, flush=True))
+    except FileNotFoundError as error:
+        raise UserError(_dataset_problem(recipe.dataset, error)) from None
+    history = result.history
+    if history["diverged"]:
+        print(f"convnp train: {history['stop_reason']}", file=sys.stderr)
+        return 1
+    files = result.files
+    best = checkpoint.load(files["best"]) if files.get("best") and files["best"].exists() else None
+    val = history["val_accuracy"]
+    print(f"final validation accuracy {val[-1] * 100:.2f}% (epoch {history['epoch'][-1]})" if val else
+          f"final training accuracy {history['train_accuracy'][-1] * 100:.2f}%")
+    written = [f"{files['last']}"]
+    if best is not None:
+        b = best.get("best") or {}
+        value = b.get("value")
+        written.append(f"{files['best']} (epoch {best.epoch}" +
+                       (f", {b.get('monitor')} {value * 100:.2f}%)" if value is not None else ")"))
+    written += [str(files[key]) for key in ("history", "curves") if key in files]
+    print("wrote " + ", ".join(written))
+    return 0
+
+
+def _dataset_problem(name, error):
+    first = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return f"dataset {name} is not available ({first}); run 'convnp datasets' to see where to put it"
+
+
+# --- evaluate ------------------------------------------------------------------------------------------------
+def _load_checkpoint_model(path):
+    from .checkpoint import load_model
+
+    model, info = load_model(path)
+    if not info.get("preprocessing"):
+        raise UserError(f"{path} records no preprocessing (dataset, normalisation); it was not written by "
+                        f"convnp train, so evaluate/predict cannot reproduce its inputs")
+    return model, info
+
+
+def evaluate_command(args):
+    from .data import DataLoader, load_dataset
+    from .recipes import DEFAULTS, normalizer
+    from .train import evaluate
+
+    model, info = _load_checkpoint_model(args.checkpoint)
+    prep = info["preprocessing"]
+    name = args.dataset or prep["dataset"]
+    recipe = info.get("recipe") or {}
+    options = recipe.get("dataset_options") if recipe.get("dataset") == name else DEFAULTS.get(name).dataset_options
+    try:
+        dataset = load_dataset(name, args.split, **(options or {}))
+    except FileNotFoundError as error:
+        raise UserError(_dataset_problem(name, error)) from None
+    if list(dataset.x.shape[1:]) != list(prep["input_size"]):
+        raise UserError(f"dataset {name} has {'x'.join(map(str, dataset.x.shape[1:]))} images but the model in "
+                        f"{args.checkpoint} was trained on {'x'.join(map(str, prep['input_size']))}")
+    classes = dataset.classes
+    if len(classes) != len(prep["classes"]):
+        raise UserError(f"dataset {name} has {len(classes)} classes but the model in {args.checkpoint} "
+                        f"predicts {len(prep['classes'])}")
+    loader = DataLoader(dataset, args.batch_size, transform=normalizer(prep))
+    metrics = evaluate(model, loader, num_classes=len(classes))
+    trained = "" if name == prep["dataset"] else f" (trained on {prep['dataset']})"
+    print(f"{info['model_class']} from {args.checkpoint} (epoch {info.epoch}) on {name} {args.split}{trained}: "
+          f"{metrics['count']:,} images")
+    print(f"accuracy {metrics['accuracy'] * 100:.2f}%   loss {metrics['loss']:.4f}   "
+          f"errors {metrics['count'] - int(metrics['confusion'].trace()):,}")
+    print(format_per_class(metrics, classes))
+    print(format_confusion(metrics["confusion"]))
+    return 0
+
+
+def format_per_class(metrics, classes):
+    support = metrics["confusion"].sum(axis=1)
+    width = max(len("class"), *(len(f"{k} {name}") for k, name in enumerate(classes)))
+    lines = ["per-class accuracy:", f"  {'class':<{width}}  accuracy  images"]
+    for k, name in enumerate(classes):
+        label = str(k) if name == str(k) else f"{k} {name}"
+        accuracy = metrics["per_class_accuracy"][k]
+        shown = "       -" if accuracy != accuracy else f"{accuracy * 100:7.2f}%"
+        lines.append(f"  {label:<{width}}  {shown}  {support[k]:6d}")
+    return "\n".join(lines)
+
+
+def format_confusion(confusion):
+    k = len(confusion)
+    width = max(4, len(str(confusion.max())) + 1)
+    lines = ["confusion matrix (rows: true class, columns: predicted class):",
+             "true\\pred" + "".join(f"{j:>{width}}" for j in range(k))]
+    for i in range(k):
+        lines.append(f"{i:>9}" + "".join(f"{confusion[i, j]:>{width}}" for j in range(k)))
+    return "\n".join(lines)
+
+
+# --- predict -------------------------------------------------------------------------------------------------
+def predict_command(args):
+    import numpy as np
+
+    from .predict import load_image, predict_arrays, preprocess, to_model_input
+
+    model, info = _load_checkpoint_model(args.checkpoint)
+    prep = info["preprocessing"]
+    inputs = [preprocess(path, prep) for path in args.images]
+    results = predict_arrays(model, np.stack(inputs), prep.get("classes"), top=min(args.top, len(prep["classes"])))
+    for path, top in zip(args.images, results):
+        print(f"{path}: " + "   ".join(f"{name} {p * 100:.1f}%" for name, p in top))
+    if args.save_input:
+        from PIL import Image
+
+        folder = Path(args.save_input)
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in args.images:
+            x = to_model_input(load_image(path), prep)
+            pixels = (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
+            picture = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
+            target = folder / (Path(path).stem + "_input.png")
+            Image.fromarray(picture).save(target)
+            print(f"wrote {target}")
+    return 0
+
+
+# --- datasets -------------------------------------------------------------------------------------------------
+def datasets_command(args):
+    from .data import available_datasets, data_dir
+
+    statuses = available_datasets()
+    print(f"data folder: {data_dir()} ({'CONVNP_DATA' if os.environ.get('CONVNP_DATA') else 'default; set CONVNP_DATA to change it'})")
+    width = max(len(s.name) for s in statuses)
+    for s in statuses:
+        mark = "yes" if s.available else "no "
+        print(f"  {s.name:<{width}}  {mark}  {s.location}")
+        if not s.available and s.how_to_get:
+            print(f"  {'':<{width}}       to get it: {s.how_to_get}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

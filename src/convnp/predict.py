@@ -1,0 +1,161 @@
+"""Classify image files with a trained model, preparing each picture the way the training images were.
+
+    model, info = convnp.checkpoint.load_model("runs/lenet5/best.npz")
+    for path, top in predict_files(model, info, ["seven.jpg"]):
+        print(path, top)                      # [('7', 0.97), ('1', 0.02), ('9', 0.004)]
+
+``to_model_input`` reproduces the MNIST recipe (LeCun et al.) for a picture of any size or colour:
+
+1. grayscale (transparent pixels are laid on a background that contrasts with the drawing);
+2. the background level is the median of the pixels on the image border; a light background is
+   inverted, so the drawing becomes light on dark, like MNIST;
+3. contrast is stretched: background -> 0, the brightest ink -> 1;
+4. the ink's bounding box (pixels above 0.2) is cut out and resized, aspect ratio kept, so that its
+   longer side is ``layout['box']`` pixels (20 for MNIST), with an anti-aliasing filter;
+5. it is placed in the model's input size (28x28) so that its centre of mass (``centre='mass'``, MNIST)
+   or its bounding box (``centre='box'``) lies at the centre;
+6. the training normalisation (mean/std) is applied.
+
+Datasets without such a layout (CIFAR-10, the 8x8 lines) are simply resized.
+"""
+from pathlib import Path
+
+import numpy as np
+
+INK_THRESHOLD = 0.2
+
+
+def load_image(path):
+    """Open an image file with Pillow; FileNotFoundError / ValueError name the file."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such image file")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not an image file")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return ImageOps.exif_transpose(image)
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(f"{path}: not a readable image ({' '.join(str(error).split())})") from None
+
+
+def _grayscale(image):
+    """PIL image -> float32 (H, W) in [0, 1]; transparency is flattened onto a contrasting background."""
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255
+        alpha = rgba[..., 3]
+        gray = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        opaque = alpha > 0.5
+        background = 1.0 if (not opaque.any() or gray[opaque].mean() < 0.5) else 0.0
+        return gray * alpha + background * (1 - alpha)
+    if image.mode in ("I", "I;16", "F"):
+        array = np.asarray(image, dtype=np.float32)
+        span = array.max() - array.min()
+        return (array - array.min()) / span if span > 0 else np.zeros_like(array)
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255
+
+
+def _border_median(gray):
+    width = max(1, min(gray.shape) // 20)
+    border = np.concatenate([gray[:width].ravel(), gray[-width:].ravel(), gray[:, :width].ravel(),
+                             gray[:, -width:].ravel()])
+    return float(np.median(border))
+
+
+def _resize(array, width, height):
+    from PIL import Image
+
+    resized = Image.fromarray(np.ascontiguousarray(array, dtype=np.float32)).resize(
+        (int(width), int(height)), Image.Resampling.LANCZOS)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+
+
+def to_model_input(image, preprocessing):
+    """A PIL image -> float32 (C, H, W) in [0, 1], prepared like the training images (not normalised)."""
+    channels, height, width = preprocessing["input_size"]
+    layout = preprocessing.get("layout") or {}
+    if channels == 3:
+        rgb = image.convert("RGB").resize((width, height), _lanczos())
+        return np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / 255
+    if channels != 1:
+        raise ValueError(f"cannot prepare pictures for a model with {channels} input channels")
+
+    gray = _grayscale(image)
+    background = _border_median(gray)
+    if layout.get("invert", "auto") == "auto" and background > 0.5:
+        gray, background = 1.0 - gray, 1.0 - background
+    peak = float(gray.max())
+    ink = np.clip((gray - background) / (peak - background), 0, 1) if peak - background > 0.05 else \
+        np.zeros_like(gray)
+    box = layout.get("box")
+    rows, cols = np.flatnonzero((ink > INK_THRESHOLD).any(axis=1)), np.flatnonzero((ink > INK_THRESHOLD).any(axis=0))
+    if box is None or rows.size == 0:
+        return _resize(ink, width, height)[None]
+
+    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    scale = min(box / crop.shape[0], box / crop.shape[1])
+    new_h = min(height, max(1, round(crop.shape[0] * scale)))
+    new_w = min(width, max(1, round(crop.shape[1] * scale)))
+    small = _resize(crop, new_w, new_h)
+    canvas = np.zeros((height, width), dtype=np.float32)
+    top, left = (height - new_h) // 2, (width - new_w) // 2
+    if layout.get("centre") == "mass" and small.sum() > 0:
+        ys, xs = np.indices(small.shape)
+        centre_y = (ys * small).sum() / small.sum()
+        centre_x = (xs * small).sum() / small.sum()
+        # Put the centre of mass at the image centre ((H - 1) / 2, (W - 1) / 2), keeping the whole box inside.
+        top = int(np.clip(round((height - 1) / 2 - centre_y), 0, height - new_h))
+        left = int(np.clip(round((width - 1) / 2 - centre_x), 0, width - new_w))
+    canvas[top:top + new_h, left:left + new_w] = small
+    return canvas[None]
+
+
+def _lanczos():
+    from PIL import Image
+
+    return Image.Resampling.LANCZOS
+
+
+def preprocess(path, preprocessing):
+    """An image file -> the normalised float32 (C, H, W) array the model takes."""
+    x = to_model_input(load_image(path), preprocessing)
+    mean = np.asarray(preprocessing.get("mean") or [0.0], dtype=np.float32)[:, None, None]
+    std = np.asarray(preprocessing.get("std") or [1.0], dtype=np.float32)[:, None, None]
+    return (x - mean) / std
+
+
+def softmax(logits):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def predict_arrays(model, x, class_names, top=3):
+    """x: (N, C, H, W) normalised -> for each image, the ``top`` (class name, probability) pairs."""
+    from .tensor import Tensor, no_grad
+
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            probs = softmax(np.asarray(model(Tensor(np.asarray(x, dtype=np.float32))).data, dtype=np.float64))
+    finally:
+        model.train(was_training)
+    names = list(class_names) if class_names else [str(k) for k in range(probs.shape[1])]
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
+    return [[(names[k], float(p[k])) for k in row] for row, p in zip(order, probs)]
+
+
+def predict_files(model, info, paths, top=3):
+    """-> [(path, [(class name, probability), ...])] for each image file, best first."""
+    preprocessing = info.get("preprocessing") if isinstance(info, dict) else info
+    if not preprocessing or "input_size" not in preprocessing:
+        raise ValueError(f"{info.get('path', 'the checkpoint')} records no preprocessing (input size, "
+                         f"normalisation), so pictures cannot be prepared for it")
+    x = np.stack([preprocess(path, preprocessing) for path in paths])
+    return list(zip(paths, predict_arrays(model, x, preprocessing.get("classes"), top)))

@@ -1,0 +1,299 @@
+"""Training recipes: the settings ``convnp train`` uses for each dataset, and the code that runs one.
+
+    recipe = default_recipe("mnist")            # LeNet-5, Adam + one-cycle schedule, shift augmentation
+    result = run(recipe, out="runs/lenet5")     # trains, writes last/best checkpoints, history, curves
+    result.history["val_accuracy"][-1]
+
+A recipe is a plain dataclass; ``run`` builds everything from it in a fixed order (seed, data, model,
+optimizer, scheduler, loaders), so the same recipe and seed give the same weights, and a run resumed
+from ``last.npz`` (which stores the recipe) continues exactly where the interrupted one stopped.
+
+The MNIST default (measured, 5 epochs, LeNet-5; see benchmarks/accuracy.py): inputs normalised with
+the training set's mean and std, random shifts of up to 1 pixel, Adam with a one-cycle learning-rate
+schedule (peak 4e-3) stepped per batch, batch size 128.
+"""
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "cosine", "onecycle", "step")
+DEFAULT_LR = {"adam": 2e-3, "adamw": 2e-3, "sgd": 0.05}
+
+# How ``convnp predict`` turns an arbitrary picture into one like the training images (see predict.py):
+# 'box': the longer side of the object's bounding box after resizing; 'centre': 'mass' (MNIST: centre of
+# mass at the image centre) or 'box' (bounding box centred); 'invert': 'auto' makes a light background dark.
+LAYOUTS = {
+    "mnist": {"box": 20, "centre": "mass", "invert": "auto"},
+    "fashion-mnist": {"box": 28, "centre": "box", "invert": "auto"},
+    "digits": {"box": 28, "centre": "box", "invert": "auto"},
+    "geometric": {"box": 20, "centre": "box", "invert": "auto"},
+    "lines": {"box": None, "centre": None, "invert": "auto"},
+    "cifar10": {"box": None, "centre": None, "invert": "never"},
+}
+
+
+@dataclass
+class Recipe:
+    """Everything that defines a training run."""
+
+    dataset: str = "mnist"
+    model: str = "lenet5"
+    epochs: int = 5
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9          # SGD only
+    scheduler: str = "onecycle"
+    augment: int = 1               # random shift of up to this many pixels (0: none)
+    seed: int = 0
+    val_fraction: float = 0.0      # 0: validate on the test split; else hold out this much of train
+    dataset_options: dict = field(default_factory=dict)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+    def describe(self):
+        schedule = {"none": "constant lr", "cosine": "cosine decay", "onecycle": "one-cycle schedule",
+                    "step": "step decay"}[self.scheduler]
+        augment = f"random shifts of up to {self.augment} px" if self.augment else "no augmentation"
+        return (f"{self.optimizer} lr {self.lr:g} with {schedule}, batch {self.batch_size}, {augment}, "
+                f"{self.epochs} epoch(s), seed {self.seed}")
+
+
+DEFAULTS = {
+    "mnist": Recipe("mnist", "lenet5", epochs=5, batch_size=128, optimizer="adam", lr=4e-3, scheduler="onecycle",
+                    augment=1),
+    "fashion-mnist": Recipe("fashion-mnist", "lenet5", epochs=10, batch_size=128, optimizer="adam", lr=4e-3,
+                            scheduler="onecycle", augment=1),
+    "digits": Recipe("digits", "simplecnn", epochs=20, batch_size=32, optimizer="adam", lr=4e-3,
+                     scheduler="onecycle", augment=1, dataset_options={"size": 28}),
+    "geometric": Recipe("geometric", "simplecnn", epochs=5, batch_size=32, optimizer="adam", lr=4e-3,
+                        scheduler="onecycle", augment=1),
+    "lines": Recipe("lines", "tinycnn", epochs=15, batch_size=16, optimizer="adam", lr=1e-2, scheduler="onecycle",
+                    augment=0),
+    "cifar10": Recipe("cifar10", "lenet5-classic", epochs=10, batch_size=128, optimizer="adam", lr=2e-3,
+                      scheduler="onecycle", augment=2),
+}
+
+
+def default_recipe(dataset, **overrides):
+    """The default recipe for ``dataset`` with some fields replaced (None values are ignored)."""
+    from .data import DATASET_NAMES
+
+    if dataset not in DEFAULTS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASET_NAMES)}")
+    recipe = dataclasses.replace(DEFAULTS[dataset], dataset_options=dict(DEFAULTS[dataset].dataset_options))
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if "optimizer" in overrides and "lr" not in overrides and overrides["optimizer"] != recipe.optimizer:
+        overrides["lr"] = DEFAULT_LR[overrides["optimizer"]]
+    return dataclasses.replace(recipe, **overrides)
+
+
+def check_recipe(recipe):
+    """Raise ValueError with a one-line message for any out-of-range setting."""
+    from .models import model_class
+
+    model_class(recipe.model)
+    if recipe.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {recipe.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    if recipe.scheduler not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {recipe.scheduler!r}; choose one of: {', '.join(SCHEDULERS)}")
+    for name, minimum in (("epochs", 1), ("batch_size", 1)):
+        if getattr(recipe, name) < minimum:
+            raise ValueError(f"{name.replace('_', '-')} must be >= {minimum}, got {getattr(recipe, name)}")
+    if not recipe.lr > 0:
+        raise ValueError(f"lr must be positive, got {recipe.lr}")
+    if recipe.weight_decay < 0:
+        raise ValueError(f"weight-decay must be >= 0, got {recipe.weight_decay}")
+    if recipe.augment < 0:
+        raise ValueError(f"augment must be >= 0 pixels, got {recipe.augment}")
+    if not 0 <= recipe.val_fraction < 1:
+        raise ValueError(f"val-fraction must be in [0, 1), got {recipe.val_fraction}")
+
+
+# --- building blocks ----------------------------------------------------------------------------------------
+def load_data(recipe):
+    """(train, validation, test) datasets; validation is the test split unless val_fraction > 0, when a
+    seeded val_fraction of the training images is held out."""
+    from .data import ArrayDataset, load_dataset
+
+    train = load_dataset(recipe.dataset, "train", **recipe.dataset_options)
+    test = load_dataset(recipe.dataset, "test", **recipe.dataset_options)
+    if not recipe.val_fraction:
+        return train, test, test
+    order = np.random.default_rng([recipe.seed, 1]).permutation(len(train))
+    n_val = max(1, round(recipe.val_fraction * len(train)))
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return (ArrayDataset(train.x[train_idx], train.y[train_idx], train.classes, name=f"{recipe.dataset}-train"),
+            ArrayDataset(train.x[val_idx], train.y[val_idx], train.classes, name=f"{recipe.dataset}-val"),
+            test)
+
+
+def channel_stats(x, chunk=8192):
+    """Per-channel mean and standard deviation of x: (N, C, H, W), accumulated in float64 in chunks."""
+    total = np.zeros(x.shape[1])
+    total_sq = np.zeros(x.shape[1])
+    for start in range(0, len(x), chunk):
+        part = x[start:start + chunk].astype(np.float64)
+        total += part.sum(axis=(0, 2, 3))
+        total_sq += np.square(part).sum(axis=(0, 2, 3))
+    count = len(x) * x.shape[2] * x.shape[3]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return mean, np.where(std > 0, std, 1.0)
+
+
+def preprocessing_for(dataset_name, train_set):
+    """What a model trained on ``train_set`` expects: stored in its checkpoints for evaluate/predict."""
+    mean, std = channel_stats(train_set.x)
+    channels, height, width = train_set.x.shape[1:]
+    return {"dataset": dataset_name, "mean": [round(float(v), 6) for v in mean],
+            "std": [round(float(v), 6) for v in std], "input_size": [int(channels), int(height), int(width)],
+            "channels": int(channels), "classes": list(train_set.classes),
+            "layout": dict(LAYOUTS.get(dataset_name, {"box": None, "centre": None, "invert": "never"}))}
+
+
+def normalizer(preprocessing):
+    from .data import Normalize
+
+    return Normalize(preprocessing["mean"], preprocessing["std"])
+
+
+def train_transform(preprocessing, augment):
+    from .data import Compose, RandomShift
+
+    if not augment:
+        return normalizer(preprocessing)
+    return Compose([RandomShift(augment), normalizer(preprocessing)])
+
+
+def build_model(recipe, preprocessing):
+    """The recipe's model, sized for the data: num_classes, in_channels (and in_features for the MLP)."""
+    from .models import constructor_parameters, get_model, model_class
+
+    channels, height, width = preprocessing["input_size"]
+    wanted = {"num_classes": len(preprocessing["classes"]), "in_channels": channels,
+              "in_features": channels * height * width}
+    accepted = constructor_parameters(model_class(recipe.model))
+    return get_model(recipe.model, **{key: value for key, value in wanted.items() if key in accepted})
+
+
+def check_model_fits(model, recipe, preprocessing):
+    """Run one example through the model; a shape mismatch becomes a ValueError naming model and data."""
+    from .tensor import Tensor, no_grad
+
+    channels, height, width = preprocessing["input_size"]
+    try:
+        with no_grad():
+            model.eval()
+            model(Tensor(np.zeros((1, channels, height, width), dtype=np.float32)))
+    except ValueError as error:
+        raise ValueError(f"model {recipe.model} does not fit dataset {recipe.dataset} ({channels}x{height}x{width} "
+                         f"images): {' '.join(str(error).split())}") from None
+    finally:
+        model.train()
+
+
+def build_optimizer(recipe, model):
+    from . import optim
+
+    if recipe.optimizer == "sgd":
+        return optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                         weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "adamw":
+        return optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay or 1e-2)
+    return optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+def build_scheduler(recipe, optimizer, steps_per_epoch):
+    """(scheduler or None, 'batch' or 'epoch'): when ``fit`` steps it."""
+    from . import optim
+
+    if recipe.scheduler == "cosine":
+        return optim.CosineAnnealingLR(optimizer, T_max=recipe.epochs), "epoch"
+    if recipe.scheduler == "onecycle":
+        return optim.OneCycleLR(optimizer, max_lr=recipe.lr, epochs=recipe.epochs,
+                                steps_per_epoch=steps_per_epoch), "batch"
+    if recipe.scheduler == "step":
+        return optim.StepLR(optimizer, step_size=max(1, recipe.epochs // 3), gamma=0.1), "epoch"
+    return None, "epoch"
+
+
+# --- a whole run ----------------------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    model: object
+    history: dict
+    recipe: Recipe
+    preprocessing: dict
+    files: dict            # what was written: {'last': Path, 'best': Path, 'history': Path, 'curves': Path}
+    val_loader: object
+
+
+def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=()):
+    """Train by ``recipe``; with ``out``, write last.npz, best.npz, history.json and training_curves.png.
+
+    ``resume``: a checkpoint (path or loaded) from an earlier run of the same recipe; training continues
+    after its epoch, up to ``recipe.epochs``, with every state restored (weights, optimizer, scheduler,
+    global and loader RNGs, history).  Returns a RunResult.
+    """
+    from . import checkpoint
+    from .backend import manual_seed
+    from .data import DataLoader
+    from .train import ModelCheckpoint, NaNGuard, fit
+
+    check_recipe(recipe)
+    info = None
+    if resume is not None:
+        info = resume if isinstance(resume, checkpoint.Checkpoint) else checkpoint.load(resume)
+        if info.epoch >= recipe.epochs:
+            raise ValueError(f"{info.path} has already completed {info.epoch} epoch(s); ask for more with --epochs")
+    manual_seed(recipe.seed)
+    train_set, val_set, _ = load_data(recipe)
+    preprocessing = preprocessing_for(recipe.dataset, train_set)
+    model = build_model(recipe, preprocessing)
+    check_model_fits(model, recipe, preprocessing)
+    optimizer = build_optimizer(recipe, model)
+    train_loader = DataLoader(train_set, recipe.batch_size, shuffle=True, seed=recipe.seed,
+                              transform=train_transform(preprocessing, recipe.augment))
+    val_loader = DataLoader(val_set, 1000, transform=normalizer(preprocessing))
+    scheduler, interval = build_scheduler(recipe, optimizer, len(train_loader))
+    start_epoch, history = 0, None
+    if info is not None:
+        checkpoint.restore(info, model, optimizer, scheduler, loader=train_loader)
+        start_epoch, history = info.epoch, info.history
+
+    callbacks = [NaNGuard(), *callbacks]
+    files = {}
+    if out is not None:
+        out = Path(out)
+        saver = ModelCheckpoint(out, preprocessing=preprocessing, extra={"recipe": recipe.to_dict()})
+        callbacks.append(saver)
+        files.update(last=saver.last_path, best=saver.best_path)
+    history = fit(model, train_loader, val_loader, optimizer, epochs=recipe.epochs, scheduler=scheduler,
+                  scheduler_interval=interval, callbacks=callbacks, start_epoch=start_epoch, history=history,
+                  progress=progress, log=log)
+    if out is not None and history["epoch"]:
+        files["history"] = write_history(out / "history.json", history, recipe, preprocessing)
+        from .train import plot_history
+
+        title = f"{recipe.model} on {recipe.dataset}: {recipe.describe()}"
+        files["curves"] = plot_history(history, out / "training_curves.png", title=title)
+    return RunResult(model, history, recipe, preprocessing, files, val_loader)
+
+
+def write_history(path, history, recipe, preprocessing):
+    path = Path(path)
+    path.write_text(json.dumps({"recipe": recipe.to_dict(), "preprocessing": preprocessing, "history": history},
+                               indent=1) + "\n")
+    return path
