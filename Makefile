@@ -31,5 +31,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lenet.py
 
+# Train every accuracy task with its default recipe and print the table (several minutes).
+accuracy: $(STAMP)
+	$(BIN)/python benchmarks/accuracy.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

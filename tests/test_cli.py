@@ -156,6 +156,14 @@ def test_resume_continues_exactly_where_an_interrupted_run_stopped(fake_data, tm
     assert resumed.history["train_loss"] == straight.history["train_loss"]
 
 
+def test_a_diverging_run_stops_with_one_line_and_a_failure_status(fake_data, tmp_path):
+    status, stdout, stderr = run_cli("train", "--dataset", "lines", "--epochs", "2", "--optimizer", "sgd",
+                                     "--lr", "1e12", "--scheduler", "none", "--out", tmp_path, "--no-progress")
+    assert status == 1 and stderr == "convnp train: training diverged (see above)\n"
+    assert "NaN guard: the training loss became nan at epoch 1, step" in stdout
+    assert not (tmp_path / "last.npz").exists()
+
+
 def test_datasets_says_what_is_here_and_how_to_get_the_rest(fake_data):
     status, stdout, _ = run_cli("datasets")
     assert status == 0

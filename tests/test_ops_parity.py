@@ -67,6 +67,20 @@ def test_conv2d(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ["pad 2 stride 2", "dilation + stride + non-square", "channels-last grouped dilated",
+                                  "sliced input"])
+def test_conv2d_in_row_blocks(case, dtype, monkeypatch):
+    """Big im2col buffers are built a block of output rows at a time (forward) and rebuilt in
+    backward; force tiny blocks so every layer takes that path, and compare with PyTorch."""
+    import convnp.ops.conv
+
+    monkeypatch.setattr(convnp.ops.conv, "MAX_COLUMN_NUMBERS", 64)
+    x, w, b, kw = conv_inputs(CONV_CASES[case], dtype)
+    y, _ = assert_parity(lambda x, w, b: F.conv2d(x, w, b, **kw), lambda x, w, b: TF.conv2d(x, w, b, **kw), x, w, b)
+    assert len(y._ctx.blocks) > 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_conv2d_weight_non_contiguous(dtype):
     x, w, b, kw = conv_inputs(CONV_CASES["groups 2"], dtype)
     w = non_contiguous(w, "transposed")

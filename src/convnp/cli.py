@@ -242,6 +242,8 @@ def _resumed_recipe(args, info):
 
 
 def train_command(args):
+    import numpy as np
+
     from . import checkpoint
     from .recipes import check_recipe, run
 
@@ -262,13 +264,16 @@ def train_command(args):
     if info is not None:
         print(f"resuming from {info.path} after epoch {info.epoch}", flush=True)
     try:
-        result = run(recipe, out=out, resume=info, progress=args.progress,
-                     log=lambda line: print(line, flush=True))
+        # Overflow on the way to a NaN is reported by the NaN guard, in one line, not as NumPy warnings.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            result = run(recipe, out=out, resume=info, progress=args.progress,
+                         log=lambda line: print(line, flush=True))
     except FileNotFoundError as error:
         raise UserError(_dataset_problem(recipe.dataset, error)) from None
     history = result.history
     if history["diverged"]:
-        print(f"convnp train: {history['stop_reason']}", file=sys.stderr)
+        kept = f"; the last good checkpoint is {result.files['last']}" if result.files["last"].exists() else ""
+        print(f"convnp train: training diverged (see above){kept}", file=sys.stderr)
         return 1
     files = result.files
     best = checkpoint.load(files["best"]) if files.get("best") and files["best"].exists() else None

@@ -79,7 +79,7 @@ DEFAULTS = {
                      scheduler="onecycle", augment=1, dataset_options={"size": 28}),
     "geometric": Recipe("geometric", "simplecnn", epochs=5, batch_size=32, optimizer="adam", lr=4e-3,
                         scheduler="onecycle", augment=1),
-    "lines": Recipe("lines", "tinycnn", epochs=15, batch_size=16, optimizer="adam", lr=1e-2, scheduler="onecycle",
+    "lines": Recipe("lines", "tinycnn", epochs=8, batch_size=16, optimizer="adam", lr=1e-2, scheduler="onecycle",
                     augment=0),
     "cifar10": Recipe("cifar10", "lenet5-classic", epochs=10, batch_size=128, optimizer="adam", lr=2e-3,
                       scheduler="onecycle", augment=2),
@@ -268,6 +268,12 @@ def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=()):
                               transform=train_transform(preprocessing, recipe.augment))
     val_loader = DataLoader(val_set, 1000, transform=normalizer(preprocessing))
     scheduler, interval = build_scheduler(recipe, optimizer, len(train_loader))
+    if log is not None:
+        channels, height, width = preprocessing["input_size"]
+        held_out = "held-out training" if recipe.val_fraction else "test"
+        log(f"{type(model).__name__}: {model.num_parameters():,} parameters; {recipe.dataset}: {len(train_set):,} "
+            f"training and {len(val_set):,} validation ({held_out}) images, {channels}x{height}x{width}, "
+            f"{len(preprocessing['classes'])} classes")
     start_epoch, history = 0, None
     if info is not None:
         checkpoint.restore(info, model, optimizer, scheduler, loader=train_loader)

@@ -99,8 +99,8 @@ class NaNGuard(Callback):
     def on_before_step(self, state):
         if not math.isfinite(state.loss):
             raise StopTraining(f"NaN guard: the training loss became {state.loss} at epoch {state.epoch + 1}, "
-                               f"step {state.step + 1}; training stopped before that update (try a lower "
-                               f"learning rate). The last good checkpoint was left intact.", diverged=True)
+                               f"step {state.step + 1}; training stopped before that update, and checkpoints of earlier "
+                               f"epochs were left as they were (try a lower learning rate)", diverged=True)
 
 
 class EarlyStopping(Callback):
@@ -276,7 +276,8 @@ def _make_bar(loader, description):
     total = _num_samples(loader)
     if total is None:
         return tqdm(total=len(loader), desc=description, unit="batch", dynamic_ncols=True, leave=True), False
-    return tqdm(total=total, desc=description, unit="img", unit_scale=True, dynamic_ncols=True, leave=True), True
+    return tqdm(total=total, desc=description, unit="img", unit_scale=total >= 10000, dynamic_ncols=True,
+                leave=True), True
 
 
 def train_epoch(model, loader, optimizer, loss, state=None, callbacks=(), scheduler_step=None, bar=None):

@@ -98,8 +98,8 @@ def windows(x_padded, kernel, stride, dilation, out_size):
     )
 
 
-def window_slice(offset, dilation, stride, count):
-    """The slice of padded positions that kernel offset ``offset`` touches across ``count`` outputs:
-    offset*dilation, offset*dilation + stride, ..., for the strided ``+=`` of col2im and pooling."""
-    start = offset * dilation
+def window_slice(offset, dilation, stride, count, first=0):
+    """The padded positions that kernel offset ``offset`` touches for outputs first .. first+count-1:
+    (first + i) * stride + offset * dilation, for the strided ``+=`` of col2im and pooling."""
+    start = first * stride + offset * dilation
     return slice(start, start + stride * (count - 1) + 1, stride)
