@@ -69,12 +69,14 @@ def test_conv2d(case, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", ["pad 2 stride 2", "dilation + stride + non-square", "channels-last grouped dilated",
                                   "sliced input"])
-def test_conv2d_in_row_blocks(case, dtype, monkeypatch):
-    """Big im2col buffers are built a block of output rows at a time (forward) and rebuilt in
-    backward; force tiny blocks so every layer takes that path, and compare with PyTorch."""
+@pytest.mark.parametrize("keep", [0, 1 << 30], ids=["rebuilt", "kept"])
+def test_conv2d_in_row_blocks(case, dtype, keep, monkeypatch):
+    """im2col builds its columns a block of output rows at a time; backward either keeps them or
+    rebuilds them.  Force tiny blocks so every layer takes both paths, and compare with PyTorch."""
     import convnp.ops.conv
 
-    monkeypatch.setattr(convnp.ops.conv, "MAX_COLUMN_NUMBERS", 64)
+    monkeypatch.setattr(convnp.ops.conv, "BLOCK_NUMBERS", 64)
+    monkeypatch.setattr(convnp.ops.conv, "KEEP_NUMBERS", keep)
     x, w, b, kw = conv_inputs(CONV_CASES[case], dtype)
     y, _ = assert_parity(lambda x, w, b: F.conv2d(x, w, b, **kw), lambda x, w, b: TF.conv2d(x, w, b, **kw), x, w, b)
     assert len(y._ctx.blocks) > 1

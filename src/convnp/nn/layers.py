@@ -45,7 +45,7 @@ class Conv2d(Module):
         self.bias = uniform_parameter((out_channels,), bound, dtype) if bias else None
 
     def forward(self, x):
-        check_window_input(x.shape, self.kernel_size, self.stride, self.padding, self.dilation, repr(self),
+        check_window_input(x.shape, self.kernel_size, self.stride, self.padding, self.dilation, self,
                            channels=self.in_channels)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
@@ -91,7 +91,7 @@ class MaxPool2d(Module):
         self.padding = pair(padding, "padding")
 
     def forward(self, x):
-        check_window_input(x.shape, self.kernel_size, self.stride, self.padding, (1, 1), repr(self))
+        check_window_input(x.shape, self.kernel_size, self.stride, self.padding, (1, 1), self)
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self):
@@ -102,7 +102,7 @@ class AvgPool2d(MaxPool2d):
     """(N, C, H, W) -> (N, C, H_out, W_out), window means (padded zeros counted, like PyTorch)."""
 
     def forward(self, x):
-        check_window_input(x.shape, self.kernel_size, self.stride, self.padding, (1, 1), repr(self))
+        check_window_input(x.shape, self.kernel_size, self.stride, self.padding, (1, 1), self)
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
 
 

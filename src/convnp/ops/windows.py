@@ -22,7 +22,8 @@ def output_size(size, kernel, stride, padding, dilation=1):
 
 
 def check_window_input(x_shape, kernel, stride, padding, dilation, where, channels=None):
-    """Raise a ValueError naming ``where`` when x is not (N, C, H, W) or a window does not fit.
+    """Raise a ValueError naming ``where`` (a name, or a layer: formatted only on error) when x is not
+    (N, C, H, W) or a window does not fit.
 
     Returns (H_out, W_out).
     """
