@@ -7,14 +7,29 @@ Every op is written by hand, forward and backward, and verified against PyTorch 
     model = convnp.models.LeNet5()
     loss = F.cross_entropy(model(convnp.tensor(images)), labels)
     loss.backward()
+
+``convnp.summary(model, (1, 28, 28))`` prints shapes, parameters, FLOPs and receptive fields;
+``convnp.viz`` draws filters, feature maps and training curves (it imports matplotlib on first use).
 """
-from . import functional, models, nn, optim, reference
+import importlib
+
+from . import data, functional, models, nn, optim, reference
 from .backend import DEFAULT_DTYPE, default_rng, get_array_module, manual_seed
 from .gradcheck import gradcheck, rel_error
+from .inspect import summary
 from .tensor import Tensor, is_grad_enabled, no_grad, tensor
 
 __version__ = "0.1.0"
 
-__all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "functional", "nn", "optim", "models",
-           "reference", "gradcheck", "rel_error", "manual_seed", "default_rng", "get_array_module",
-           "DEFAULT_DTYPE", "__version__"]
+__all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "functional", "nn", "optim", "models", "data",
+           "reference", "gradcheck", "rel_error", "summary", "viz", "train", "checkpoint", "manual_seed",
+           "default_rng", "get_array_module", "DEFAULT_DTYPE", "__version__"]
+
+_LAZY = {"viz": ".inspect.viz", "train": ".train", "checkpoint": ".checkpoint"}
+
+
+def __getattr__(name):
+    """``convnp.viz``, ``convnp.train`` and ``convnp.checkpoint`` load on first use (viz needs matplotlib)."""
+    if name in _LAZY:
+        return importlib.import_module(_LAZY[name], __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
