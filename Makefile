@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(BIN)/python -m convnp.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lenet.py

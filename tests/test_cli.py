@@ -164,6 +164,22 @@ def test_a_diverging_run_stops_with_one_line_and_a_failure_status(fake_data, tmp
     assert not (tmp_path / "last.npz").exists()
 
 
+def test_the_demo_falls_back_to_the_bundled_digits_when_mnist_is_absent_and_offline(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from convnp import demo, recipes
+
+    monkeypatch.setenv("CONVNP_DATA", str(tmp_path / "empty"))
+    monkeypatch.setitem(data.download.MIRRORS, "mnist", ["http://127.0.0.1:9/"])  # offline: refused at once
+    monkeypatch.setitem(recipes.DEFAULTS, "digits", dataclasses.replace(recipes.DEFAULTS["digits"], epochs=1))
+    assert demo.main(["--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "MNIST is not available" in out and "Falling back to scikit-learn's bundled 8x8 digits" in out
+    assert f"$ convnp train --dataset digits --out {tmp_path / 'demo'}" in out
+    assert "SimpleCNN from" in out and f"on digits test: {len(data.digits('test'))} images" in out and "accuracy" in out
+    assert checkpoint.load(tmp_path / "demo" / "last.npz").dataset == "digits"
+
+
 def test_datasets_says_what_is_here_and_how_to_get_the_rest(fake_data):
     status, stdout, _ = run_cli("datasets")
     assert status == 0

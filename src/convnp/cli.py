@@ -6,11 +6,13 @@
     convnp predict runs/lenet5/best.npz seven.png photo.jpg                         top-3 classes per picture
     convnp datasets                                                                 what is here, how to get the rest
     convnp summary --model lenet5         convnp viz CHECKPOINT --out DIR           (convnp.inspect)
+    convnp experiment --list                                                        (convnp.experiments)
 
 Every command has ``--help``.  A user error (missing file, bad value, unknown model or dataset) ends with
 one line on stderr and a non-zero exit status, never a traceback; set CONVNP_DEBUG=1 to see one.
 """
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -157,15 +159,18 @@ def build_parser():
                                    "$CONVNP_DATA or ~/.cache/convnp), and how to get what is missing.")
     p.set_defaults(func=datasets_command)
 
-    # summary and viz live in convnp.inspect (another module); the CLI works without them.
-    try:
-        from .inspect import commands as inspect_commands
-    except ImportError:
-        inspect_commands = None
-    for name in ("add_summary_parser", "add_viz_parser"):
-        add = getattr(inspect_commands, name, None)
-        if add is not None:
-            add(sub)
+    # summary and viz live in convnp.inspect, experiment in convnp.experiments (other modules); the CLI
+    # works without them.
+    for module_name, adders in ((".inspect.commands", ("add_summary_parser", "add_viz_parser")),
+                                (".experiments.commands", ("add_experiment_parser",))):
+        try:
+            module = importlib.import_module(module_name, __package__)
+        except ImportError:
+            continue
+        for name in adders:
+            add = getattr(module, name, None)
+            if add is not None:
+                add(sub)
     return parser
 
 

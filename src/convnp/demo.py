@@ -22,7 +22,7 @@ def mnist_problem():
     try:
         fetch("mnist", {**MNIST_FILES["train"], **MNIST_FILES["test"]})
     except OSError as error:  # FileNotFoundError: missing and not downloadable
-        return str(error).splitlines()[0]
+        return str(error).splitlines()[0].rstrip(":")
     return None
 
 

@@ -1,0 +1,341 @@
+"""convnp's benchmark suite: speed, memory and efficiency against PyTorch on the CPU, in one run.
+
+    convnp bench                     # everything: a table, and JSON (benchmarks/results/latest.json)
+    convnp bench --quick             # fewer repetitions and steps (a smoke run)
+    convnp bench --only lenet inference --threads 2
+    python benchmarks/run.py ...     # the same, from a checkout
+
+One run measures both libraries on the same machine with the same number of threads (convnp: its own
+threads and OpenBLAS's; PyTorch: ``torch.set_num_threads``), on the same batches from the same loader.  Each
+library runs in a worker process of its own: in one process, PyTorch's OpenMP threads and OpenBLAS's
+threads spin against each other and slow both down (measured: a convnp LeNet-5 step 4x slower once
+torch had run in the same process).  Times are medians of several repetitions after a warm-up.
+PyTorch is optional: without it, its rows are skipped, saying so.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import convnp
+from convnp import data, functional as F, optim, reference
+from convnp.models import LeNet5
+from convnp.models.vgg import SmallVGG
+
+SECTIONS = ["lenet", "vgg", "inference", "memory", "naive", "gflops"]
+torch = None  # imported only inside a PyTorch worker process
+
+LENET_SAMPLES = 60_000
+BATCH = 128
+
+
+# --- twins: the same networks in PyTorch ------------------------------------------------------------
+def torch_lenet():
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(256, 120), nn.ReLU(), nn.Linear(120, 84),
+                         nn.ReLU(), nn.Linear(84, 10))
+
+
+def torch_vgg(widths=(32, 64, 128), in_channels=3, num_classes=10):
+    nn = torch.nn
+    layers, channels = [], in_channels
+    for width in widths:
+        for _ in range(2):
+            layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+            channels = width
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+
+
+# --- measurement helpers ---------------------------------------------------------------------------
+def median_time(function, repeats, warmup=1):
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def mnist_shaped(samples, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((samples, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, samples)
+
+
+def convnp_epoch(model, optimizer, loader):
+    for images, labels in loader:
+        optimizer.zero_grad()
+        F.cross_entropy(model(convnp.Tensor(images)), labels).backward()
+        optimizer.step()
+
+
+def torch_epoch(model, optimizer, loader):
+    for images, labels in loader:
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(torch.from_numpy(images)), torch.from_numpy(labels)).backward()
+        optimizer.step()
+
+
+def limited(loader, steps):
+    """The first ``steps`` batches of each pass over ``loader``."""
+    class Limited:
+        def __iter__(self):
+            for step, batch in enumerate(loader):
+                if step == steps:
+                    return
+                yield batch
+    return Limited()
+
+
+# --- sections: each measures ONE library (the worker's) and returns {row name: value} -----------------
+def train_epoch_for(library):
+    if library == "convnp":
+        return convnp_epoch, LeNet5(), lambda model: optim.Adam(model.parameters())
+    return torch_epoch, torch_lenet(), lambda model: torch.optim.Adam(model.parameters())
+
+
+def measure_lenet(library, repeats, quick):
+    """Seconds per LeNet-5 training epoch (60,000 MNIST-shaped images, batch 128, Adam, shuffled)."""
+    samples = 12_800 if quick else LENET_SAMPLES
+    x, y = mnist_shaped(samples)
+    loader = data.DataLoader((x, y), BATCH, shuffle=True, seed=0)
+    epoch, model, make_optimizer = train_epoch_for(library)
+    optimizer = make_optimizer(model)
+    seconds = median_time(lambda: epoch(model, optimizer, loader), repeats)
+    return {"LeNet-5 training epoch (s)": seconds * LENET_SAMPLES / samples}
+
+
+def measure_vgg(library, repeats, quick):
+    """Seconds per training step of a small VGG (3x3 convs + batch norm, 3x32x32, batch 128, Adam)."""
+    steps = 4 if quick else 20
+    rng = np.random.default_rng(0)
+    x = rng.random((BATCH * steps, 3, 32, 32), dtype=np.float32)
+    y = rng.integers(0, 10, BATCH * steps)
+    loader = data.DataLoader((x, y), BATCH, shuffle=True, seed=0)
+    if library == "convnp":
+        model, epoch = SmallVGG(), convnp_epoch
+        optimizer = optim.Adam(model.parameters())
+    else:
+        model, epoch = torch_vgg(), torch_epoch
+        optimizer = torch.optim.Adam(model.parameters())
+    return {"VGG-style training step (s)": median_time(lambda: epoch(model, optimizer, loader), repeats) / steps}
+
+
+def measure_inference(library, repeats, quick):
+    """LeNet-5 inference: seconds per 1,000 images at batch 512 (throughput, lower is better) and
+    milliseconds per call at batch 1 (latency)."""
+    rng = np.random.default_rng(0)
+    big = rng.random((512, 1, 28, 28), dtype=np.float32)
+    one = big[:1].copy()
+    calls = 20 if quick else 200
+    if library == "convnp":
+        model = LeNet5().eval()
+
+        def run(x, n):
+            with convnp.no_grad():
+                for _ in range(n):
+                    model(convnp.Tensor(x))
+    else:
+        model = torch_lenet().eval()
+
+        def run(x, n):
+            with torch.no_grad():
+                for _ in range(n):
+                    model(torch.from_numpy(x))
+    return {"LeNet-5 inference, batch 512 (s per 1k images)": median_time(lambda: run(big, 5), repeats) / 5 / 512 * 1000,
+            "LeNet-5 latency, batch 1 (ms)": median_time(lambda: run(one, calls), repeats) / calls * 1000}
+
+
+def rss_mb():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def measure_memory(library, repeats, quick):
+    """Peak resident memory of a LeNet-5 training epoch (this worker process runs nothing else first).
+    'total' is the process peak: interpreter, library, 188 MB of data and training; 'training' is the
+    peak minus what the process held just before the first step, the cost of training itself."""
+    import resource
+
+    steps = 40 if quick else LENET_SAMPLES // BATCH + 1
+    x, y = mnist_shaped(LENET_SAMPLES)
+    loader = limited(data.DataLoader((x, y), BATCH, shuffle=True, seed=0), steps)
+    epoch, model, make_optimizer = train_epoch_for(library)
+    optimizer = make_optimizer(model)
+    baseline = rss_mb()
+    epoch(model, optimizer, loader)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"LeNet-5 epoch peak memory, total (MB)": peak, "LeNet-5 epoch peak memory, training (MB)": peak - baseline}
+
+
+def lenet_forward_reference(model, x):
+    """LeNet-5's forward pass with the naive loops of convnp.reference (as tutorials write it)."""
+    state = {k: v.astype(np.float64) for k, v in model.state_dict().items()}
+    h = reference.relu_forward(reference.conv2d_forward(x, state["conv1.weight"], state["conv1.bias"]))
+    h = reference.max_pool2d_forward(h, 2)
+    h = reference.relu_forward(reference.conv2d_forward(h, state["conv2.weight"], state["conv2.bias"]))
+    h = reference.max_pool2d_forward(h, 2).reshape(len(x), -1)
+    h = reference.relu_forward(reference.linear_forward(h, state["fc1.weight"], state["fc1.bias"]))
+    h = reference.relu_forward(reference.linear_forward(h, state["fc2.weight"], state["fc2.bias"]))
+    return reference.linear_forward(h, state["fc3.weight"], state["fc3.bias"])
+
+
+def measure_naive(library, repeats, quick):
+    """The naive loops of convnp.reference against the fast path: LeNet-5 forward, same float64 batch."""
+    batch = 8 if quick else 64
+    x = np.random.default_rng(0).random((batch, 1, 28, 28))
+    model = LeNet5().astype(np.float64).eval()
+    naive = median_time(lambda: lenet_forward_reference(model, x), max(1, repeats - 1), warmup=0)
+    with convnp.no_grad():
+        fast_output = model(convnp.Tensor(x)).data
+        fast = median_time(lambda: model(convnp.Tensor(x)), 20)
+    agree = bool(np.allclose(lenet_forward_reference(model, x), fast_output, atol=1e-9))
+    return {"batch": batch, "naive": naive, "fast": fast, "agree": agree}
+
+
+def lenet_training_flops(batch):
+    """FLOPs of one LeNet-5 training step: forward MACs, plus the two backward GEMMs per layer (dW and
+    dX; conv1 computes no dX, its input is the image), times 2 FLOPs per multiply-add."""
+    layers = [(24 * 24 * 6 * 25, False), (8 * 8 * 16 * 150, True), (256 * 120, True), (120 * 84, True),
+              (84 * 10, True)]
+    macs = sum(m * (3 if needs_dx else 2) for m, needs_dx in layers)
+    return 2 * macs * batch
+
+
+def measure_gflops(library, repeats, quick):
+    """Achieved GFLOP/s of the LeNet-5 training step against this machine's float32 GEMM peak."""
+    n = 1024 if quick else 2048
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    peak = 2 * n ** 3 / median_time(lambda: a @ a, 5) / 1e9
+    x, y = mnist_shaped(BATCH * 40)
+    loader = data.DataLoader((x, y), BATCH, shuffle=True, seed=0)
+    epoch, model, make_optimizer = train_epoch_for("convnp")
+    optimizer = make_optimizer(model)
+    step = median_time(lambda: epoch(model, optimizer, loader), repeats) / len(loader)
+    return {"achieved": lenet_training_flops(BATCH) / step / 1e9, "peak": peak}
+
+
+MEASURES = {"lenet": measure_lenet, "vgg": measure_vgg, "inference": measure_inference,
+            "memory": measure_memory, "naive": measure_naive, "gflops": measure_gflops}
+CONVNP_ONLY = {"naive", "gflops"}
+
+
+# --- the parent: one worker process per (section, library), then one table -------------------------------
+def run_worker(section, library, args):
+    """Measure one section for one library in a fresh process, with the thread counts fixed in its
+    environment before NumPy, OpenBLAS or PyTorch start."""
+    threads = str(args.threads)
+    package_root = str(Path(convnp.__file__).resolve().parents[1])  # so an uninstalled checkout works too
+    env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
+               CONVNP_NUM_THREADS=threads,
+               PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, "-m", "convnp.bench", "--worker", library, "--only", section, "--threads", threads,
+               "--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"benchmark worker {section}/{library} failed:\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def torch_available():
+    return subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
+
+
+def rows_for(section, results):
+    if section == "naive":
+        r = results["convnp"]
+        return [{"name": f"naive loops vs fast path, LeNet-5 forward, batch {r['batch']} (s)", "convnp": r["fast"],
+                 "naive": r["naive"], "speedup": r["naive"] / r["fast"], "outputs_agree": r["agree"]}]
+    if section == "gflops":
+        r = results["convnp"]
+        return [{"name": "LeNet-5 training GFLOP/s vs float32 GEMM peak", "convnp": r["achieved"],
+                 "peak": r["peak"], "fraction": r["achieved"] / r["peak"]}]
+    return [{"name": name, "convnp": value, "torch": results.get("torch", {}).get(name),
+             "ratio": value / results["torch"][name] if "torch" in results else None}
+            for name, value in results["convnp"].items()]
+
+
+def format_row(row):
+    name = f"{row['name']:58}"
+    if "speedup" in row:
+        return (f"{name} {row['convnp']:10.4g} {'naive ' + format(row['naive'], '.3g'):>12} "
+                f"speedup {row['speedup']:,.0f}x (outputs agree: {row['outputs_agree']})")
+    if "fraction" in row:
+        return f"{name} {row['convnp']:10.2f} {'peak ' + format(row['peak'], '.1f'):>12} fraction {row['fraction']:.1%}"
+    if row["torch"] is None:
+        return f"{name} {row['convnp']:10.4g} {'skipped':>12}  (PyTorch not installed)"
+    return f"{name} {row['convnp']:10.4g} {row['torch']:12.4g} {row['ratio']:7.2f}x"
+
+
+HEADER = f"{'benchmark':58} {'convnp':>10} {'PyTorch':>12} {'ratio':>8}\n" + "-" * 92
+
+
+def add_arguments(parser):
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                        help="threads for each library (default: the CPUs this process may use)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and steps (a smoke run)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repetitions (default 3, quick 1)")
+    parser.add_argument("--json", type=Path, default=Path("benchmarks") / "results" / "latest.json",
+                        help="where to write the results as JSON")
+    parser.add_argument("--worker", choices=["convnp", "torch"], help=argparse.SUPPRESS)
+
+
+def add_bench_parser(subparsers):
+    """The ``convnp bench`` subcommand."""
+    parser = subparsers.add_parser("bench", help="speed and memory against PyTorch (LeNet-5, VGG-style)",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args):
+    global torch
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    sections = args.only or SECTIONS
+    if args.worker:
+        if args.worker == "torch":
+            import torch as torch_module
+
+            torch = torch_module
+            torch.set_num_threads(args.threads)
+        print(json.dumps(MEASURES[sections[0]](args.worker, args.repeats, args.quick)))
+        return 0
+    have_torch = torch_available()
+    print(f"convnp {convnp.__version__}, NumPy {np.__version__}, "
+          f"{'PyTorch available' if have_torch else 'PyTorch not installed: its rows are skipped'}; "
+          f"{args.threads} threads for each library, one process per library and section; "
+          f"medians of {args.repeats} after a warm-up\n")
+    print(HEADER, flush=True)
+    rows = []
+    for section in sections:
+        libraries = ["convnp"] + (["torch"] if have_torch and section not in CONVNP_ONLY else [])
+        results = {library: run_worker(section, library, args) for library in libraries}
+        for row in rows_for(section, results):
+            rows.append(row)
+            print(format_row(row), flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"threads": args.threads, "repeats": args.repeats, "quick": args.quick,
+                                     "numpy": np.__version__, "rows": rows}, indent=2))
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="convnp bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
