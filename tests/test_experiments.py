@@ -189,7 +189,12 @@ def test_optimizers(no_datasets, tmp_path):
     for numbers in opts.values():
         assert numbers["lr"] in results["grid"]
         assert max(numbers["tuning_accuracy"].values()) == numbers["tuning_accuracy"][str(numbers["lr"])]
+    for numbers in opts.values():   # the accuracy curve ends with the final model
+        assert numbers["test_accuracy_curve"][-1][1] == numbers["test_accuracy"]
+        low, high = numbers["late_accuracy_range"]
+        assert low <= numbers["late_accuracy_mean"] <= high
     # Within the budget Adam beats plain SGD, from the first epoch to the last.
     assert opts["adam"]["test_accuracy"] > opts["sgd"]["test_accuracy"]
+    assert opts["adam"]["late_accuracy_mean"] > opts["sgd"]["late_accuracy_mean"]
     assert opts["adam"]["accuracy_after_epoch_1"] > opts["sgd"]["accuracy_after_epoch_1"]
     assert opts["adam"]["final_train_loss"] < opts["sgd"]["final_train_loss"]

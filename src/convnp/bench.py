@@ -5,8 +5,9 @@
     convnp bench --only lenet inference --threads 2
     python benchmarks/run.py ...     # the same, from a checkout
 
-One run measures both libraries on the same machine with the same number of threads (convnp: its own
-threads and OpenBLAS's; PyTorch: ``torch.set_num_threads``), on the same batches from the same loader.  Each
+One run measures both libraries on the same machine with the same number of threads (OpenBLAS's for
+convnp's matrix multiplies, ``torch.set_num_threads`` for PyTorch), on the same batches from the same
+loader.  Each
 library runs in a worker process of its own: in one process, PyTorch's OpenMP threads and OpenBLAS's
 threads spin against each other and slow both down (measured: a convnp LeNet-5 step 4x slower once
 torch had run in the same process).  Times are medians of several repetitions after a warm-up.
@@ -190,7 +191,7 @@ def lenet_forward_reference(model, x):
 
 def measure_naive(library, repeats, quick):
     """The naive loops of convnp.reference against the fast path: LeNet-5 forward, same float64 batch."""
-    batch = 8 if quick else 64
+    batch = 8 if quick else BATCH
     x = np.random.default_rng(0).random((batch, 1, 28, 28))
     model = LeNet5().astype(np.float64).eval()
     naive = median_time(lambda: lenet_forward_reference(model, x), max(1, repeats - 1), warmup=0)
@@ -235,7 +236,6 @@ def run_worker(section, library, args):
     threads = str(args.threads)
     package_root = str(Path(convnp.__file__).resolve().parents[1])  # so an uninstalled checkout works too
     env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
-               CONVNP_NUM_THREADS=threads,
                PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     command = [sys.executable, "-m", "convnp.bench", "--worker", library, "--only", section, "--threads", threads,
                "--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])

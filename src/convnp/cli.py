@@ -7,15 +7,19 @@
     convnp datasets                                                                 what is here, how to get the rest
     convnp summary --model lenet5         convnp viz CHECKPOINT --out DIR           (convnp.inspect)
     convnp experiment --list                                                        (convnp.experiments)
+    convnp bench --quick                                                            speed vs PyTorch (convnp.bench)
 
 Every command has ``--help``.  A user error (missing file, bad value, unknown model or dataset) ends with
 one line on stderr and a non-zero exit status, never a traceback; set CONVNP_DEBUG=1 to see one.
 """
 import argparse
-import importlib
 import os
 import sys
 from pathlib import Path
+
+from .bench import add_bench_parser
+from .experiments.commands import add_experiment_parser
+from .inspect.commands import add_summary_parser, add_viz_parser
 
 EXAMPLES = """examples:
   convnp train --model lenet5 --dataset mnist --epochs 5 --out runs/lenet5
@@ -159,18 +163,9 @@ def build_parser():
                                    "$CONVNP_DATA or ~/.cache/convnp), and how to get what is missing.")
     p.set_defaults(func=datasets_command)
 
-    # summary and viz live in convnp.inspect, experiment in convnp.experiments (other modules); the CLI
-    # works without them.
-    for module_name, adders in ((".inspect.commands", ("add_summary_parser", "add_viz_parser")),
-                                (".experiments.commands", ("add_experiment_parser",))):
-        try:
-            module = importlib.import_module(module_name, __package__)
-        except ImportError:
-            continue
-        for name in adders:
-            add = getattr(module, name, None)
-            if add is not None:
-                add(sub)
+    # the commands that live beside their code: summary and viz, experiment, bench
+    for add in (add_summary_parser, add_viz_parser, add_experiment_parser, add_bench_parser):
+        add(sub)
     return parser
 
 
@@ -378,7 +373,7 @@ def predict_command(args):
     inputs = [preprocess(path, prep) for path in args.images]
     results = predict_arrays(model, np.stack(inputs), prep.get("classes"), top=min(args.top, len(prep["classes"])))
     for path, top in zip(args.images, results):
-        print(f"{path}: " + "   ".join(f"{name} {p * 100:.1f}%" for name, p in top))
+        print(f"{path}: " + "   ".join(f"{name} {_percent(p)}" for name, p in top))
     if args.save_input:
         from PIL import Image
 
@@ -394,12 +389,17 @@ def predict_command(args):
     return 0
 
 
+def _percent(p):
+    return f"{p * 100:.1f}%" if p >= 0.0005 else "<0.1%"
+
+
 # --- datasets -------------------------------------------------------------------------------------------------
 def datasets_command(args):
     from .data import available_datasets, data_dir
 
     statuses = available_datasets()
-    print(f"data folder: {data_dir()} ({'CONVNP_DATA' if os.environ.get('CONVNP_DATA') else 'default; set CONVNP_DATA to change it'})")
+    chosen_by = "CONVNP_DATA" if os.environ.get("CONVNP_DATA") else "default; set CONVNP_DATA to change it"
+    print(f"data folder: {data_dir()} ({chosen_by})")
     width = max(len(s.name) for s in statuses)
     for s in statuses:
         mark = "yes" if s.available else "no "

@@ -99,8 +99,8 @@ class NaNGuard(Callback):
     def on_before_step(self, state):
         if not math.isfinite(state.loss):
             raise StopTraining(f"NaN guard: the training loss became {state.loss} at epoch {state.epoch + 1}, "
-                               f"step {state.step + 1}; training stopped before that update, and checkpoints of earlier "
-                               f"epochs were left as they were (try a lower learning rate)", diverged=True)
+                               f"step {state.step + 1}; training stopped before that update, and checkpoints of "
+                               f"earlier epochs were left as they were (try a lower learning rate)", diverged=True)
 
 
 class EarlyStopping(Callback):

@@ -254,7 +254,8 @@ def available_datasets(root=None):
         missing = _missing_files(folder, files_by_split)
         how = ""
         if missing:
-            how = (f"downloaded on first use from {MIRRORS[name][0]}; offline, put {', '.join(missing)} "
+            source = MIRRORS[name][0] if MIRRORS[name] else "its mirrors"
+            how = (f"downloaded on first use from {source}; offline, put {', '.join(missing)} "
                    f"in {folder} (the folder is chosen by CONVNP_DATA)")
         statuses.append(DatasetStatus(name, not missing, str(folder), how))
 

@@ -70,30 +70,18 @@ class Context:
 # --- threads ------------------------------------------------------------------------------------------
 @contextmanager
 def limited_threads(count):
-    """Run the body with ``count`` BLAS threads (threadpoolctl, when installed) and ``count`` threads for
-    convnp's own parallel loops (``convnp.parallel``, when this version has it).  Yields a description."""
-    limiter, notes = None, []
+    """Run the body with ``count`` BLAS threads (threadpoolctl, when installed).  Yields a description."""
+    limiter = None
     try:
         from threadpoolctl import threadpool_limits
 
         limiter = threadpool_limits(count)
-        notes.append(f"BLAS {count}")
+        note = f"BLAS {count}"
     except ImportError:
-        notes.append("BLAS threads not limited (threadpoolctl is not installed)")
-    parallel, previous = None, None
+        note = "BLAS threads not limited (threadpoolctl is not installed)"
     try:
-        from .. import parallel
-    except ImportError:
-        parallel = None
-    if parallel is not None and hasattr(parallel, "set_num_threads"):
-        previous = parallel.num_threads()
-        parallel.set_num_threads(count)
-        notes.append(f"convnp {count}")
-    try:
-        yield ", ".join(notes)
+        yield note
     finally:
-        if parallel is not None and previous is not None:
-            parallel.set_num_threads(previous)
         if limiter is not None:
             limiter.restore_original_limits()
 
@@ -149,13 +137,17 @@ def load_real(ctx, name, n_train=None, n_test=None):
     try:
         train, test = loader("train", root=ctx.data_dir), loader("test", root=ctx.data_dir)
     except Exception as error:  # noqa: BLE001 - missing files, no network, a corrupt download: all the user's to fix
-        first = " ".join(str(error).split())[:300]
+        reason = " ".join(str(error).split())
+        if len(reason) > 240:
+            reason = reason[:240].rsplit(" ", 1)[0] + " ..."
         raise ExperimentError(f"{REAL_DATASETS[name]} is needed for the full experiment and could not be loaded "
-                              f"({first}); put the IDX files in $CONVNP_DATA/{name} or pass --data-dir, or run "
-                              f"with --quick (which falls back to offline data)") from None
+                              f"({reason}); put the IDX files in {_data_folder(ctx) / name} (the folder is "
+                              f"$CONVNP_DATA or --data-dir), or run with --quick (which falls back to offline "
+                              f"data)") from None
     full_train, full_test = len(train), len(test)
     train, test = _subset(train, n_train, ctx.seed, 11), _subset(test, n_test, ctx.seed, 12)
-    sizes = (f"all {full_train:,} training and {full_test:,} test images" if (len(train), len(test)) == (full_train, full_test)
+    whole = (len(train), len(test)) == (full_train, full_test)
+    sizes = (f"all {full_train:,} training and {full_test:,} test images" if whole
              else f"{len(train):,} of the {full_train:,} training images and {len(test):,} of the {full_test:,} test "
                   f"images (seeded random subsets)")
     return Data(name, train, test, f"{REAL_DATASETS[name]}: {sizes}, 28x28 grey, 10 classes.")

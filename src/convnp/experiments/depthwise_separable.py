@@ -11,7 +11,7 @@ from .report import Report
 
 NAME = "depthwise-separable"
 TITLE = "Standard versus depthwise-separable convolutions"
-SUMMARY = "a small CNN with standard 3x3 convs vs depthwise + pointwise (Fashion-MNIST): params, FLOPs, accuracy, time"
+SUMMARY = "a small CNN with standard 3x3 convs vs depthwise + pointwise (Fashion-MNIST): params, FLOPs, accuracy, speed"
 
 WIDTHS = (16, 32, 64)
 CONFIGS = {
@@ -68,10 +68,12 @@ def run(ctx):
                     "does it actually run faster here?")
     report.setup(data, [
         ("Models", f"standard: conv 1->{w0} 3x3, max-pool, conv {w0}->{w1} 3x3, max-pool, conv {w1}->{w2} 3x3, "
-                   f"max-pool ({w2}x3x3), linear {9 * w2}->10 (ReLU after each conv, padding 1). Separable: the same, with "
+                   f"max-pool ({w2}x3x3), linear {9 * w2}->10 (ReLU after each conv, padding 1). Separable: the "
+                   f"same, with "
                    f"conv {w0}->{w1} and conv {w1}->{w2} each replaced by depthwise 3x3 (groups = input channels), "
                    f"ReLU, pointwise 1x1"),
-        ("Training", f"the same for both: Adam, one-cycle learning rate peaking at {cfg['lr']:g}, batch {cfg['batch']}, "
+        ("Training", f"the same for both: Adam, one-cycle learning rate peaking at {cfg['lr']:g}, "
+                     f"batch {cfg['batch']}, "
                      f"{cfg['epochs']} epochs, no augmentation"),
         ("Measured", "parameters, MACs and FLOPs (= 2 MACs) from `convnp.inspect.summary` (layers with weights; "
                      "pooling and ReLU not counted); test accuracy of the final model; training step = median time "
@@ -94,7 +96,8 @@ def run(ctx):
                  align="lllrrr")
     report.table(["replaced convolution", "standard params", "separable params", "ratio", "1/C_out + 1/k^2"],
                  _pair_rows(counts, standard, separable), align="lrrrr")
-    cost_figure(report, runs, counts, steps, "depthwise_separable.png", "Standard versus depthwise-separable convolutions")
+    cost_figure(report, runs, counts, steps, "depthwise_separable.png",
+                "Standard versus depthwise-separable convolutions")
     report.conclusion(_conclusion(standard, separable, counts, steps, len(data.test)))
     report.results["seconds_training"] = clock.seconds
     return report

@@ -115,7 +115,8 @@ class Report:
                  ("Data", data.description if data is not None else "none"),
                  ("Seed", f"{ctx.seed} (weights, data order and subsets all follow from it)")]
         lines += list(items)
-        lines += [("Threads", f"{ctx.threads} (BLAS and convnp's own loops; `--threads`); machine: {cpu_description()}"),
+        lines += [("Threads", f"{ctx.threads} (BLAS and convnp's own loops; `--threads`); "
+                              f"machine: {cpu_description()}"),
                   ("Software", f"convnp {__version__}, NumPy {np.__version__}, Python {platform.python_version()}, "
                                f"{platform.system()} {platform.release()}")]
         self.setup_lines = lines

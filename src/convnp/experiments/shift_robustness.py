@@ -55,7 +55,8 @@ def run(ctx):
         ("Models", "LeNet-5 and two-layer MLPs flatten, Linear(784, H), ReLU, Linear(H, 10) with H = " +
                    " and ".join(str(h) for h in cfg["widths"]) + "; parameters: " +
                    ", ".join(f"{label} {p:,}" for label, p in params.items())),
-        ("Training", f"the recipe of cnn-vs-mlp (same seed, so the same models): Adam, one-cycle learning rate "
+        ("Training", f"the recipe and seed of cnn-vs-mlp (so LeNet-5, and an MLP whose width is also in that "
+                     f"experiment's grid, are the very models it trained): Adam, one-cycle learning rate "
                      f"peaking at {cfg['lr']:g}, batch {cfg['batch']}, no augmentation (no shifted images in "
                      f"training); LeNet-5 {cfg['lenet_epochs']} epochs, MLPs {cfg['mlp_epochs']} epochs"),
         ("Test", f"the {len(data.test):,} test images moved right by {', '.join(map(str, SHIFTS))} pixels, the "
@@ -150,7 +151,8 @@ def _conclusion(curves, cnn, mlps):
         m = curves[label]
         per_pixel = (m[0] - m[4]) / 4
         sentences.append(f"{label} went from {pct(m[0])} to {pct(m[2])} at 2 px and {pct(m[4])} at 4 px (a drop of "
-                         f"{pp(m[0] - m[4])}, {pp(per_pixel, 1)} per pixel on average), keeping 90% up to {kept(m)} px.")
+                         f"{pp(m[0] - m[4])}, {pp(per_pixel, 1)} per pixel on average), keeping 90% up to "
+                         f"{kept(m)} px.")
     at4 = {label: curves[label][4] for label in mlps}
     ahead = [label for label in mlps if c[4] > at4[label]]
     if len(ahead) == len(mlps):

@@ -10,7 +10,7 @@ from .report import Report
 
 NAME = "stride-vs-pool"
 TITLE = "Max pooling versus stride-2 convolutions in LeNet-5"
-SUMMARY = "LeNet-5 with max pooling vs stride-2 convolutions: parameters, FLOPs, accuracy, epoch time"
+SUMMARY = "LeNet-5 with max pooling vs stride-2 convolutions: parameters, FLOPs, accuracy, speed"
 
 CONFIGS = {
     "full": dict(dataset="mnist", n_train=None, n_test=None, batch=128, lr=4e-3, epochs=5, timing_steps=50),
@@ -40,7 +40,8 @@ def run(ctx):
         ("Models", "LeNet-5: conv 1->6 k5 (24x24), max-pool 2 (12x12), conv 6->16 k5 (8x8), max-pool 2 (4x4), "
                    "256-120-84-10. Strided: conv 1->6 k5 stride 2 (12x12), conv 6->16 k5 stride 2 (4x4), the same "
                    "256-120-84-10 classifier. ReLU after every layer but the last"),
-        ("Training", f"the same for both: Adam, one-cycle learning rate peaking at {cfg['lr']:g}, batch {cfg['batch']}, "
+        ("Training", f"the same for both: Adam, one-cycle learning rate peaking at {cfg['lr']:g}, "
+                     f"batch {cfg['batch']}, "
                      f"{cfg['epochs']} epochs, no augmentation"),
         ("Measured", "parameters, MACs and FLOPs (= 2 MACs) from `convnp.inspect.summary`, which counts the "
                      "multiply-adds of layers with weights (the comparisons of max pooling and the ReLUs are not "

@@ -11,6 +11,7 @@ import inspect
 from .lenet import LeNet5, LeNet5Classic
 from .mlp import MLP
 from .tutorial import SimpleCNN, TinyCNN
+from .vgg import SmallVGG
 
 MODELS = {
     "lenet5": LeNet5,
@@ -18,10 +19,11 @@ MODELS = {
     "simplecnn": SimpleCNN,
     "tinycnn": TinyCNN,
     "mlp": MLP,
+    "smallvgg": SmallVGG,
 }
 
-__all__ = ["LeNet5", "LeNet5Classic", "SimpleCNN", "TinyCNN", "MLP", "MODELS", "get_model", "model_class",
-           "model_name", "model_config", "constructor_parameters"]
+__all__ = ["LeNet5", "LeNet5Classic", "SimpleCNN", "TinyCNN", "MLP", "SmallVGG", "MODELS", "get_model",
+           "model_class", "model_name", "model_config", "constructor_parameters"]
 
 
 def model_class(name):

@@ -27,7 +27,6 @@ Backward is the same steps read backwards:
 """
 from ..backend import get_array_module
 from ..function import Function
-from ..parallel import over_slices
 from .windows import empty_in_order, memory_order, output_size, pad2d, window_slice, windows
 
 
@@ -87,14 +86,8 @@ class Conv2d(Function):
         """x_pad: (N, C, Hp, Wp) -> cols: (G, C/G*kh*kw, len(rows)*W_out*N) for the output ``rows``."""
         _, _, _, kernel, stride, _, dilation, groups, (h_out, w_out) = self.geometry
         view = windows(x_pad, kernel, stride, dilation, (h_out, w_out))[:, :, rows.start:rows.stop]
-        source = view.transpose(1, 4, 5, 2, 3, 0)  # (C, kh, kw, rows, W_out, N), still a view
-        cols = get_array_module(x_pad).empty(source.shape, dtype=x_pad.dtype)
-
-        def copy_channels(start, stop):  # the one copy, a slice of the channels per thread
-            cols[start:stop] = source[start:stop]
-
-        over_slices(copy_channels, len(cols), cols.size)
-        return cols.reshape(groups, -1, len(rows) * w_out * x_pad.shape[0])
+        return (view.transpose(1, 4, 5, 2, 3, 0)  # (C, kh, kw, rows, W_out, N), still a view
+                .reshape(groups, -1, len(rows) * w_out * x_pad.shape[0]))  # the one copy
 
     def span(self, rows):
         """The columns of an (H_out, W_out, N)-ordered matrix that belong to output ``rows``."""
@@ -147,11 +140,7 @@ def col2im(dcols, dx_pad, first_row, stride, dilation):
     c, kh, kw, rows, w_out, n = dcols.shape
     (sh, sw), (dh, dw) = stride, dilation
     dx_pad_chwn = dx_pad.transpose(1, 2, 3, 0)  # (C, Hp, Wp, N) view, to match dcols' axis order
-
-    def add_channels(start, stop):  # channels are independent: a slice of them per thread
-        for u in range(kh):
-            row_slice = window_slice(u, dh, sh, rows, first=first_row)
-            for v in range(kw):
-                dx_pad_chwn[start:stop, row_slice, window_slice(v, dw, sw, w_out)] += dcols[start:stop, u, v]
-
-    over_slices(add_channels, c, dcols.size)
+    for u in range(kh):
+        row_slice = window_slice(u, dh, sh, rows, first=first_row)
+        for v in range(kw):
+            dx_pad_chwn[:, row_slice, window_slice(v, dw, sw, w_out)] += dcols[:, u, v]
