@@ -6,7 +6,7 @@ has C_in k^2 + C_in C_out, a ratio of 1/C_out + 1/k^2 (MobileNet's trick).  Both
 once per output position, so the multiply-adds shrink by the same ratio.
 """
 from .common import Stopwatch, count, load_data, train_model
-from .pairs import accuracy_phrase, cost_figure, cost_table, step_times
+from .pairs import accuracy_phrase, cost_figure, cost_table, model_results, step_times
 from .report import Report
 
 NAME = "depthwise-separable"
@@ -81,11 +81,7 @@ def run(ctx):
                      f"in turn for {cfg['timing_steps']} steps each so that changes in the machine's load hit both "
                      f"alike; epoch time = median seconds of a training pass during training"),
     ])
-    report.results.update(config=dict(cfg), widths=list(WIDTHS), models={
-        run_.label: dict(parameters=counts[run_.label][0], macs=counts[run_.label][1], flops=counts[run_.label][2],
-                         accuracy=run_.accuracy, step_seconds=steps[run_.label], epoch_seconds=run_.epoch_seconds,
-                         val_accuracy=run_.history["val_accuracy"], diverged=run_.diverged)
-        for run_ in runs})
+    report.results.update(config=dict(cfg), widths=list(WIDTHS), models=model_results(runs, counts, steps))
 
     report.section("Results")
     cost_table(report, runs, counts, steps)

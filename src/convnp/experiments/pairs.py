@@ -41,6 +41,14 @@ def step_times(ctx, builders, data, batch_size, repeats, warmup=3):
     return {label: float(np.median(values)) for label, values in times.items()}
 
 
+def model_results(runs, counts, steps):
+    """{label: the raw numbers of one model} for results.json: parameters, MACs, FLOPs, accuracy, times."""
+    return {run.label: dict(parameters=counts[run.label][0], macs=counts[run.label][1], flops=counts[run.label][2],
+                            accuracy=run.accuracy, step_seconds=steps[run.label], epoch_seconds=run.epoch_seconds,
+                            val_accuracy=run.history["val_accuracy"], diverged=run.diverged)
+            for run in runs}
+
+
 def cost_table(report, runs, counts, steps):
     """One row per model: parameters, MACs, FLOPs, test accuracy, interleaved step time, epoch time."""
     base = runs[0]

@@ -5,7 +5,7 @@ pooled sizes (12x12 and 4x4 instead of 24x24 -> 12x12 and 8x8 -> 4x4), so every 
 parameters while each convolution is evaluated at a quarter of the positions.
 """
 from .common import Stopwatch, count, difference_noise, lenet5, lenet5_strided, load_data, train_model
-from .pairs import accuracy_phrase, cost_figure, cost_table, step_times
+from .pairs import accuracy_phrase, cost_figure, cost_table, model_results, step_times
 from .report import Report
 
 NAME = "stride-vs-pool"
@@ -50,11 +50,7 @@ def run(ctx):
                      f"timed in turn for {cfg['timing_steps']} steps each so that changes in the machine's load hit "
                      f"both alike; epoch time = median seconds of a training pass during training"),
     ])
-    report.results.update(config=dict(cfg), models={
-        run_.label: dict(parameters=counts[run_.label][0], macs=counts[run_.label][1], flops=counts[run_.label][2],
-                         accuracy=run_.accuracy, step_seconds=steps[run_.label], epoch_seconds=run_.epoch_seconds,
-                         val_accuracy=run_.history["val_accuracy"], diverged=run_.diverged)
-        for run_ in runs})
+    report.results.update(config=dict(cfg), models=model_results(runs, counts, steps))
 
     report.section("Results")
     cost_table(report, runs, counts, steps)
