@@ -97,10 +97,13 @@ def limited(loader, steps):
 
 
 # --- sections: each measures ONE library (the worker's) and returns {row name: value} -----------------
-def train_epoch_for(library):
+def training_setup(library, network="lenet"):
+    """(epoch function, model, Adam optimizer) of ``library`` for LeNet-5 or the small VGG."""
     if library == "convnp":
-        return convnp_epoch, LeNet5(), lambda model: optim.Adam(model.parameters())
-    return torch_epoch, torch_lenet(), lambda model: torch.optim.Adam(model.parameters())
+        model = LeNet5() if network == "lenet" else SmallVGG()
+        return convnp_epoch, model, optim.Adam(model.parameters())
+    model = torch_lenet() if network == "lenet" else torch_vgg()
+    return torch_epoch, model, torch.optim.Adam(model.parameters())
 
 
 def measure_lenet(library, repeats, quick):
@@ -108,8 +111,7 @@ def measure_lenet(library, repeats, quick):
     samples = 12_800 if quick else LENET_SAMPLES
     x, y = mnist_shaped(samples)
     loader = data.DataLoader((x, y), BATCH, shuffle=True, seed=0)
-    epoch, model, make_optimizer = train_epoch_for(library)
-    optimizer = make_optimizer(model)
+    epoch, model, optimizer = training_setup(library)
     seconds = median_time(lambda: epoch(model, optimizer, loader), repeats)
     return {"LeNet-5 training epoch (s)": seconds * LENET_SAMPLES / samples}
 
@@ -121,12 +123,7 @@ def measure_vgg(library, repeats, quick):
     x = rng.random((BATCH * steps, 3, 32, 32), dtype=np.float32)
     y = rng.integers(0, 10, BATCH * steps)
     loader = data.DataLoader((x, y), BATCH, shuffle=True, seed=0)
-    if library == "convnp":
-        model, epoch = SmallVGG(), convnp_epoch
-        optimizer = optim.Adam(model.parameters())
-    else:
-        model, epoch = torch_vgg(), torch_epoch
-        optimizer = torch.optim.Adam(model.parameters())
+    epoch, model, optimizer = training_setup(library, "vgg")
     return {"VGG-style training step (s)": median_time(lambda: epoch(model, optimizer, loader), repeats) / steps}
 
 
@@ -169,8 +166,7 @@ def measure_memory(library, repeats, quick):
     steps = 40 if quick else LENET_SAMPLES // BATCH + 1
     x, y = mnist_shaped(LENET_SAMPLES)
     loader = limited(data.DataLoader((x, y), BATCH, shuffle=True, seed=0), steps)
-    epoch, model, make_optimizer = train_epoch_for(library)
-    optimizer = make_optimizer(model)
+    epoch, model, optimizer = training_setup(library)
     baseline = rss_mb()
     epoch(model, optimizer, loader)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -218,8 +214,7 @@ def measure_gflops(library, repeats, quick):
     peak = 2 * n ** 3 / median_time(lambda: a @ a, 5) / 1e9
     x, y = mnist_shaped(BATCH * 40)
     loader = data.DataLoader((x, y), BATCH, shuffle=True, seed=0)
-    epoch, model, make_optimizer = train_epoch_for("convnp")
-    optimizer = make_optimizer(model)
+    epoch, model, optimizer = training_setup("convnp")
     step = median_time(lambda: epoch(model, optimizer, loader), repeats) / len(loader)
     return {"achieved": lenet_training_flops(BATCH) / step / 1e9, "peak": peak}
 
