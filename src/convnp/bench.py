@@ -5,19 +5,21 @@
     convnp bench --only lenet inference --threads 2
     python benchmarks/run.py ...     # the same, from a checkout
 
-One run measures both libraries on the same machine with the same number of threads (OpenBLAS's for
-convnp's matrix multiplies, ``torch.set_num_threads`` for PyTorch), on the same batches from the same
-loader.  Each
-library runs in a worker process of its own: in one process, PyTorch's OpenMP threads and OpenBLAS's
-threads spin against each other and slow both down (measured: a convnp LeNet-5 step 4x slower once
-torch had run in the same process).  Times are medians of several repetitions after a warm-up.
-PyTorch is optional: without it, its rows are skipped, saying so.
+One run measures both libraries on the same machine with the same number of threads
+(``convnp.set_num_threads`` and ``torch.set_num_threads``, set through the environment), on the same
+batches from the same loader.  Each library runs in a worker process of its own: in one process,
+PyTorch's OpenMP threads and OpenBLAS's threads spin against each other and slow both down (measured: a
+convnp LeNet-5 step 4x slower once torch had run in the same process).  The timed sections take turns
+between the two workers, one repetition at a time, so that a change in the machine's load falls on both
+libraries alike; times are medians of several repetitions after a warm-up.  PyTorch is optional:
+without it, its rows are skipped, saying so.
 """
 import argparse
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -96,7 +98,8 @@ def limited(loader, steps):
     return Limited()
 
 
-# --- sections: each measures ONE library (the worker's) and returns {row name: value} -----------------
+# --- timed sections: each prepares ONE library's work and returns a function that runs one timed ------
+# --- repetition and returns {row name: value} ------------------------------------------------------
 def training_setup(library, network="lenet"):
     """(epoch function, model, Adam optimizer) of ``library`` for LeNet-5 or the small VGG."""
     if library == "convnp":
@@ -106,17 +109,23 @@ def training_setup(library, network="lenet"):
     return torch_epoch, model, torch.optim.Adam(model.parameters())
 
 
-def measure_lenet(library, repeats, quick):
+def seconds(function):
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def prepare_lenet(library, quick):
     """Seconds per LeNet-5 training epoch (60,000 MNIST-shaped images, batch 128, Adam, shuffled)."""
     samples = 12_800 if quick else LENET_SAMPLES
     x, y = mnist_shaped(samples)
     loader = data.DataLoader((x, y), BATCH, shuffle=True, seed=0)
     epoch, model, optimizer = training_setup(library)
-    seconds = median_time(lambda: epoch(model, optimizer, loader), repeats)
-    return {"LeNet-5 training epoch (s)": seconds * LENET_SAMPLES / samples}
+    return lambda: {"LeNet-5 training epoch (s)": seconds(lambda: epoch(model, optimizer, loader))
+                    * LENET_SAMPLES / samples}
 
 
-def measure_vgg(library, repeats, quick):
+def prepare_vgg(library, quick):
     """Seconds per training step of a small VGG (3x3 convs + batch norm, 3x32x32, batch 128, Adam)."""
     steps = 4 if quick else 20
     rng = np.random.default_rng(0)
@@ -124,10 +133,10 @@ def measure_vgg(library, repeats, quick):
     y = rng.integers(0, 10, BATCH * steps)
     loader = data.DataLoader((x, y), BATCH, shuffle=True, seed=0)
     epoch, model, optimizer = training_setup(library, "vgg")
-    return {"VGG-style training step (s)": median_time(lambda: epoch(model, optimizer, loader), repeats) / steps}
+    return lambda: {"VGG-style training step (s)": seconds(lambda: epoch(model, optimizer, loader)) / steps}
 
 
-def measure_inference(library, repeats, quick):
+def prepare_inference(library, quick):
     """LeNet-5 inference: seconds per 1,000 images at batch 512 (throughput, lower is better) and
     milliseconds per call at batch 1 (latency)."""
     rng = np.random.default_rng(0)
@@ -148,8 +157,8 @@ def measure_inference(library, repeats, quick):
             with torch.no_grad():
                 for _ in range(n):
                     model(torch.from_numpy(x))
-    return {"LeNet-5 inference, batch 512 (s per 1k images)": median_time(lambda: run(big, 5), repeats) / 5 / 512 * 1000,
-            "LeNet-5 latency, batch 1 (ms)": median_time(lambda: run(one, calls), repeats) / calls * 1000}
+    return lambda: {"LeNet-5 inference, batch 512 (s per 1k images)": seconds(lambda: run(big, 5)) / 5 / 512 * 1000,
+                    "LeNet-5 latency, batch 1 (ms)": seconds(lambda: run(one, calls)) / calls * 1000}
 
 
 def rss_mb():
@@ -175,7 +184,7 @@ def measure_memory(library, repeats, quick):
 
 def lenet_forward_reference(model, x):
     """LeNet-5's forward pass with the naive loops of convnp.reference (as tutorials write it)."""
-    state = {k: v.astype(np.float64) for k, v in model.state_dict().items()}
+    state = model.state_dict()
     h = reference.relu_forward(reference.conv2d_forward(x, state["conv1.weight"], state["conv1.bias"]))
     h = reference.max_pool2d_forward(h, 2)
     h = reference.relu_forward(reference.conv2d_forward(h, state["conv2.weight"], state["conv2.bias"]))
@@ -186,15 +195,16 @@ def lenet_forward_reference(model, x):
 
 
 def measure_naive(library, repeats, quick):
-    """The naive loops of convnp.reference against the fast path: LeNet-5 forward, same float64 batch."""
+    """The naive loops of convnp.reference against the fast path: LeNet-5 forward on the same batch, in
+    convnp's default float32 (the loops cost the same in float64; they are Python-bound)."""
     batch = 8 if quick else BATCH
-    x = np.random.default_rng(0).random((batch, 1, 28, 28))
-    model = LeNet5().astype(np.float64).eval()
+    x = np.random.default_rng(0).random((batch, 1, 28, 28), dtype=np.float32)
+    model = LeNet5().eval()
     naive = median_time(lambda: lenet_forward_reference(model, x), max(1, repeats - 1), warmup=0)
     with convnp.no_grad():
         fast_output = model(convnp.Tensor(x)).data
-        fast = median_time(lambda: model(convnp.Tensor(x)), 20)
-    agree = bool(np.allclose(lenet_forward_reference(model, x), fast_output, atol=1e-9))
+        fast = median_time(lambda: model(convnp.Tensor(x)), 50)
+    agree = bool(np.allclose(lenet_forward_reference(model, x), fast_output, rtol=1e-4, atol=1e-5))
     return {"batch": batch, "naive": naive, "fast": fast, "agree": agree}
 
 
@@ -219,25 +229,95 @@ def measure_gflops(library, repeats, quick):
     return {"achieved": lenet_training_flops(BATCH) / step / 1e9, "peak": peak}
 
 
-MEASURES = {"lenet": measure_lenet, "vgg": measure_vgg, "inference": measure_inference,
-            "memory": measure_memory, "naive": measure_naive, "gflops": measure_gflops}
+TIMED = {"lenet": prepare_lenet, "vgg": prepare_vgg, "inference": prepare_inference}
+ONCE = {"memory": measure_memory, "naive": measure_naive, "gflops": measure_gflops}
 CONVNP_ONLY = {"naive", "gflops"}
 
 
-# --- the parent: one worker process per (section, library), then one table -------------------------------
-def run_worker(section, library, args):
-    """Measure one section for one library in a fresh process, with the thread counts fixed in its
-    environment before NumPy, OpenBLAS or PyTorch start."""
+# --- the parent: worker processes, one per (section, library), then one table ----------------------------
+def start_worker(section, library, args):
+    """A fresh process for one section of one library, with the thread counts fixed in its environment
+    before NumPy, OpenBLAS or PyTorch start."""
     threads = str(args.threads)
     package_root = str(Path(convnp.__file__).resolve().parents[1])  # so an uninstalled checkout works too
     env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
+               CONVNP_NUM_THREADS=threads,
                PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     command = [sys.executable, "-m", "convnp.bench", "--worker", library, "--only", section, "--threads", threads,
                "--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        raise RuntimeError(f"benchmark worker {section}/{library} failed:\n{result.stderr}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty worker can never block on it
+    worker = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True,
+                              env=env)
+    worker.errors = errors
+    return worker
+
+
+def error_output(worker):
+    worker.errors.seek(0)
+    return worker.errors.read().decode(errors="replace")
+
+
+def ask(worker, request, what):
+    """Send one request line to a worker and return its JSON answer."""
+    if request is not None:
+        worker.stdin.write(request + "\n")
+        worker.stdin.flush()
+    line = worker.stdout.readline()
+    if not line:
+        worker.kill()
+        raise RuntimeError(f"benchmark worker {what} failed:\n{error_output(worker)}")
+    return json.loads(line)
+
+
+def run_timed(section, libraries, args):
+    """Time a section for every library, the repetitions INTERLEAVED (convnp, torch, convnp, torch...).
+
+    Each library runs in its own long-lived worker that has prepared its model and data and warmed up;
+    the workers take turns, one repetition at a time, so that a change in the machine's load during the
+    run (other processes, the host of a virtual machine) falls on both libraries alike instead of on
+    whichever ran second.  Only one worker computes at any time; the pause between turns lets the
+    other's idle threads go to sleep."""
+    workers = {library: start_worker(section, library, args) for library in libraries}
+    try:
+        for library, worker in workers.items():  # set up and warm up, one after the other
+            ask(worker, "warmup", f"{section}/{library}")
+        samples = {library: [] for library in libraries}
+        for _ in range(args.repeats):
+            for library, worker in workers.items():
+                time.sleep(0.2)
+                samples[library].append(ask(worker, "run", f"{section}/{library}"))
+        for worker in workers.values():
+            worker.stdin.write("quit\n")
+            worker.stdin.flush()
+            worker.wait()
+    finally:
+        for worker in workers.values():
+            if worker.poll() is None:
+                worker.kill()
+    return {library: {name: float(np.median([sample[name] for sample in runs])) for name in runs[0]}
+            for library, runs in samples.items()}
+
+
+def run_once(section, library, args):
+    """Measure a one-shot section (memory, naive loops, GFLOP/s) in a fresh worker."""
+    worker = start_worker(section, library, args)
+    worker.stdin.close()
+    line = worker.stdout.readline()
+    worker.wait()
+    if worker.returncode != 0 or not line:
+        raise RuntimeError(f"benchmark worker {section}/{library} failed:\n{error_output(worker)}")
+    return json.loads(line)
+
+
+def serve(section, library, args):
+    """The worker's side of ``run_timed``: prepare, then answer 'warmup' and 'run' requests from stdin."""
+    once = TIMED[section](library, args.quick)
+    for request in sys.stdin:
+        request = request.strip()
+        if request == "quit":
+            return
+        result = once()
+        print(json.dumps(result if request == "run" else {}), flush=True)
 
 
 def torch_available():
@@ -278,7 +358,7 @@ def add_arguments(parser):
                         help="threads for each library (default: the CPUs this process may use)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and steps (a smoke run)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repetitions (default 3, quick 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repetitions (default 5, quick 1)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks") / "results" / "latest.json",
                         help="where to write the results as JSON")
     parser.add_argument("--worker", choices=["convnp", "torch"], help=argparse.SUPPRESS)
@@ -295,7 +375,7 @@ def add_bench_parser(subparsers):
 
 def run(args):
     global torch
-    args.repeats = args.repeats or (1 if args.quick else 3)
+    args.repeats = args.repeats or (1 if args.quick else 5)
     sections = args.only or SECTIONS
     if args.worker:
         if args.worker == "torch":
@@ -303,7 +383,11 @@ def run(args):
 
             torch = torch_module
             torch.set_num_threads(args.threads)
-        print(json.dumps(MEASURES[sections[0]](args.worker, args.repeats, args.quick)))
+        section = sections[0]
+        if section in TIMED:
+            serve(section, args.worker, args)
+        else:
+            print(json.dumps(ONCE[section](args.worker, args.repeats, args.quick)), flush=True)
         return 0
     have_torch = torch_available()
     print(f"convnp {convnp.__version__}, NumPy {np.__version__}, "
@@ -314,7 +398,10 @@ def run(args):
     rows = []
     for section in sections:
         libraries = ["convnp"] + (["torch"] if have_torch and section not in CONVNP_ONLY else [])
-        results = {library: run_worker(section, library, args) for library in libraries}
+        if section in TIMED:
+            results = run_timed(section, libraries, args)
+        else:
+            results = {library: run_once(section, library, args) for library in libraries}
         for row in rows_for(section, results):
             rows.append(row)
             print(format_row(row), flush=True)

@@ -2,19 +2,25 @@
 tanh and sigmoid keep their output (their derivatives are functions of it)."""
 from ..backend import get_array_module
 from ..function import Function
+from ..parallel import outer_parts, parallel_map
 
 
 class ReLU(Function):
     """y = max(x, 0);  dx = dy where x > 0, else 0 (PyTorch's choice of 0 at x = 0)"""
 
     def forward(self, x):
-        y = get_array_module(x).maximum(x, 0)
+        xp = get_array_module(x)
+        y = xp.empty_like(x)  # x's memory layout; filled in parts, on parallel threads for big arrays
+        parallel_map(lambda part: xp.maximum(x[part], 0, out=y[part]), outer_parts(y))
         self.save_for_backward(y)
         return y
 
     def backward(self, dy):
         (y,) = self.saved
-        return dy * (y > 0)
+        xp = get_array_module(dy)
+        dx = xp.empty_like(dy)
+        parallel_map(lambda part: xp.multiply(dy[part], y[part] > 0, out=dx[part]), outer_parts(dx))
+        return dx
 
 
 class LeakyReLU(Function):

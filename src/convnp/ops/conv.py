@@ -27,6 +27,7 @@ Backward is the same steps read backwards:
 """
 from ..backend import get_array_module
 from ..function import Function
+from ..parallel import get_num_threads, parallel_map, pieces_for, split
 from .windows import empty_in_order, memory_order, output_size, pad2d, window_slice, windows
 
 
@@ -55,32 +56,38 @@ class Conv2d(Function):
         f, c_group, kh, kw = w.shape
         h_out = output_size(h, kh, stride[0], padding[0], dilation[0])
         w_out = output_size(w_in, kw, stride[1], padding[1], dilation[1])
+        total = c * kh * kw * h_out * w_out * n  # numbers in all of im2col's columns
         rows_per_block = max(1, BLOCK_NUMBERS // (c * kh * kw * w_out * n))
+        rows_per_block = min(rows_per_block, -(-h_out // pieces_for(total, h_out)))  # a block per thread
         self.blocks = [range(r, min(r + rows_per_block, h_out)) for r in range(0, h_out, rows_per_block)]
         self.geometry = (x.shape, x.dtype, memory_order(x), (kh, kw), stride, padding, dilation, groups,
                          (h_out, w_out))
 
         x_pad = pad2d(x, padding)
         w_mat = w.reshape(groups, f // groups, c_group * kh * kw)
-        keep = self.needs_input_grad[1] and c * kh * kw * h_out * w_out * n <= KEEP_NUMBERS
-        kept = []
+        b_col = None if b is None else b.reshape(groups, f // groups, 1)
+        keep = self.needs_input_grad[1] and total <= KEEP_NUMBERS
         if len(self.blocks) == 1:
             cols = self.im2col(x_pad, self.blocks[0])
             y_mat = w_mat @ cols  # (G, F/G, H_out*W_out*N)
-            kept.append(cols)
+            if b_col is not None:
+                y_mat += b_col
+            kept = [cols]
         else:
             y_mat = xp.empty((groups, f // groups, h_out * w_out * n), dtype=xp.result_type(x, w))
-            for rows in self.blocks:
+
+            def one_block(rows):  # blocks write disjoint columns of y_mat, so they run on parallel threads
                 cols = self.im2col(x_pad, rows)
-                y_mat[:, :, self.span(rows)] = w_mat @ cols
-                if keep:
-                    kept.append(cols)
+                y_block = y_mat[:, :, self.span(rows)]
+                xp.matmul(w_mat, cols, out=y_block)
+                if b_col is not None:
+                    y_block += b_col
+                return cols if keep else None
+
+            kept = parallel_map(one_block, self.blocks)
         rebuild = self.needs_input_grad[1] and not keep
         self.save_for_backward(kept if keep else None, x_pad if rebuild else None, w_mat)
-        y = y_mat.reshape(f, h_out, w_out, n).transpose(3, 0, 1, 2)  # (F, H, W, N) memory
-        if b is not None:
-            y += b.reshape(1, f, 1, 1)
-        return y
+        return y_mat.reshape(f, h_out, w_out, n).transpose(3, 0, 1, 2)  # (F, H, W, N) memory
 
     def im2col(self, x_pad, rows):
         """x_pad: (N, C, Hp, Wp) -> cols: (G, C/G*kh*kw, len(rows)*W_out*N) for the output ``rows``."""
@@ -104,21 +111,50 @@ class Conv2d(Function):
         dy_mat = dy.transpose(1, 2, 3, 0).reshape(g, f // g, h_out * w_out * n)
         dx = dw = db = None
         if self.needs_input_grad[0]:
-            dx_pad = empty_in_order((n, c, h + 2 * padding[0], w_in + 2 * padding[1]), dtype, order, xp, fill=0)
-            w_mat_t = xp.ascontiguousarray(w_mat.transpose(0, 2, 1))
-            for rows in self.blocks:
-                dcols = w_mat_t @ dy_mat[:, :, self.span(rows)]  # (G, C/G*kh*kw, rows*W_out*N)
-                col2im(dcols.reshape(c, kh, kw, len(rows), w_out, n), dx_pad, rows.start, stride, dilation)
+            dx_pad = empty_in_order((n, c, h + 2 * padding[0], w_in + 2 * padding[1]), dtype, order, xp)
+            w_mat_t = xp.ascontiguousarray(w_mat.transpose(0, 2, 1))  # (G, C/G*kh*kw, F/G)
+            per_part = 1 if g == 1 else c // g  # input channels per part: split channels, or whole groups
+            kk = kh * kw
+
+            def input_gradient(part):  # parts own disjoint channels of dx_pad: parallel threads
+                channels = slice(part.start * per_part, part.stop * per_part)
+                dx_part = dx_pad[:, channels]
+                dx_part[...] = 0
+                for rows in self.blocks:
+                    if g == 1:
+                        dcols = w_mat_t[0, channels.start * kk:channels.stop * kk] @ dy_mat[0, :, self.span(rows)]
+                    else:
+                        dcols = w_mat_t[part] @ dy_mat[part, :, self.span(rows)]
+                    col2im(dcols.reshape(-1, kh, kw, len(rows), w_out, n), dx_part, rows.start, stride, dilation)
+
+            parts = c if g == 1 else g
+            parallel_map(input_gradient, split(parts, pieces_for(c * kk * h_out * w_out * n, parts)))
             dx = dx_pad[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w_in]
         if self.needs_input_grad[1]:  # (cols @ dy_mat^T)^T: twice as fast in OpenBLAS as dy_mat @ cols^T
-            dw_mat = 0
-            for index, rows in enumerate(self.blocks):
-                cols = kept[index] if kept is not None else self.im2col(x_pad, rows)
-                dw_mat = dw_mat + cols @ dy_mat[:, :, self.span(rows)].transpose(0, 2, 1)
+
+            def weight_gradient(piece):  # piece: (block index, its columns); partial sums, added below
+                index, columns = piece
+                cols = kept[index] if kept is not None else self.im2col(x_pad, self.blocks[index])
+                first = self.span(self.blocks[index]).start
+                dy_piece = dy_mat[:, :, first + columns.start:first + columns.stop]
+                return cols[:, :, columns] @ dy_piece.transpose(0, 2, 1)
+
+            dw_mat = sum(parallel_map(weight_gradient, self.weight_gradient_pieces(kept is not None)))
             dw = dw_mat.transpose(0, 2, 1).reshape(f, c // g, kh, kw)
         if self.needs_input_grad[2]:
             db = dy_mat.sum(axis=2).reshape(f)
         return dx, dw, db
+
+    def weight_gradient_pieces(self, kept):
+        """(block index, column slice) pieces whose partial weight gradients sum to dW: one per block,
+        and kept blocks cut further when there are fewer blocks than threads."""
+        numbers = self.geometry[0][1] * self.geometry[3][0] * self.geometry[3][1]  # rows of cols: C*kh*kw
+        pieces = []
+        for index, rows in enumerate(self.blocks):
+            width = self.span(rows).stop - self.span(rows).start
+            cuts = pieces_for(numbers * width, width) if kept and len(self.blocks) < get_num_threads() else 1
+            pieces += [(index, columns) for columns in split(width, cuts)]
+        return pieces
 
 
 def batch_innermost(x):

@@ -1,6 +1,7 @@
 """Batch normalisation with PyTorch's semantics."""
 from ..backend import get_array_module
 from ..function import Function
+from ..parallel import parallel_map, pieces_for, split
 
 
 def channels_first_2d(x):
@@ -38,26 +39,32 @@ class BatchNorm(Function):
         xp = get_array_module(x)
         x2d, axes = channels_first_2d(x)
         c, m = x2d.shape
+        if training and m < 2:
+            raise ValueError(f"batch_norm: training needs more than one value per channel, got input shape {x.shape}")
         if training:
-            if m < 2:
-                raise ValueError(f"batch_norm: training needs more than one value per channel, got input "
-                                 f"shape {x.shape}")
-            mean = x2d.mean(axis=1)
-            centred = x2d - mean[:, None]
-            var = xp.einsum("cm,cm->c", centred, centred) / m
-            if running_mean is not None:
-                running_mean *= 1 - momentum
-                running_mean += momentum * mean.astype(running_mean.dtype)
-                running_var *= 1 - momentum
-                running_var += momentum * (var * (m / (m - 1))).astype(running_var.dtype)
+            mean, var = xp.empty(c, dtype=x.dtype), xp.empty(c, dtype=x.dtype)
         else:
             mean, var = running_mean.astype(x.dtype), running_var.astype(x.dtype)
-            centred = x2d - mean[:, None]
-        inv_std = 1 / xp.sqrt(var + x.dtype.type(eps))
-        scale = inv_std if weight is None else inv_std * weight
-        y2d = centred * scale[:, None]
-        if bias is not None:
-            y2d += bias[:, None]
+        centred, y2d, inv_std = xp.empty_like(x2d), xp.empty_like(x2d), xp.empty(c, dtype=x.dtype)
+
+        def normalise(rows):  # channels are independent: slices of them run on parallel threads
+            if training:
+                mean[rows] = x2d[rows].mean(axis=1)
+            xp.subtract(x2d[rows], mean[rows, None], out=centred[rows])
+            if training:
+                var[rows] = xp.einsum("cm,cm->c", centred[rows], centred[rows]) / m
+            inv_std[rows] = 1 / xp.sqrt(var[rows] + x.dtype.type(eps))
+            scale = inv_std[rows] if weight is None else inv_std[rows] * weight[rows]
+            xp.multiply(centred[rows], scale[:, None], out=y2d[rows])
+            if bias is not None:
+                y2d[rows] += bias[rows, None]
+
+        parallel_map(normalise, split(c, pieces_for(c * m, c)))
+        if training and running_mean is not None:
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean.astype(running_mean.dtype)
+            running_var *= 1 - momentum
+            running_var += momentum * (var * (m / (m - 1))).astype(running_var.dtype)
         self.save_for_backward(centred, inv_std, weight)
         self.shape, self.axes, self.training = x.shape, axes, training
         return from_channels_first_2d(y2d, x.shape, axes)
@@ -66,21 +73,23 @@ class BatchNorm(Function):
         xp = get_array_module(dy)
         centred, inv_std, weight = self.saved
         dy2d, _ = channels_first_2d(dy)
-        m = dy2d.shape[1]
-        dx = dweight = dbias = None
-        sum_dy = dy2d.sum(axis=1)
-        sum_dy_centred = xp.einsum("cm,cm->c", dy2d, centred)  # = sum(dy x_hat) / inv_std
-        if self.needs_input_grad[0]:
-            scale = inv_std if weight is None else inv_std * weight
+        c, m = dy2d.shape
+        sum_dy, sum_dy_centred = xp.empty(c, dtype=dy.dtype), xp.empty(c, dtype=dy.dtype)
+        dx2d = xp.empty_like(dy2d) if self.needs_input_grad[0] else None
+
+        def input_gradient(rows):  # per channel, so slices of channels run on parallel threads
+            sum_dy[rows] = dy2d[rows].sum(axis=1)
+            sum_dy_centred[rows] = xp.einsum("cm,cm->c", dy2d[rows], centred[rows])  # = sum(dy x_hat) / inv_std
+            if dx2d is None:
+                return
+            scale = inv_std[rows] if weight is None else inv_std[rows] * weight[rows]
+            xp.multiply(dy2d[rows], scale[:, None], out=dx2d[rows])
             if self.training:  # dx = scale (dy - mean(dy) - (x - mu) inv_std^2 mean(dy (x - mu)))
-                dx2d = dy2d * scale[:, None]
-                dx2d -= centred * (scale * inv_std * inv_std * sum_dy_centred / m)[:, None]
-                dx2d -= (scale * sum_dy / m)[:, None]
-            else:
-                dx2d = dy2d * scale[:, None]
-            dx = from_channels_first_2d(dx2d, self.shape, self.axes)
-        if self.needs_input_grad[1]:
-            dweight = sum_dy_centred * inv_std
-        if self.needs_input_grad[2]:
-            dbias = sum_dy
+                dx2d[rows] -= centred[rows] * (scale * inv_std[rows] ** 2 * sum_dy_centred[rows] / m)[:, None]
+                dx2d[rows] -= (scale * sum_dy[rows] / m)[:, None]
+
+        parallel_map(input_gradient, split(c, pieces_for(c * m, c)))
+        dx = None if dx2d is None else from_channels_first_2d(dx2d, self.shape, self.axes)
+        dweight = sum_dy_centred * inv_std if self.needs_input_grad[1] else None
+        dbias = sum_dy if self.needs_input_grad[2] else None
         return dx, dweight, dbias

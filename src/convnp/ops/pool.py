@@ -8,28 +8,29 @@ import numpy as np
 
 from ..backend import get_array_module
 from ..function import Function
+from ..parallel import parallel_map, pieces_for, split
 from .windows import empty_in_order, memory_order, output_size, pad2d, window_slice
 
 
-def first_max(candidates, track):
-    """Elementwise maximum of equally shaped arrays, and (if ``track``) the index of the FIRST
-    maximum: a later candidate must be strictly greater to take over, so ties go to the earliest.
-    NaN propagates to the maximum, and the index of a NaN result points at the LAST NaN candidate
-    (PyTorch's rule: a NaN always takes over); that is fixed up after the loop, only if NaN occurred."""
-    xp = get_array_module(candidates[0])
-    y = candidates[0].copy(order="K")  # keeps the input's memory layout
-    index_type = xp.uint8 if len(candidates) < 256 else xp.int32
-    winner = xp.zeros_like(y, dtype=index_type) if track else None
+def first_max(candidates, track, out, winner):
+    """Elementwise maximum of equally shaped arrays into ``out``, and (if ``track``) the index of the
+    FIRST maximum into ``winner``: a later candidate must be strictly greater to take over, so ties go
+    to the earliest.  NaN propagates to the maximum, and the index of a NaN result points at the LAST
+    NaN candidate (PyTorch's rule: a NaN always takes over); that is fixed up after the loop, only if
+    NaN occurred."""
+    xp = get_array_module(out)
+    out[...] = candidates[0]
+    if track:
+        winner[...] = 0
     for k, candidate in enumerate(candidates[1:], start=1):
         if track:
-            # where candidate > y, the winner becomes k; k grows with the loop, so that is a maximum
-            # with k * (candidate > y): plain arithmetic, ~80x faster than masked assignment here
-            xp.maximum(winner, (candidate > y).astype(index_type) * index_type(k), out=winner)
-        xp.maximum(y, candidate, out=y)
-    if track and xp.isnan(y).any():
+            # where candidate > out, the winner becomes k; k grows with the loop, so that is a maximum
+            # with k * (candidate > out): plain arithmetic, ~80x faster than masked assignment here
+            xp.maximum(winner, (candidate > out).astype(winner.dtype) * winner.dtype.type(k), out=winner)
+        xp.maximum(out, candidate, out=out)
+    if track and xp.isnan(out).any():
         for k, candidate in enumerate(candidates):
             xp.copyto(winner, k, where=xp.isnan(candidate))
-    return y, winner
 
 
 class MaxPool2d(Function):
@@ -45,15 +46,29 @@ class MaxPool2d(Function):
 
     def forward(self, x, kernel_size, stride, padding):
         (kh, kw), (sh, sw) = kernel_size, stride
-        h_out = output_size(x.shape[2], kh, sh, padding[0])
+        xp = get_array_module(x)
+        n, c, h, _ = x.shape
+        h_out = output_size(h, kh, sh, padding[0])
         w_out = output_size(x.shape[3], kw, sw, padding[1])
         x_pad = pad2d(x, padding, value=-np.inf)
-        track = self.needs_input_grad[0]
-        row_max, column_winner = first_max(
-            [x_pad[:, :, :, window_slice(v, 1, sw, w_out)] for v in range(kw)], track)
-        y, row_winner = first_max([row_max[:, :, window_slice(u, 1, sh, h_out)] for u in range(kh)], track)
+        order, track = memory_order(x), self.needs_input_grad[0]
+        index_type = np.uint8 if max(kh, kw) < 256 else np.int32
+        y = empty_in_order((n, c, h_out, w_out), x.dtype, order, xp)
+        row_shape = (n, c, x_pad.shape[2], w_out)
+        column_winner = empty_in_order(row_shape, index_type, order, xp) if track else None
+        row_winner = empty_in_order(y.shape, index_type, order, xp) if track else None
+
+        def pool(channels):  # channels are independent: slices of them run on parallel threads
+            part = (slice(None), channels)
+            row_max = empty_in_order((n, channels.stop - channels.start) + row_shape[2:], x.dtype, order, xp)
+            first_max([x_pad[part][:, :, :, window_slice(v, 1, sw, w_out)] for v in range(kw)], track,
+                      row_max, column_winner[part] if track else None)
+            first_max([row_max[:, :, window_slice(u, 1, sh, h_out)] for u in range(kh)], track,
+                      y[part], row_winner[part] if track else None)
+
+        parallel_map(pool, split(c, pieces_for(x_pad.size, c)))
         self.save_for_backward(row_winner, column_winner)
-        self.geometry = (x.shape, x.dtype, memory_order(x), kernel_size, stride, padding)
+        self.geometry = (x.shape, x.dtype, order, kernel_size, stride, padding)
         return y
 
     def backward(self, dy):
@@ -61,12 +76,20 @@ class MaxPool2d(Function):
         (n, c, h, w), dtype, order, (kh, kw), (sh, sw), (ph, pw) = self.geometry
         xp = get_array_module(dy)
         h_out, w_out = dy.shape[2:]
-        d_row_max = empty_in_order((n, c, h + 2 * ph, w_out), dtype, order, xp, fill=0)
-        for u in range(kh):
-            d_row_max[:, :, window_slice(u, 1, sh, h_out)] += dy * (row_winner == u)
-        dx_pad = empty_in_order((n, c, h + 2 * ph, w + 2 * pw), dtype, order, xp, fill=0)
-        for v in range(kw):
-            dx_pad[:, :, :, window_slice(v, 1, sw, w_out)] += d_row_max * (column_winner == v)
+        dx_pad = empty_in_order((n, c, h + 2 * ph, w + 2 * pw), dtype, order, xp)
+
+        def route(channels):  # slices of channels run on parallel threads
+            part = (slice(None), channels)
+            d_row_max = empty_in_order((n, channels.stop - channels.start, h + 2 * ph, w_out), dtype, order, xp,
+                                       fill=0)
+            for u in range(kh):
+                d_row_max[:, :, window_slice(u, 1, sh, h_out)] += dy[part] * (row_winner[part] == u)
+            dx_part = dx_pad[part]
+            dx_part[...] = 0
+            for v in range(kw):
+                dx_part[:, :, :, window_slice(v, 1, sw, w_out)] += d_row_max * (column_winner[part] == v)
+
+        parallel_map(route, split(c, pieces_for(dx_pad.size, c)))
         return dx_pad[:, :, ph:ph + h, pw:pw + w]
 
 

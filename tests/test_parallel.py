@@ -1,0 +1,184 @@
+"""convnp's own threads (convnp.parallel): the pool itself, and every op that splits its work, run
+against PyTorch with the splitting forced on (3 threads, no minimum size) so that even small test
+inputs are cut into pieces."""
+import threading
+
+import numpy as np
+import pytest
+
+import convnp
+import test_ops_parity as parity
+from convnp import functional as F, parallel
+from convnp.ops import conv
+
+DTYPES = [np.float64, np.float32]
+
+
+@pytest.fixture
+def threaded(monkeypatch):
+    """Three threads, and every op split however small: the parallel code paths on tiny inputs."""
+    monkeypatch.setattr(parallel, "MIN_NUMBERS", 1)
+    previous = parallel.get_num_threads()
+    parallel.set_num_threads(3)
+    yield
+    parallel.set_num_threads(previous)
+
+
+@pytest.fixture
+def thread_names(monkeypatch):
+    """The names of the threads that ran parallel_map's items."""
+    names = set()
+    run = parallel._run
+
+    def spy(function, items, span, results, errors):
+        names.add(threading.current_thread().name)
+        return run(function, items, span, results, errors)
+
+    monkeypatch.setattr(parallel, "_run", spy)
+    return names
+
+
+# --- the pool ---------------------------------------------------------------------------------------
+
+def test_split_covers_the_range_in_nearly_equal_pieces():
+    for length in range(1, 30):
+        for pieces in range(1, 8):
+            parts = parallel.split(length, pieces)
+            assert [i for part in parts for i in range(part.start, part.stop)] == list(range(length))
+            sizes = [part.stop - part.start for part in parts]
+            assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1 and len(parts) == min(length, pieces)
+
+
+def test_parallel_map_keeps_order_and_uses_several_threads(threaded, thread_names):
+    assert parallel.parallel_map(lambda i: i * i, range(10)) == [i * i for i in range(10)]
+    assert threading.current_thread().name in thread_names and len(thread_names) > 1
+    meeting = threading.Barrier(3, timeout=10)  # passes only if three threads run items AT THE SAME TIME
+    assert parallel.parallel_map(lambda i: (meeting.wait(), i)[1], range(3)) == [0, 1, 2]
+
+
+def test_parallel_map_raises_after_every_item_finished(threaded):
+    finished = []
+
+    def work(i):
+        if i == 5:
+            raise ValueError("item 5 failed")
+        finished.append(i)
+
+    with pytest.raises(ValueError, match="item 5 failed"):
+        parallel.parallel_map(work, range(9))
+    assert sorted(finished) == [0, 1, 2, 3, 4, 6, 7, 8]
+    assert parallel.parallel_map(lambda i: i + 1, range(4)) == [1, 2, 3, 4]  # the pool still works
+
+
+def test_one_thread_runs_everything_on_the_caller(thread_names):
+    previous = parallel.get_num_threads()
+    parallel.set_num_threads(1)
+    try:
+        parallel.parallel_map(lambda i: i, range(10))
+    finally:
+        parallel.set_num_threads(previous)
+    assert thread_names <= {threading.current_thread().name}
+
+
+def test_set_num_threads_validates_and_gives_blas_its_threads_back(threaded):
+    with pytest.raises(ValueError, match="int >= 1"):
+        parallel.set_num_threads(0)
+    parallel.parallel_map(lambda i: i, range(3))  # starts the pool: OpenBLAS on one thread
+    if parallel._blas.find() is None:
+        pytest.skip("NumPy does not use OpenBLAS here")
+    original = parallel._blas.original
+    assert parallel._blas.threads() == 1
+    parallel.set_num_threads(1)
+    assert parallel._blas.threads() == original
+
+
+@pytest.mark.parametrize("layout", [None, "channels_last", "transposed"])
+def test_outer_parts_cut_along_the_outermost_axis_in_memory(threaded, layout):
+    x = np.arange(2 * 5 * 4 * 3, dtype=np.float32).reshape(2, 5, 4, 3)
+    x = x if layout is None else parity.non_contiguous(x, layout)
+    parts = parallel.outer_parts(x)
+    assert len(parts) > 1
+    covered = np.zeros(x.shape, dtype=int)
+    for part in parts:
+        covered[part] += 1
+    assert (covered == 1).all()
+
+
+# --- the split ops against PyTorch ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", list(parity.CONV_CASES), ids=list(parity.CONV_CASES))
+def test_conv2d_threaded(threaded, case, dtype):
+    parity.test_conv2d(parity.CONV_CASES[case], dtype)
+
+
+@pytest.mark.parametrize("keep", [0, 1 << 30], ids=["rebuilt", "kept"])
+@pytest.mark.parametrize("case", ["basic 3x3", "groups 2 strided dilated", "depthwise multiplier 2",
+                                  "channels-last grouped dilated"])
+def test_conv2d_threaded_in_row_blocks(threaded, thread_names, case, keep, monkeypatch):
+    parity.test_conv2d_in_row_blocks(case, np.float64, keep, monkeypatch)
+    assert len(thread_names) > 1
+
+
+def test_conv2d_splits_into_a_block_per_thread(threaded, thread_names):
+    x = convnp.Tensor(np.random.default_rng(0).standard_normal((2, 3, 9, 9)), requires_grad=True)
+    w = convnp.Tensor(np.random.default_rng(1).standard_normal((4, 3, 3, 3)), requires_grad=True)
+    y = F.conv2d(x, w, padding=1)
+    assert len(y._ctx.blocks) == 3 and conv.BLOCK_NUMBERS > 3 * 9 * 9 * 9 * 2  # split for the threads only
+    y.sum().backward()
+    assert len(thread_names) > 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", list(parity.POOL_CASES), ids=list(parity.POOL_CASES))
+def test_max_pool2d_threaded(threaded, case, dtype):
+    parity.test_pool2d("max", parity.POOL_CASES[case], dtype)
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 1, 1)])
+def test_max_pool_ties_threaded(threaded, kernel, stride, padding):
+    parity.test_max_pool_ties_route_to_one_element(kernel, stride, padding, np.float64)
+
+
+def test_max_pool_nan_threaded(threaded):
+    parity.test_max_pool_nan_wins_like_torch(3, 2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(8, 3), (4, 3, 5, 6)])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_threaded(threaded, shape, training, dtype):
+    parity.test_batch_norm(shape, True, training, dtype)
+    parity.test_batch_norm(shape, False, training, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_threaded(threaded, dtype):
+    parity.test_activation("relu", dtype)
+
+
+@pytest.mark.parametrize("name", ["max_pool2d", "batch_norm", "conv2d"])
+def test_threaded_ops_take_gradients_in_another_layout(threaded, name):
+    parity.test_gradient_arriving_in_another_layout(name)
+    parity.test_no_grad_forward_matches(name, "channels_last")
+
+
+def test_threaded_relu_takes_gradients_in_another_layout(threaded):
+    x = parity.non_contiguous(parity.rng().standard_normal((3, 4, 5, 6)), "channels_last")
+    parity.assert_parity(lambda x: F.relu(x).transpose(1, 0, 3, 2)[:, ::-1] * 2.0,
+                         lambda x: parity.torch.relu(x).permute(1, 0, 3, 2).flip(1) * 2.0, x)
+
+
+def test_lenet_step_is_the_same_on_one_and_three_threads(threaded):
+    """A whole training step (conv, pool, ReLU, linear, loss) gives the same gradients either way."""
+    x = np.random.default_rng(0).random((4, 1, 28, 28))
+    labels = np.arange(4)
+    gradients = []
+    for threads in (1, 3):
+        parallel.set_num_threads(threads)
+        convnp.manual_seed(0)
+        model = convnp.models.LeNet5().astype(np.float64)
+        F.cross_entropy(model(convnp.Tensor(x)), labels).backward()
+        gradients.append([p.grad for p in model.parameters()])
+    for one, three in zip(*gradients):
+        np.testing.assert_allclose(three, one, rtol=1e-12, atol=1e-14)
