@@ -196,12 +196,15 @@ class _OpenBLAS:
 _blas = _OpenBLAS()
 
 
+WHOLE = [Ellipsis]  # the one part of an array that is not split: array[...]
+
+
 def outer_parts(array):
     """Index tuples that cut ``array`` into one part per thread along the axis that is outermost in its
     memory (the channels of a convolution's batch-innermost output, the batch of an NCHW array), so
     each part is one contiguous stretch of memory.  A single part (the whole array) when it is small."""
-    axis = max(range(array.ndim), key=lambda a: array.strides[a]) if array.ndim else 0
-    if array.ndim == 0:
-        return [()]
+    if _threads < 2 or array.size < 2 * MIN_NUMBERS:
+        return WHOLE
+    axis = max(range(array.ndim), key=lambda a: array.strides[a])
     parts = split(array.shape[axis], pieces_for(array.size, array.shape[axis]))
     return [(slice(None),) * axis + (part,) for part in parts]

