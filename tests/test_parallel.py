@@ -112,11 +112,10 @@ def test_conv2d_threaded(threaded, case, dtype):
     parity.test_conv2d(parity.CONV_CASES[case], dtype)
 
 
-@pytest.mark.parametrize("keep", [0, 1 << 30], ids=["rebuilt", "kept"])
 @pytest.mark.parametrize("case", ["basic 3x3", "groups 2 strided dilated", "depthwise multiplier 2",
                                   "channels-last grouped dilated"])
-def test_conv2d_threaded_in_row_blocks(threaded, thread_names, case, keep, monkeypatch):
-    parity.test_conv2d_in_row_blocks(case, np.float64, keep, monkeypatch)
+def test_conv2d_threaded_in_tiles_and_row_blocks(threaded, thread_names, case, monkeypatch):
+    parity.test_conv2d_in_tiles_and_row_blocks(case, np.float64, 150, monkeypatch)
     assert len(thread_names) > 1
 
 
