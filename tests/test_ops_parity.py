@@ -151,6 +151,8 @@ POOL_CASES = {
     "overlapping stride 2 k 3": (2, 2, 9, 8, 3, 2, 0, None),
     "non-square": (2, 2, 7, 10, (2, 3), (1, 2), (1, 1), None),
     "non-square k stride 3": (1, 3, 11, 8, (3, 2), (3, 2), (1, 0), None),
+    "gaps between windows (stride > kernel)": (2, 2, 8, 9, 2, 3, 0, None),
+    "2x2 padded, odd size": (2, 2, 7, 5, 2, None, 1, None),
     "global window": (2, 2, 5, 4, (5, 4), 1, 0, None),
     "transposed input": (2, 3, 6, 7, 2, None, 0, "transposed"),
     "sliced input": (2, 2, 7, 7, 3, 2, 1, "sliced"),

@@ -9,7 +9,7 @@ import numpy as np
 from ..backend import get_array_module
 from ..function import Function
 from ..parallel import parallel_map, pieces_for, split
-from .windows import empty_in_order, memory_order, output_size, pad2d, window_slice
+from .windows import empty_in_order, in_order, memory_order, output_size, pad2d, window_slice
 
 
 def first_max(candidates, track, out, winner):
@@ -78,22 +78,42 @@ class MaxPool2d(Function):
         row_winner, column_winner = self.saved
         (n, c, h, w), dtype, order, (kh, kw), (sh, sw), (ph, pw) = self.geometry
         xp = get_array_module(dy)
+        dy = in_order(dy, order)
         h_out, w_out = dy.shape[2:]
         dx_pad = empty_in_order((n, c, h + 2 * ph, w + 2 * pw), dtype, order, xp)
 
         def route(channels):  # slices of channels run on parallel threads
             part = (slice(None), channels)
-            d_row_max = empty_in_order((n, channels.stop - channels.start, h + 2 * ph, w_out), dtype, order, xp,
-                                       fill=0)
-            for u in range(kh):
-                d_row_max[:, :, window_slice(u, 1, sh, h_out)] += dy[part] * (row_winner[part] == u)
-            dx_part = dx_pad[part]
-            dx_part[...] = 0
-            for v in range(kw):
-                dx_part[:, :, :, window_slice(v, 1, sw, w_out)] += d_row_max * (column_winner[part] == v)
+            d_row_max = empty_in_order((n, channels.stop - channels.start, h + 2 * ph, w_out), dtype, order, xp)
+            undo_first_max(dy[part], row_winner[part], d_row_max, 2, kh, sh)
+            undo_first_max(d_row_max, column_winner[part], dx_pad[part], 3, kw, sw)
 
         parallel_map(route, split(c, pieces_for(dx_pad.size, c)))
         return dx_pad[:, :, ph:ph + h, pw:pw + w]
+
+
+def undo_first_max(dy, winner, dx, axis, kernel, stride):
+    """The backward of one pass of ``first_max`` along ``axis`` (2: rows, 3: columns): window i's
+    gradient dy[..., i, ...] goes to position i * stride + winner[..., i, ...] of dx along ``axis``.
+
+    Windows that do not overlap (stride == kernel, as in the usual 2x2 pooling) write each position of
+    dx at most once, so each kernel offset's share is written straight into its strided slice with no
+    zero fill and no ``+=``; overlapping windows add up their shares into a zeroed dx.
+    """
+    xp = get_array_module(dx)
+    count = dy.shape[axis]
+
+    def along(s):  # an index that selects ``s`` along ``axis``
+        return (slice(None),) * axis + (s,)
+
+    if stride == kernel:
+        for k in range(kernel):
+            xp.multiply(dy, winner == k, out=dx[along(window_slice(k, 1, stride, count))])
+        dx[along(slice(kernel * count, None))] = 0  # rows or columns that no window reached
+        return
+    dx[...] = 0
+    for k in range(kernel):
+        dx[along(window_slice(k, 1, stride, count))] += dy * (winner == k)
 
 
 class AvgPool2d(Function):

@@ -67,6 +67,17 @@ def empty_in_order(shape, dtype, order, xp, fill=None):
     return array
 
 
+def in_order(x, order):
+    """``x`` itself when its axes are stored in ``order``, else a copy stored that way.  A backward pass
+    calls it on a gradient that arrives in another layout than its forward pass kept (after a
+    flatten, the gradient is NCHW; pooling kept the (C, H, W, N) memory of a convolution): one copy,
+    instead of every elementwise step mixing two layouts (measured: LeNet-5's second max-pool
+    backward, 0.48 ms -> 0.15 ms)."""
+    if memory_order(x) == tuple(order):
+        return x
+    return empty_in_order(x.shape, x.dtype, order, get_array_module(x), fill=x)
+
+
 def pad2d(x, padding, value=0.0):
     """x: (N, C, H, W) -> (N, C, H + 2 ph, W + 2 pw), the border filled with ``value`` (same layout as x)."""
     ph, pw = padding
