@@ -37,15 +37,17 @@ class Function:
     def apply(cls, *inputs, **attrs):
         """Run the op on Tensors (or arrays/None) and record it on the tape if gradients are needed."""
         fn = cls()
-        tensors = tuple(x if (x is None or isinstance(x, Tensor)) else Tensor(x) for x in inputs)
-        enabled = is_grad_enabled()
-        fn.needs_input_grad = tuple(enabled and t is not None and t.requires_grad for t in tensors)
-        y = fn.forward(*(None if t is None else t.data for t in tensors), **attrs)
+        tensors = [x if (x is None or isinstance(x, Tensor)) else Tensor(x) for x in inputs]
+        if is_grad_enabled():
+            fn.needs_input_grad = tuple(t is not None and t.requires_grad for t in tensors)
+        else:  # (list comprehensions and this shortcut: a batch-1 LeNet-5 forward calls apply 12 times)
+            fn.needs_input_grad = (False,) * len(tensors)
+        y = fn.forward(*[None if t is None else t.data for t in tensors], **attrs)
         out = Tensor(y)
         if any(fn.needs_input_grad):
             out.requires_grad = True
             out._ctx = fn
-            fn.inputs = tensors
+            fn.inputs = tuple(tensors)
         else:
             fn.saved = ()
         return out

@@ -31,6 +31,8 @@ def no_grad():
 
 
 def _as_array(data, dtype=None):
+    if type(data) is np.ndarray and dtype is None:  # the common case (every op's output): as it is
+        return data
     if isinstance(data, Tensor):
         data = data.data
     xp = get_array_module(data)
