@@ -67,22 +67,24 @@ def test_conv2d(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", ["pad 2 stride 2", "dilation + stride + non-square", "channels-last grouped dilated",
-                                  "sliced input"])
-@pytest.mark.parametrize("tile", [1, 150, 1 << 30], ids=["one-pixel tiles", "part-row tiles", "one tile"])
-def test_conv2d_in_tiles_and_row_blocks(case, dtype, tile, monkeypatch):
-    """Forward and the weight gradient build im2col's columns a tile of output pixels at a time (whole
-    rows, or a stretch of one row); the input gradient goes back a block of rows at a time.  Force
-    tiny tiles and blocks so every layer takes each path, and compare with PyTorch."""
+@pytest.mark.parametrize("case", ["basic 3x3", "pad 2 stride 2", "dilation + stride + non-square",
+                                  "channels-last grouped dilated", "sliced input"])
+@pytest.mark.parametrize("tile", [1, 150, 1 << 30], ids=["one-column tiles", "part-row tiles", "whole-row tiles"])
+def test_conv2d_in_chunks_and_tiles(case, dtype, tile, monkeypatch):
+    """Forward and backward work a chunk of output rows at a time, and multiply a tile of output
+    columns at a time.  Force tiny chunks and tiles so every layer takes each path, and compare
+    with PyTorch."""
     import convnp.ops.conv
 
     monkeypatch.setattr(convnp.ops.conv, "TILE_NUMBERS", tile)
-    monkeypatch.setattr(convnp.ops.conv, "BLOCK_NUMBERS", 64)
+    monkeypatch.setattr(convnp.ops.conv, "CHUNK_NUMBERS", 64)
     x, w, b, kw = conv_inputs(CONV_CASES[case], dtype)
     y, _ = assert_parity(lambda x, w, b: F.conv2d(x, w, b, **kw), lambda x, w, b: TF.conv2d(x, w, b, **kw), x, w, b)
-    if tile == 150:
-        assert any(j1 - j0 < y.shape[3] for _, _, j0, j1 in y._ctx.tiles)  # stretches of a row
-    assert len(y._ctx.blocks) > 1
+    assert len(y._ctx.chunks) > 1
+    tile_width, w_out = y._ctx.geometry[-1], y.shape[3]
+    assert tile_width == {1: 1, 1 << 30: w_out}.get(tile, tile_width) and w_out % tile_width == 0
+    if case == "basic 3x3" and tile == 150:  # 54 numbers a column: tiles of 2 of the 4 columns
+        assert tile_width == 2
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -114,16 +114,16 @@ def test_conv2d_threaded(threaded, case, dtype):
 
 @pytest.mark.parametrize("case", ["basic 3x3", "groups 2 strided dilated", "depthwise multiplier 2",
                                   "channels-last grouped dilated"])
-def test_conv2d_threaded_in_tiles_and_row_blocks(threaded, thread_names, case, monkeypatch):
-    parity.test_conv2d_in_tiles_and_row_blocks(case, np.float64, 150, monkeypatch)
+def test_conv2d_threaded_in_chunks_and_tiles(threaded, thread_names, case, monkeypatch):
+    parity.test_conv2d_in_chunks_and_tiles(case, np.float64, 150, monkeypatch)
     assert len(thread_names) > 1
 
 
-def test_conv2d_splits_into_a_block_per_thread(threaded, thread_names):
+def test_conv2d_splits_into_a_chunk_per_thread(threaded, thread_names):
     x = convnp.Tensor(np.random.default_rng(0).standard_normal((2, 3, 9, 9)), requires_grad=True)
     w = convnp.Tensor(np.random.default_rng(1).standard_normal((4, 3, 3, 3)), requires_grad=True)
     y = F.conv2d(x, w, padding=1)
-    assert len(y._ctx.blocks) == 3 and conv.BLOCK_NUMBERS > 3 * 9 * 9 * 9 * 2  # split for the threads only
+    assert len(y._ctx.chunks) == 3 and conv.CHUNK_NUMBERS > 3 * 9 * 9 * 9 * 2  # split for the threads only
     y.sum().backward()
     assert len(thread_names) > 1
 

@@ -1,11 +1,11 @@
 """2-D convolution (really cross-correlation, as in every deep-learning library) via im2col + GEMM.
 
 The naive version (``convnp.reference.conv2d_forward``) is six nested loops.  Here the same sum is
-one matrix multiply:
+matrix multiplication:
 
 1. im2col: ``windows`` gives a strided view of every receptive field, (N, C, H_out, W_out, kh, kw),
    without copying.  One reshape copies it into ``cols``: one ROW per (input channel, kernel row,
-   kernel column) of a group (C/G*kh*kw rows) and one COLUMN per output pixel (H_out*W_out*N).
+   kernel column) of a group (C/G*kh*kw rows) and one COLUMN per output pixel and image.
 2. GEMM: ``w_mat @ cols``, with one filter per row of w_mat (F/G, C/G*kh*kw), gives every output
    pixel of every filter at once.  Groups (and depthwise convolution, G = C) are a batch of G GEMMs.
 3. The product is stored (F, H_out, W_out, N): the batch is the innermost axis.  We hand back an
@@ -18,9 +18,25 @@ W_out*N numbers: measured on LeNet-5 at batch 128, im2col 0.73 -> 0.14 ms and co
 ReLU, pooling and every gradient keep whatever layout they are given, so the whole network runs in
 it; an input in another layout (the images, NCHW) is copied into it once.
 
-Backward is the same steps read backwards:
-    dw    = (cols @ dy_mat^T)^T    (F/G, C/G*kh*kw): one GEMM per group (this operand order is
-                                   twice as fast in OpenBLAS as dy_mat @ cols^T)
+How the work is cut (all measured on LeNet-5 and a small VGG, see the benchmark suite):
+- CHUNKS of whole output rows, at most CHUNK_NUMBERS im2col numbers each (so memory stays bounded
+  however big the layer) and at least one per thread.  A chunk is ONE im2col copy and ONE batched
+  matmul, so a thread working on a chunk makes two or three NumPy calls.  That matters: NumPy drops
+  Python's GIL inside each call, but every call must take it back, and on a small virtual machine a
+  thread that waits for the GIL sleeps and is woken ~50 us later.  Two threads making many short
+  calls were slower than one; two threads making a few long calls are ~2x faster than one.
+- TILES inside a chunk: the batched matmul multiplies one tile of ``tile_width`` output columns
+  (all images) at a time, at most TILE_NUMBERS numbers of columns.  OpenBLAS is far faster on
+  such cache-sized products when there are few filters: a (6, 25) @ (25, 16384) product (LeNet-5's
+  conv1) runs at ~25 GFLOP/s, (25, 2048) pieces at 60-80.
+- The columns are never kept for backward: it rebuilds them from the padded input, a chunk at a
+  time, which is cheaper than keeping them and reading them back from memory (LeNet-5 step at
+  batch 128, one thread: 10.4 ms keeping them, 8.4 ms rebuilding) and keeps memory at the input's
+  size.
+
+Backward is the same steps read backwards, a chunk at a time:
+    dw    = sum over tiles of cols @ dy_mat^T   (C/G*kh*kw, F/G) per group, transposed at the end
+                                   (this operand order is twice as fast in OpenBLAS as dy @ cols^T)
     dcols = w_mat^T @ dy_mat       then col2im: a loop over the kh*kw kernel offsets, each one strided
                                    ``+=`` of a whole slab (positions in several windows add up)
     db    = dy summed over N, H_out, W_out
@@ -30,19 +46,8 @@ from ..function import Function
 from ..parallel import parallel_map, pieces_for, split
 from .windows import empty_in_order, memory_order, output_size, pad2d, window_slice, windows
 
-
-# The columns are built a TILE of output pixels at a time, at most TILE_NUMBERS numbers (512 KB of
-# float32), and each tile is multiplied as soon as it is copied, so the copy and the GEMM that reads
-# it happen in the core's own L2 cache.  A tile is a run of whole output rows, or a stretch of ONE
-# row when a row is bigger than a tile.  Small convolutions gain the most: OpenBLAS runs a
-# (6, 25) @ (25, 16384) product (LeNet-5's conv1) at ~25 GFLOP/s, but at 60-80 on (25, 2048) pieces.
-# The columns are never kept for backward: it rebuilds them tile by tile from the padded input, which
-# is cheaper than storing them and reading them back from memory (LeNet-5 step at batch 128, one
-# thread: 10.4 ms keeping them, 8.4 ms rebuilding) and keeps memory at the size of the input.
-# The input gradient is put back together a BLOCK of whole output rows at a time (at most
-# BLOCK_NUMBERS numbers of columns, 4 MB), which keeps col2im's Python loop short.
 TILE_NUMBERS = 1 << 17
-BLOCK_NUMBERS = 1 << 20
+CHUNK_NUMBERS = 1 << 20
 
 
 class Conv2d(Function):
@@ -62,13 +67,13 @@ class Conv2d(Function):
         h_out = output_size(h, kh, stride[0], padding[0], dilation[0])
         w_out = output_size(w_in, kw, stride[1], padding[1], dilation[1])
         per_pixel = c * kh * kw * n  # numbers in im2col's columns for one output pixel (all images)
-        total = per_pixel * h_out * w_out
-        self.tiles = tiles(h_out, w_out, per_pixel, pieces_for(total, h_out * w_out))
-        rows_per_block = max(1, BLOCK_NUMBERS // (per_pixel * w_out))
-        rows_per_block = min(rows_per_block, -(-h_out // pieces_for(total, h_out)))  # a block per thread
-        self.blocks = [(r, min(r + rows_per_block, h_out), 0, w_out) for r in range(0, h_out, rows_per_block)]
+        rows_per_chunk = max(1, CHUNK_NUMBERS // (per_pixel * w_out))
+        rows_per_chunk = min(rows_per_chunk, -(-h_out // pieces_for(per_pixel * w_out * h_out, h_out)))
+        self.chunks = [(r, min(r + rows_per_chunk, h_out)) for r in range(0, h_out, rows_per_chunk)]
+        # the widest tile that divides the rows evenly and stays within TILE_NUMBERS (at least 1 column)
+        tile_width = max(d for d in range(1, w_out + 1) if w_out % d == 0 and (d == 1 or d * per_pixel <= TILE_NUMBERS))
         self.geometry = (x.shape, x.dtype, memory_order(x), (kh, kw), stride, padding, dilation, groups,
-                         (h_out, w_out))
+                         (h_out, w_out), tile_width)
 
         x_pad = pad2d(x, padding)
         w_mat = w.reshape(groups, f // groups, c_group * kh * kw)
@@ -76,87 +81,88 @@ class Conv2d(Function):
         y_mat = xp.empty((groups, f // groups, h_out * w_out * n), dtype=xp.result_type(x, w))
         view = self.window_view(x_pad)
 
-        def one_tile(tile):  # tiles write disjoint columns of y_mat, so they run on parallel threads
-            y_tile = y_mat[:, :, self.span(tile)]
-            xp.matmul(w_mat, self.im2col(view, tile), out=y_tile)
+        def forward_chunk(rows):  # chunks write disjoint rows of y_mat, so they run on parallel threads
+            y_tiles = self.tiles(y_mat, rows)
+            xp.matmul(w_mat, self.im2col(view, rows), out=y_tiles)
             if b_col is not None:
-                y_tile += b_col
+                y_tiles += b_col
 
-        parallel_map(one_tile, self.tiles)
+        parallel_map(forward_chunk, self.chunks)
         self.save_for_backward(x_pad if self.needs_input_grad[1] else None, w_mat)
         return y_mat.reshape(f, h_out, w_out, n).transpose(3, 0, 1, 2)  # (F, H, W, N) memory
 
     def window_view(self, x_pad):
         """x_pad: (N, C, Hp, Wp) -> every window as a view (C, kh, kw, H_out, W_out, N), no copy."""
-        _, _, _, kernel, stride, _, dilation, _, out_size = self.geometry
+        _, _, _, kernel, stride, _, dilation, _, out_size, _ = self.geometry
         return windows(x_pad, kernel, stride, dilation, out_size).transpose(1, 4, 5, 2, 3, 0)
 
-    def im2col(self, view, tile):
-        """view: ``window_view(x_pad)`` -> cols: (G, C/G*kh*kw, pixels*N), the columns of the output
-        pixels of ``tile`` (rows i0..i1-1, columns j0..j1-1)."""
-        i0, i1, j0, j1 = tile
-        view = view[:, :, :, i0:i1, j0:j1]  # (C, kh, kw, rows, columns, N)
-        return view.reshape(self.geometry[7], -1, view[0, 0, 0].size)  # the one copy
+    def im2col(self, view, rows):
+        """view: ``window_view(x_pad)`` -> the columns of output rows ``rows`` = (first, stop), cut into
+        tiles: (rows, W_out/T, G, C/G*kh*kw, T*N) for tile width T.  The one copy."""
+        (n, c, *_), _, _, (kh, kw), _, _, _, g, (_, w_out), tile_width = self.geometry
+        count = rows[1] - rows[0]
+        tiled = view[:, :, :, rows[0]:rows[1]].reshape(g, c // g, kh, kw, count, w_out // tile_width, tile_width, n)
+        return tiled.transpose(4, 5, 0, 1, 2, 3, 6, 7).reshape(count, w_out // tile_width, g, -1, tile_width * n)
 
-    def span(self, tile):
-        """The columns of an (H_out, W_out, N)-ordered matrix that belong to the pixels of ``tile``."""
-        (n, *_), *_, (_, w_out) = self.geometry
-        i0, i1, j0, j1 = tile
-        return slice((i0 * w_out + j0) * n, ((i1 - 1) * w_out + j1) * n)
+    def tiles(self, matrix, rows):
+        """matrix: (G, M, H_out*W_out*N) -> the view (rows, W_out/T, G, M, T*N) of output rows
+        ``rows``, tiled like ``im2col``'s columns."""
+        (n, *_), *_, (h_out, w_out), tile_width = self.geometry
+        g, m, _ = matrix.shape
+        tiled = matrix.reshape(g, m, h_out, w_out // tile_width, tile_width * n)[:, :, rows[0]:rows[1]]
+        return tiled.transpose(2, 3, 0, 1, 4)
 
     def backward(self, dy):
         x_pad, w_mat = self.saved
-        x_shape, dtype, order, (kh, kw), stride, padding, dilation, g, (h_out, w_out) = self.geometry
+        x_shape, dtype, order, (kh, kw), stride, padding, dilation, g, (h_out, w_out), _ = self.geometry
         xp = get_array_module(dy)
         n, c, h, w_in = x_shape
         f = dy.shape[1]
         # (N, F, H_out, W_out) -> (G, F/G, H_out*W_out*N): a free view of a batch-innermost gradient
         dy_mat = dy.transpose(1, 2, 3, 0).reshape(g, f // g, h_out * w_out * n)
         dx = dw = db = None
+        # The work is a list of independent jobs for convnp's threads: the input gradient of a part
+        # of the channels (parts write disjoint channels of dx_pad), and the weight gradient of a
+        # chunk of rows (partial sums, added below).  With both gradients wanted, the threads'
+        # contiguous runs of jobs put dx on one thread and dW on the other: two long jobs.
+        jobs = []
         if self.needs_input_grad[0]:
             dx_pad = empty_in_order((n, c, h + 2 * padding[0], w_in + 2 * padding[1]), dtype, order, xp)
             w_mat_t = xp.ascontiguousarray(w_mat.transpose(0, 2, 1))  # (G, C/G*kh*kw, F/G)
+            dy_rows = dy_mat.reshape(g, f // g, h_out, w_out * n).transpose(2, 0, 1, 3)  # (H_out, G, F/G, W_out*N)
             per_part = 1 if g == 1 else c // g  # input channels per part: split channels, or whole groups
             kk = kh * kw
 
-            def input_gradient(part):  # parts own disjoint channels of dx_pad: parallel threads
+            def input_gradient(part):
                 channels = slice(part.start * per_part, part.stop * per_part)
                 dx_part = dx_pad[:, channels]
                 dx_part[...] = 0
-                for block in self.blocks:
+                for first, stop in self.chunks:  # dcols: (rows, channels*kh*kw, W_out*N), a GEMM per row
                     if g == 1:
-                        dcols = w_mat_t[0, channels.start * kk:channels.stop * kk] @ dy_mat[0, :, self.span(block)]
+                        dcols = w_mat_t[0, channels.start * kk:channels.stop * kk] @ dy_rows[first:stop, 0]
                     else:
-                        dcols = w_mat_t[part] @ dy_mat[part, :, self.span(block)]
-                    rows = block[1] - block[0]
-                    col2im(dcols.reshape(-1, kh, kw, rows, w_out, n), dx_part, block[0], stride, dilation)
+                        dcols = (w_mat_t[part] @ dy_rows[first:stop, part]).reshape(stop - first, -1, w_out * n)
+                    col2im(dcols.reshape(stop - first, -1, kh, kw, w_out, n), dx_part, first, stride, dilation)
 
             parts = c if g == 1 else g
-            parallel_map(input_gradient, split(parts, pieces_for(c * kk * h_out * w_out * n, parts)))
-            dx = dx_pad[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w_in]
-        if self.needs_input_grad[1]:  # (cols @ dy_mat^T)^T: twice as fast in OpenBLAS as dy_mat @ cols^T
+            jobs += [(input_gradient, part) for part in split(parts, pieces_for(c * kk * h_out * w_out * n, parts))]
+        if self.needs_input_grad[1]:
             view = self.window_view(x_pad)
 
-            def weight_gradient(tile):  # one tile's share of dW, its columns rebuilt (so in cache) here
-                return self.im2col(view, tile) @ dy_mat[:, :, self.span(tile)].transpose(0, 2, 1)
+            def weight_gradient(rows):  # one chunk's share of dW: (G, C/G*kh*kw, F/G)
+                partial = self.im2col(view, rows) @ self.tiles(dy_mat, rows).swapaxes(-1, -2)
+                return partial.sum(axis=(0, 1))
 
-            dw_mat = sum(parallel_map(weight_gradient, self.tiles))
+            jobs += [(weight_gradient, rows) for rows in self.chunks]
+        results = parallel_map(lambda job: job[0](job[1]), jobs)
+        if self.needs_input_grad[0]:
+            dx = dx_pad[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w_in]
+        if self.needs_input_grad[1]:
+            dw_mat = sum(result for (job, _), result in zip(jobs, results) if job is weight_gradient)
             dw = dw_mat.transpose(0, 2, 1).reshape(f, c // g, kh, kw)
         if self.needs_input_grad[2]:
             db = dy_mat.sum(axis=2).reshape(f)
         return dx, dw, db
-
-
-def tiles(h_out, w_out, per_pixel, pieces):
-    """Cut the output pixels into tiles of at most TILE_NUMBERS im2col numbers (``per_pixel`` each),
-    and at least ``pieces`` tiles (one per thread): each tile (i0, i1, j0, j1) is rows i0..i1-1 and
-    columns j0..j1-1, either whole rows or a stretch of one row.  In row-major order, so a tile's
-    columns in the (H_out, W_out, N)-ordered matrices are one contiguous span."""
-    pixels = max(1, min(TILE_NUMBERS // per_pixel, -(-h_out * w_out // pieces)))
-    if pixels >= w_out:
-        rows = pixels // w_out
-        return [(i, min(i + rows, h_out), 0, w_out) for i in range(0, h_out, rows)]
-    return [(i, i + 1, j, min(j + pixels, w_out)) for i in range(h_out) for j in range(0, w_out, pixels)]
 
 
 def batch_innermost(x):
@@ -168,17 +174,17 @@ def batch_innermost(x):
 
 
 def col2im(dcols, dx_pad, first_row, stride, dilation):
-    """Add dcols: (C, kh, kw, rows, W_out, N), the gradient of im2col's columns for the output rows
+    """Add dcols: (rows, C, kh, kw, W_out, N), the gradient of im2col's columns for the output rows
     first_row, first_row + 1, ..., into dx_pad: (N, C, Hp, Wp); the adjoint of im2col.
 
     Kernel offset (u, v) read x_pad[:, :, u dh + sh i, v dw + sw j] into the cols row (c, u, v); so its
     gradient slab goes back to the same strided positions, and positions that several windows share
     add up.  A loop over the kh*kw offsets, each one vectorised ``+=`` over (C, rows, W_out, N).
     """
-    c, kh, kw, rows, w_out, n = dcols.shape
+    rows, c, kh, kw, w_out, n = dcols.shape
     (sh, sw), (dh, dw) = stride, dilation
     dx_pad_chwn = dx_pad.transpose(1, 2, 3, 0)  # (C, Hp, Wp, N) view, to match dcols' axis order
     for u in range(kh):
         row_slice = window_slice(u, dh, sh, rows, first=first_row)
         for v in range(kw):
-            dx_pad_chwn[:, row_slice, window_slice(v, dw, sw, w_out)] += dcols[:, u, v]
+            dx_pad_chwn[:, row_slice, window_slice(v, dw, sw, w_out)] += dcols[:, :, u, v].transpose(1, 0, 2, 3)
