@@ -43,11 +43,12 @@ Backward is the same steps read backwards, a chunk at a time:
 """
 from ..backend import get_array_module
 from ..function import Function
-from ..parallel import parallel_map, pieces_for, split
+from ..parallel import MIN_NUMBERS, parallel_map, pieces_for, split
 from .windows import empty_in_order, memory_order, output_size, pad2d, window_slice, windows
 
 TILE_NUMBERS = 1 << 17
 CHUNK_NUMBERS = 1 << 20
+SLAB_NUMBERS = 1 << 15
 
 
 class Conv2d(Function):
@@ -82,8 +83,8 @@ class Conv2d(Function):
         view = self.window_view(x_pad)
 
         def forward_chunk(rows):  # chunks write disjoint rows of y_mat, so they run on parallel threads
-            y_tiles = self.tiles(y_mat, rows)
-            xp.matmul(w_mat, self.im2col(view, rows), out=y_tiles)
+            y_tiles = self.tiles(y_mat, rows, tile_width)
+            xp.matmul(w_mat, self.im2col(view, rows, tile_width), out=y_tiles)
             if b_col is not None:
                 y_tiles += b_col
 
@@ -96,18 +97,18 @@ class Conv2d(Function):
         _, _, _, kernel, stride, _, dilation, _, out_size, _ = self.geometry
         return windows(x_pad, kernel, stride, dilation, out_size).transpose(1, 4, 5, 2, 3, 0)
 
-    def im2col(self, view, rows):
+    def im2col(self, view, rows, tile_width):
         """view: ``window_view(x_pad)`` -> the columns of output rows ``rows`` = (first, stop), cut into
         tiles: (rows, W_out/T, G, C/G*kh*kw, T*N) for tile width T.  The one copy."""
-        (n, c, *_), _, _, (kh, kw), _, _, _, g, (_, w_out), tile_width = self.geometry
+        (n, c, *_), _, _, (kh, kw), _, _, _, g, (_, w_out), _ = self.geometry
         count = rows[1] - rows[0]
         tiled = view[:, :, :, rows[0]:rows[1]].reshape(g, c // g, kh, kw, count, w_out // tile_width, tile_width, n)
         return tiled.transpose(4, 5, 0, 1, 2, 3, 6, 7).reshape(count, w_out // tile_width, g, -1, tile_width * n)
 
-    def tiles(self, matrix, rows):
+    def tiles(self, matrix, rows, tile_width):
         """matrix: (G, M, H_out*W_out*N) -> the view (rows, W_out/T, G, M, T*N) of output rows
         ``rows``, tiled like ``im2col``'s columns."""
-        (n, *_), *_, (h_out, w_out), tile_width = self.geometry
+        (n, *_), *_, (h_out, w_out), _ = self.geometry
         g, m, _ = matrix.shape
         tiled = matrix.reshape(g, m, h_out, w_out // tile_width, tile_width * n)[:, :, rows[0]:rows[1]]
         return tiled.transpose(2, 3, 0, 1, 4)
@@ -123,9 +124,9 @@ class Conv2d(Function):
         dx = dw = db = None
         # The work is a list of independent jobs for convnp's threads: the input gradient of a part
         # of the channels (parts write disjoint channels of dx_pad), and the weight gradient of a
-        # chunk of rows (partial sums, added below).  With both gradients wanted, the threads'
-        # contiguous runs of jobs put dx on one thread and dW on the other: two long jobs.
-        jobs = []
+        # chunk of rows (partial sums, added below).  One hand-off for both; the jobs are ordered
+        # so that each thread's run of them holds an equal share of each kind.
+        dx_jobs, dw_jobs = [], []
         if self.needs_input_grad[0]:
             dx_pad = empty_in_order((n, c, h + 2 * padding[0], w_in + 2 * padding[1]), dtype, order, xp)
             w_mat_t = xp.ascontiguousarray(w_mat.transpose(0, 2, 1))  # (G, C/G*kh*kw, F/G)
@@ -144,16 +145,21 @@ class Conv2d(Function):
                         dcols = (w_mat_t[part] @ dy_rows[first:stop, part]).reshape(stop - first, -1, w_out * n)
                     col2im(dcols.reshape(stop - first, -1, kh, kw, w_out, n), dx_part, first, stride, dilation)
 
+            # Split the channels only when each part's col2im still adds slabs of >= SLAB_NUMBERS:
+            # LeNet-5's conv2 (24k numbers a slab) ran slower cut in two than on one thread, VGG's 32->64
+            # layer (64k) faster.
             parts = c if g == 1 else g
-            jobs += [(input_gradient, part) for part in split(parts, pieces_for(c * kk * h_out * w_out * n, parts))]
+            slab = c * (self.chunks[0][1] - self.chunks[0][0]) * w_out * n
+            dx_jobs = [(input_gradient, part) for part in split(parts, pieces_for(slab * MIN_NUMBERS // SLAB_NUMBERS, parts))]
         if self.needs_input_grad[1]:
             view = self.window_view(x_pad)
 
-            def weight_gradient(rows):  # one chunk's share of dW: (G, C/G*kh*kw, F/G)
-                partial = self.im2col(view, rows) @ self.tiles(dy_mat, rows).swapaxes(-1, -2)
+            def weight_gradient(rows):  # one chunk's share of dW: (G, C/G*kh*kw, F/G), a GEMM per whole row
+                partial = self.im2col(view, rows, w_out) @ self.tiles(dy_mat, rows, w_out).swapaxes(-1, -2)
                 return partial.sum(axis=(0, 1))
 
-            jobs += [(weight_gradient, rows) for rows in self.chunks]
+            dw_jobs = [(weight_gradient, rows) for rows in self.chunks]
+        jobs = interleave(dx_jobs, dw_jobs)
         results = parallel_map(lambda job: job[0](job[1]), jobs)
         if self.needs_input_grad[0]:
             dx = dx_pad[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w_in]
@@ -163,6 +169,15 @@ class Conv2d(Function):
         if self.needs_input_grad[2]:
             db = dy_mat.sum(axis=2).reshape(f)
         return dx, dw, db
+
+
+def interleave(first, second):
+    """first[0], then its share of ``second``, first[1], its share, ...: parallel_map deals each thread
+    a contiguous run of jobs, and so each run holds a fair share of both kinds."""
+    if not first or not second:
+        return first + second
+    shares = split(len(second), len(first))
+    return [job for i, head in enumerate(first) for job in [head] + (second[shares[i]] if i < len(shares) else [])]
 
 
 def batch_innermost(x):
