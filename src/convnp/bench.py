@@ -60,9 +60,18 @@ def torch_vgg(widths=(32, 64, 128), in_channels=3, num_classes=10):
 
 
 # --- measurement helpers ---------------------------------------------------------------------------
-def median_time(function, repeats, warmup=1):
-    for _ in range(warmup):
+def warm_up(function, seconds=WARMUP_SECONDS):
+    """Run ``function`` until ``seconds`` have passed (at least once)."""
+    start = time.perf_counter()
+    function()
+    while time.perf_counter() - start < seconds:
         function()
+
+
+def median_time(function, repeats, warmup=WARMUP_SECONDS):
+    """Median seconds of ``repeats`` calls, after ``warmup`` seconds of calls (0: none)."""
+    if warmup:
+        warm_up(function, warmup)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -320,12 +329,8 @@ def serve(section, library, args):
         request = request.strip()
         if request == "quit":
             return
-        if request == "warmup":  # until caches, allocator and the machine have settled: >= WARMUP_SECONDS
-            start = time.perf_counter()
-            while True:
-                once()
-                if args.quick or time.perf_counter() - start >= WARMUP_SECONDS:
-                    break
+        if request == "warmup":  # until caches, allocator and the machine have settled
+            warm_up(once, 0 if args.quick else WARMUP_SECONDS)
             print(json.dumps({}), flush=True)
         else:
             print(json.dumps(once()), flush=True)
