@@ -18,6 +18,8 @@ DTYPES = [np.float64, np.float32]
 def threaded(monkeypatch):
     """Three threads, and every op split however small: the parallel code paths on tiny inputs."""
     monkeypatch.setattr(parallel, "MIN_NUMBERS", 1)
+    monkeypatch.setattr(parallel, "STREAM_NUMBERS", 1)
+    monkeypatch.setattr(conv, "SLAB_NUMBERS", 1)
     previous = parallel.get_num_threads()
     parallel.set_num_threads(3)
     yield

@@ -27,9 +27,13 @@ import threading
 
 import numpy as np
 
-# Work smaller than this many array elements (per piece) runs on the calling thread: measured, a ReLU
-# over 200k float32 numbers gained nothing from two threads and one over 2M gained 1.5x.
+# Work smaller than this many array elements (per piece) runs on the calling thread.  MIN_NUMBERS is
+# for work with a matrix multiply in it (convolution chunks); STREAM_NUMBERS for memory-bound passes
+# that do little arithmetic per number (pooling, ReLU): measured on a 2-core machine, max pooling
+# and ReLU gained nothing from two threads below ~2M numbers (LeNet-5's conv1 output at batch 512,
+# 1.8M) and 1.4-2x from 2M up (a small VGG's 4M).
 MIN_NUMBERS = 1 << 18
+STREAM_NUMBERS = 1 << 20
 
 
 def _threads_from_environment():
@@ -76,10 +80,12 @@ def split(length, pieces):
     return [slice(bounds[i], bounds[i + 1]) for i in range(pieces)]
 
 
-def pieces_for(numbers, length):
+def pieces_for(numbers, length, smallest=None, streaming=False):
     """How many pieces to cut work of ``numbers`` array elements into, along an axis of ``length``:
-    one per thread, but none smaller than MIN_NUMBERS."""
-    return max(1, min(_threads, length, numbers // MIN_NUMBERS))
+    one per thread, but none smaller than ``smallest`` (default MIN_NUMBERS, or STREAM_NUMBERS for
+    ``streaming`` work)."""
+    smallest = smallest or (STREAM_NUMBERS if streaming else MIN_NUMBERS)
+    return max(1, min(_threads, length, numbers // smallest))
 
 
 def parallel_map(function, items):
@@ -202,9 +208,10 @@ WHOLE = [Ellipsis]  # the one part of an array that is not split: array[...]
 def outer_parts(array):
     """Index tuples that cut ``array`` into one part per thread along the axis that is outermost in its
     memory (the channels of a convolution's batch-innermost output, the batch of an NCHW array), so
-    each part is one contiguous stretch of memory.  A single part (the whole array) when it is small."""
-    if _threads < 2 or array.size < 2 * MIN_NUMBERS:
+    each part is one contiguous stretch of memory.  A single part (the whole array) when it is small
+    (below 2 * STREAM_NUMBERS: these parts feed memory-bound elementwise passes)."""
+    if _threads < 2 or array.size < 2 * STREAM_NUMBERS:
         return WHOLE
     axis = max(range(array.ndim), key=lambda a: array.strides[a])
-    parts = split(array.shape[axis], pieces_for(array.size, array.shape[axis]))
+    parts = split(array.shape[axis], pieces_for(array.size, array.shape[axis], streaming=True))
     return [(slice(None),) * axis + (part,) for part in parts]

@@ -43,7 +43,7 @@ Backward is the same steps read backwards, a chunk at a time:
 """
 from ..backend import get_array_module
 from ..function import Function
-from ..parallel import MIN_NUMBERS, parallel_map, pieces_for, split
+from ..parallel import parallel_map, pieces_for, split
 from .windows import empty_in_order, memory_order, output_size, pad2d, window_slice, windows
 
 TILE_NUMBERS = 1 << 17
@@ -150,7 +150,7 @@ class Conv2d(Function):
             # layer (64k) faster.
             parts = c if g == 1 else g
             slab = c * (self.chunks[0][1] - self.chunks[0][0]) * w_out * n
-            dx_jobs = [(input_gradient, part) for part in split(parts, pieces_for(slab * MIN_NUMBERS // SLAB_NUMBERS, parts))]
+            dx_jobs = [(input_gradient, part) for part in split(parts, pieces_for(slab, parts, SLAB_NUMBERS))]
         if self.needs_input_grad[1]:
             view = self.window_view(x_pad)
 
