@@ -2,6 +2,7 @@
 against PyTorch with the splitting forced on (3 threads, no minimum size) so that even small test
 inputs are cut into pieces."""
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import pytest
 import convnp
 import test_ops_parity as parity
 from convnp import functional as F, parallel
-from convnp.ops import conv
+from convnp.ops import activation, conv, norm, pool
 
 DTYPES = [np.float64, np.float32]
 
@@ -28,15 +29,21 @@ def threaded(monkeypatch):
 
 @pytest.fixture
 def thread_names(monkeypatch):
-    """The names of the threads that ran parallel_map's items."""
+    """The names of the threads that ran parallel_map's items.  Each item also sleeps for 20 ms, so
+    that every thread has woken up and taken items before the caller could run them all itself."""
     names = set()
-    run = parallel._run
+    parallel_map = parallel.parallel_map
 
-    def spy(function, items, span, results, errors):
-        names.add(threading.current_thread().name)
-        return run(function, items, span, results, errors)
+    def spy(function, items):
+        def recorded(item):
+            names.add(threading.current_thread().name)
+            time.sleep(0.02)
+            return function(item)
+        return parallel_map(recorded, items)
 
-    monkeypatch.setattr(parallel, "_run", spy)
+    monkeypatch.setattr(parallel, "parallel_map", spy)
+    for module in (conv, pool, norm, activation):
+        monkeypatch.setattr(module, "parallel_map", spy)
     return names
 
 

@@ -21,6 +21,7 @@ OMP_NUM_THREADS), else the number of CPUs this process may use.  Pieces below ``
 worth a hand-off (a round trip to a worker costs ~20 us) and run on the calling thread.
 """
 import ctypes
+import itertools
 import os
 import queue
 import threading
@@ -89,44 +90,60 @@ def pieces_for(numbers, length, smallest=None, streaming=False):
 
 
 def parallel_map(function, items):
-    """``[function(item) for item in items]``, with the items spread over convnp's threads.
+    """``[function(item) for item in items]``, with the items shared out among convnp's threads.
 
-    The items are dealt out in contiguous runs, one run per thread; the calling thread takes the first
-    run itself.  ``function`` must only write to memory that no other item writes.  An exception in any
-    item is raised here, after every item has finished.
+    Every thread, the calling one included, takes the next item that nobody has taken until none
+    are left: a thread that is late to wake up, or draws quick items, simply runs fewer, and the
+    caller never waits for a thread that has nothing left to do.  ``function`` must only write to
+    memory that no other item writes.  An exception in any item is raised here, after every item
+    has finished.
     """
     items = list(items)
     if len(items) < 2 or _threads < 2 or getattr(_inside_worker, "active", False):
         return [function(item) for item in items]
-    runs = split(len(items), _threads)
     _start()
-    results = [None] * len(items)
-    errors = []
-    finished = queue.SimpleQueue()
-    for run in runs[1:]:
-        _tasks.put((function, items, run, results, errors, finished))
-    _run(function, items, runs[0], results, errors)
-    for _ in runs[1:]:
-        finished.get()
-    if errors:
-        raise errors[0]
-    return results
+    job = _Job(function, items)
+    for _ in range(min(_threads - 1, len(items) - 1)):
+        _tasks.put(job)
+    _run(job)
+    job.all_finished.get()  # put by whichever thread finishes the last item
+    if job.errors:
+        raise job.errors[0]
+    return job.results
 
 
-def _run(function, items, run, results, errors):
-    try:
-        for index in range(run.start, run.stop):
-            results[index] = function(items[index])
-    except BaseException as error:  # handed to the caller of parallel_map
-        errors.append(error)
+class _Job:
+    """One ``parallel_map`` call: its items, their results, and two counters.  ``next()`` on an
+    itertools.count is atomic in CPython, so no two threads take the same item."""
+
+    def __init__(self, function, items):
+        self.function, self.items = function, items
+        self.results = [None] * len(items)
+        self.errors = []
+        self.taken = itertools.count()  # the index of the next item to take
+        self.finished = itertools.count(1)  # how many items have finished, after next()
+        self.all_finished = queue.SimpleQueue()
+
+
+def _run(job):
+    """Take and run ``job``'s items until none are left."""
+    count = len(job.items)
+    while True:
+        index = next(job.taken)
+        if index >= count:
+            return
+        try:
+            job.results[index] = job.function(job.items[index])
+        except BaseException as error:  # handed to the caller of parallel_map
+            job.errors.append(error)
+        if next(job.finished) == count:
+            job.all_finished.put(None)
 
 
 def _worker():
     _inside_worker.active = True
     while True:
-        function, items, run, results, errors, finished = _tasks.get()
-        _run(function, items, run, results, errors)
-        finished.put(None)
+        _run(_tasks.get())
 
 
 def _start():

@@ -122,10 +122,10 @@ class Conv2d(Function):
         # (N, F, H_out, W_out) -> (G, F/G, H_out*W_out*N): a free view of a batch-innermost gradient
         dy_mat = dy.transpose(1, 2, 3, 0).reshape(g, f // g, h_out * w_out * n)
         dx = dw = db = None
-        # The work is a list of independent jobs for convnp's threads: the input gradient of a part
+        # The work is one list of independent jobs for convnp's threads: the input gradient of a part
         # of the channels (parts write disjoint channels of dx_pad), and the weight gradient of a
-        # chunk of rows (partial sums, added below).  One hand-off for both; the jobs are ordered
-        # so that each thread's run of them holds an equal share of each kind.
+        # chunk of rows (partial sums, added below).  Threads take the next job as they become free,
+        # so with dx in one long job (LeNet-5's conv2), one thread computes it while another takes dW.
         dx_jobs, dw_jobs = [], []
         if self.needs_input_grad[0]:
             dx_pad = empty_in_order((n, c, h + 2 * padding[0], w_in + 2 * padding[1]), dtype, order, xp)
@@ -159,7 +159,7 @@ class Conv2d(Function):
                 return partial.sum(axis=(0, 1))
 
             dw_jobs = [(weight_gradient, rows) for rows in self.chunks]
-        jobs = interleave(dx_jobs, dw_jobs)
+        jobs = dx_jobs + dw_jobs
         results = parallel_map(lambda job: job[0](job[1]), jobs)
         if self.needs_input_grad[0]:
             dx = dx_pad[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w_in]
@@ -169,15 +169,6 @@ class Conv2d(Function):
         if self.needs_input_grad[2]:
             db = dy_mat.sum(axis=2).reshape(f)
         return dx, dw, db
-
-
-def interleave(first, second):
-    """first[0], then its share of ``second``, first[1], its share, ...: parallel_map deals each thread
-    a contiguous run of jobs, and so each run holds a fair share of both kinds."""
-    if not first or not second:
-        return first + second
-    shares = split(len(second), len(first))
-    return [job for i, head in enumerate(first) for job in [head] + (second[shares[i]] if i < len(shares) else [])]
 
 
 def batch_innermost(x):
