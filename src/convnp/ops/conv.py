@@ -115,7 +115,7 @@ class Conv2d(Function):
 
     def backward(self, dy):
         x_pad, w_mat = self.saved
-        x_shape, dtype, order, (kh, kw), stride, padding, dilation, g, (h_out, w_out), _ = self.geometry
+        x_shape, dtype, order, (kh, kw), stride, padding, dilation, g, (h_out, w_out), tile_width = self.geometry
         xp = get_array_module(dy)
         n, c, h, w_in = x_shape
         f = dy.shape[1]
@@ -130,7 +130,6 @@ class Conv2d(Function):
         if self.needs_input_grad[0]:
             dx_pad = empty_in_order((n, c, h + 2 * padding[0], w_in + 2 * padding[1]), dtype, order, xp)
             w_mat_t = xp.ascontiguousarray(w_mat.transpose(0, 2, 1))  # (G, C/G*kh*kw, F/G)
-            dy_rows = dy_mat.reshape(g, f // g, h_out, w_out * n).transpose(2, 0, 1, 3)  # (H_out, G, F/G, W_out*N)
             per_part = 1 if g == 1 else c // g  # input channels per part: split channels, or whole groups
             kk = kh * kw
 
@@ -138,12 +137,14 @@ class Conv2d(Function):
                 channels = slice(part.start * per_part, part.stop * per_part)
                 dx_part = dx_pad[:, channels]
                 dx_part[...] = 0
-                for first, stop in self.chunks:  # dcols: (rows, channels*kh*kw, W_out*N), a GEMM per row
+                for rows in self.chunks:  # dcols: (rows, W_out/T, channels*kh*kw, T*N), a GEMM per tile
+                    dy_tiles = self.tiles(dy_mat, rows, tile_width)  # (rows, W_out/T, G, F/G, T*N)
                     if g == 1:
-                        dcols = w_mat_t[0, channels.start * kk:channels.stop * kk] @ dy_rows[first:stop, 0]
+                        dcols = w_mat_t[0, channels.start * kk:channels.stop * kk] @ dy_tiles[:, :, 0]
                     else:
-                        dcols = (w_mat_t[part] @ dy_rows[first:stop, part]).reshape(stop - first, -1, w_out * n)
-                    col2im(dcols.reshape(stop - first, -1, kh, kw, w_out, n), dx_part, first, stride, dilation)
+                        dcols = w_mat_t[part] @ dy_tiles[:, :, part]  # (rows, W_out/T, groups, C/G*kh*kw, T*N)
+                    shape = dcols.shape[:2] + (-1, kh, kw, tile_width, n)
+                    col2im(dcols.reshape(shape), dx_part, rows[0], stride, dilation)
 
             # Split the channels only when each part's col2im still adds slabs of >= SLAB_NUMBERS:
             # LeNet-5's conv2 (24k numbers a slab) ran slower cut in two than on one thread, VGG's 32->64
@@ -180,17 +181,20 @@ def batch_innermost(x):
 
 
 def col2im(dcols, dx_pad, first_row, stride, dilation):
-    """Add dcols: (rows, C, kh, kw, W_out, N), the gradient of im2col's columns for the output rows
-    first_row, first_row + 1, ..., into dx_pad: (N, C, Hp, Wp); the adjoint of im2col.
+    """Add dcols: (rows, W_out/T, C, kh, kw, T, N), the gradient of im2col's columns for the output
+    rows first_row, first_row + 1, ... (in tiles of T columns), into dx_pad: (N, C, Hp, Wp); the
+    adjoint of im2col.
 
     Kernel offset (u, v) read x_pad[:, :, u dh + sh i, v dw + sw j] into the cols row (c, u, v); so its
     gradient slab goes back to the same strided positions, and positions that several windows share
     add up.  A loop over the kh*kw offsets, each one vectorised ``+=`` over (C, rows, W_out, N).
     """
-    rows, c, kh, kw, w_out, n = dcols.shape
+    rows, tiles, c, kh, kw, tile_width, n = dcols.shape
     (sh, sw), (dh, dw) = stride, dilation
     dx_pad_chwn = dx_pad.transpose(1, 2, 3, 0)  # (C, Hp, Wp, N) view, to match dcols' axis order
     for u in range(kh):
         row_slice = window_slice(u, dh, sh, rows, first=first_row)
         for v in range(kw):
-            dx_pad_chwn[:, row_slice, window_slice(v, dw, sw, w_out)] += dcols[:, :, u, v].transpose(1, 0, 2, 3)
+            slab = dx_pad_chwn[:, row_slice, window_slice(v, dw, sw, tiles * tile_width)]
+            slab = slab.reshape(c, rows, tiles, tile_width, n)  # splits the W_out axis: always a view
+            slab += dcols[:, :, :, u, v].transpose(2, 0, 1, 3, 4)
