@@ -4,21 +4,30 @@ NumPy releases the GIL inside its loops and inside BLAS, so plain Python threads
 array operation really do run at the same time, on different cores.  The heavy ops split their work
 into independent pieces and hand them to ``parallel_map``:
 
-    convolution   im2col blocks (each: one copy + one GEMM into its own columns of the output)
-    col2im        channel slices (disjoint parts of the input gradient)
-    pooling, batch norm, ReLU    channel slices or halves of memory
+    convolution   chunks of output rows (each: one im2col copy + one batched matmul); in backward,
+                  the input gradient of channel parts and the weight gradient of row chunks
+    pooling, batch norm, ReLU    channel slices or halves of memory, for big arrays only
+
+What decides whether threads pay off is not the size of the work but the number of NumPy calls in
+it.  Every call must take the GIL back when it returns; when the other thread holds it, the caller
+sleeps and is woken later, and on a small virtual machine a wake-up costs ~50 us (measured: a round
+trip to a worker thread, 60 us).  So two threads that each make many short calls are slower than one
+(measured: 2 x 600 additions of 64k numbers, 7.2 ms on one thread, 7.4 ms on two), and two threads
+that each make a few long calls are ~2x faster (a LeNet-5 conv layer chunked into one copy and one
+batched matmul per thread: 0.83 -> 0.45 ms).  The ops are written for that: their pieces are few
+long calls, and work too small to pay for a hand-off (MIN_NUMBERS, STREAM_NUMBERS) stays on the
+calling thread.  Threads take the next piece as they become free, so a thread that wakes late does
+less and the caller never waits for a thread that has nothing to do.
 
 Why not leave the second core to OpenBLAS's own threads, as NumPy does by default?  Because most of a
-CNN step is not matrix multiplication: im2col, col2im, pooling and batch norm ran on one core while
-OpenBLAS threads only helped inside the GEMMs, and between GEMMs those threads busy-wait for the next
-one, taking the core from everything else.  Measured on a 2-core machine, LeNet-5 at batch 128: one
-step took 10.6 ms with one OpenBLAS thread and 9.5 to 16.6 ms with two (30 ms of CPU time).  So while
-convnp's threads are on, NumPy's OpenBLAS is set to ONE thread and convnp splits its GEMMs itself.
-``set_num_threads(1)`` turns convnp's threads off and gives OpenBLAS back its own thread count.
+CNN step is not matrix multiplication: im2col, col2im, pooling and batch norm would run on one core
+while OpenBLAS threads only help inside the GEMMs, and between GEMMs those threads busy-wait for the
+next one, taking the core from everything else.  So while convnp's threads are on, NumPy's OpenBLAS
+is set to ONE thread and convnp splits its GEMMs itself.  ``set_num_threads(1)`` turns convnp's
+threads off and gives OpenBLAS back its own thread count.
 
 The number of threads comes from ``set_num_threads``, else the environment (CONVNP_NUM_THREADS, then
-OMP_NUM_THREADS), else the number of CPUs this process may use.  Pieces below ``MIN_NUMBERS`` are not
-worth a hand-off (a round trip to a worker costs ~20 us) and run on the calling thread.
+OMP_NUM_THREADS), else the number of CPUs this process may use.
 """
 import ctypes
 import itertools

@@ -35,10 +35,12 @@ How the work is cut (all measured on LeNet-5 and a small VGG, see the benchmark 
   size.
 
 Backward is the same steps read backwards, a chunk at a time:
-    dw    = sum over tiles of cols @ dy_mat^T   (C/G*kh*kw, F/G) per group, transposed at the end
-                                   (this operand order is twice as fast in OpenBLAS as dy @ cols^T)
-    dcols = w_mat^T @ dy_mat       then col2im: a loop over the kh*kw kernel offsets, each one strided
-                                   ``+=`` of a whole slab (positions in several windows add up)
+    dw    = sum over output rows of cols @ dy_mat^T   (C/G*kh*kw, F/G) per group, transposed at the end
+                                   (this operand order is twice as fast in OpenBLAS as dy @ cols^T;
+                                   whole rows, as the inner dimension of a dW product is the long one)
+    dcols = w_mat^T @ dy_mat       a GEMM per tile, then col2im: a loop over the kh*kw kernel offsets,
+                                   each one strided ``+=`` of a whole slab (positions in several
+                                   windows add up)
     db    = dy summed over N, H_out, W_out
 """
 from ..backend import get_array_module
@@ -46,9 +48,9 @@ from ..function import Function
 from ..parallel import parallel_map, pieces_for, split
 from .windows import empty_in_order, memory_order, output_size, pad2d, window_slice, windows
 
-TILE_NUMBERS = 1 << 17
-CHUNK_NUMBERS = 1 << 20
-SLAB_NUMBERS = 1 << 15
+TILE_NUMBERS = 1 << 17  # 512 KB of float32 columns per GEMM: see "How the work is cut" above
+CHUNK_NUMBERS = 1 << 20  # 4 MB of columns copied at once
+SLAB_NUMBERS = 1 << 15  # the smallest col2im slab worth a thread of its own: see Conv2d.backward
 
 
 class Conv2d(Function):
