@@ -80,12 +80,13 @@ def test_parallel_map_raises_after_every_item_finished(threaded):
 
 
 def test_one_thread_runs_everything_on_the_caller(thread_names):
-    previous = parallel.get_num_threads()
-    parallel.set_num_threads(1)
+    previous = convnp.get_num_threads()
+    convnp.set_num_threads(1)  # like torch.set_num_threads
     try:
+        assert parallel.get_num_threads() == 1
         parallel.parallel_map(lambda i: i, range(10))
     finally:
-        parallel.set_num_threads(previous)
+        convnp.set_num_threads(previous)
     assert thread_names <= {threading.current_thread().name}
 
 
