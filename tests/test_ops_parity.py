@@ -77,6 +77,7 @@ def test_conv2d_in_chunks_and_tiles(case, dtype, tile, monkeypatch):
     import convnp.ops.conv
 
     monkeypatch.setattr(convnp.ops.conv, "TILE_NUMBERS", tile)
+    monkeypatch.setattr(convnp.ops.conv, "TILE_COLUMNS", 1)
     monkeypatch.setattr(convnp.ops.conv, "CHUNK_NUMBERS", 64)
     x, w, b, kw = conv_inputs(CONV_CASES[case], dtype)
     y, _ = assert_parity(lambda x, w, b: F.conv2d(x, w, b, **kw), lambda x, w, b: TF.conv2d(x, w, b, **kw), x, w, b)
@@ -85,6 +86,19 @@ def test_conv2d_in_chunks_and_tiles(case, dtype, tile, monkeypatch):
     assert tile_width == {1: 1, 1 << 30: w_out}.get(tile, tile_width) and w_out % tile_width == 0
     if case == "basic 3x3" and tile == 150:  # 54 numbers a column: tiles of 2 of the 4 columns
         assert tile_width == 2
+
+
+@pytest.mark.parametrize("w_out, per_pixel, n, width", [
+    (8, 150 * 128, 128, 4),  # LeNet-5's conv2 at batch 128: 4 of 8 columns = 76,800 numbers, 512 columns
+    (24, 25, 1, 24),  # batch 1: whole rows
+    (32, 288 * 128, 128, 4),  # 2 columns would fit 2^17 numbers, but 256 columns are too few: 4
+    (31, 9 * 32 * 16, 16, 31),  # prime width, depthwise at batch 16: whole rows, not 1-column tiles
+    (10, 1000, 64, 10),  # 10 columns fit (10,000 numbers): whole rows
+])
+def test_tile_width(w_out, per_pixel, n, width):
+    from convnp.ops.conv import choose_tile_width
+
+    assert choose_tile_width(w_out, per_pixel, n) == width
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
