@@ -209,16 +209,22 @@ def lenet_forward_reference(model, x):
 
 def measure_naive(library, repeats, quick):
     """The naive loops of convnp.reference against the fast path: LeNet-5 forward on the same batch, in
-    convnp's default float32 (the loops cost the same in float64; they are Python-bound)."""
+    convnp's default float32 (the loops cost the same in float64; they are Python-bound).  The two take
+    turns, one naive pass then a median of fast ones, so that a change in the machine's load falls on
+    both (measured: the fast path alone read anywhere from 1.7 to 2.6 ms within minutes)."""
     batch = 8 if quick else BATCH
     x = np.random.default_rng(0).random((batch, 1, 28, 28), dtype=np.float32)
     model = LeNet5().eval()
-    naive = median_time(lambda: lenet_forward_reference(model, x), max(1, repeats - 1), warmup=0)
     with convnp.no_grad():
         fast_output = model(convnp.Tensor(x)).data
-        fast = median_time(lambda: model(convnp.Tensor(x)), 50)
+        warm_up(lambda: model(convnp.Tensor(x)), 0 if quick else WARMUP_SECONDS)
+    naive, fast = [], []
+    for _ in range(max(1, repeats - 1)):
+        naive.append(seconds(lambda: lenet_forward_reference(model, x)))
+        with convnp.no_grad():
+            fast.append(median_time(lambda: model(convnp.Tensor(x)), 20, warmup=0 if quick else 0.2))
     agree = bool(np.allclose(lenet_forward_reference(model, x), fast_output, rtol=1e-4, atol=1e-5))
-    return {"batch": batch, "naive": naive, "fast": fast, "agree": agree}
+    return {"batch": batch, "naive": float(np.median(naive)), "fast": float(np.median(fast)), "agree": agree}
 
 
 def lenet_training_flops(batch):
