@@ -43,6 +43,8 @@ CONV_CASES = {
     "flipped input depthwise": (2, 3, 5, 6, 6, 3, 1, 1, 1, 3, False, "flipped"),
     "channels-last input": (2, 3, 7, 6, 4, 3, 2, 1, 1, 1, True, "channels_last"),
     "channels-last grouped dilated": (2, 4, 8, 7, 6, (3, 2), 1, (2, 1), 2, 2, True, "channels_last"),
+    # full size, default tiles and chunks: 4-column tiles of the 8-column rows, two chunks of rows
+    "LeNet-5 conv2 at batch 128": (128, 6, 12, 12, 16, 5, 1, 0, 1, 1, True, None),
 }
 
 
