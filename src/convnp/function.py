@@ -40,7 +40,7 @@ class Function:
         tensors = [x if (x is None or isinstance(x, Tensor)) else Tensor(x) for x in inputs]
         if is_grad_enabled():
             fn.needs_input_grad = tuple(t is not None and t.requires_grad for t in tensors)
-        else:  # (list comprehensions and this shortcut: a batch-1 LeNet-5 forward calls apply 12 times)
+        else:  # under no_grad nothing needs a gradient (apply runs for every op of every forward: keep it cheap)
             fn.needs_input_grad = (False,) * len(tensors)
         y = fn.forward(*[None if t is None else t.data for t in tensors], **attrs)
         out = Tensor(y)
