@@ -167,7 +167,7 @@ class Conv2d(Function):
         if self.needs_input_grad[0]:
             dx = dx_pad[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w_in]
         if self.needs_input_grad[1]:
-            dw_mat = sum(result for (job, _), result in zip(jobs, results) if job is weight_gradient)
+            dw_mat = sum(results[len(dx_jobs):])  # the weight gradient jobs' partial sums
             dw = dw_mat.transpose(0, 2, 1).reshape(f, c // g, kh, kw)
         if self.needs_input_grad[2]:
             db = dy_mat.sum(axis=2).reshape(f)
