@@ -73,6 +73,61 @@ def test_conv2d_forward_and_backward_match_torch(case):
         _assert_close(db, db_t)
 
 
+@pytest.mark.parametrize("case", CONV_CASES + [_random_conv_case(seed) for seed in range(12)])
+def test_im2col_rung_matches_the_loops_and_the_fast_kernel(case):
+    """Rung 2 (im2col + one GEMM) against rung 1 (the loops) and rung 3 (convnp.ops.conv), forward and
+    backward, in float64."""
+    import convnp
+    from convnp import functional as cF
+
+    N, C_in, H, W, C_out, kernel, stride, padding, dilation, groups, bias = case
+    kh, kw = ref._pair(kernel, "kernel")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((N, C_in, H, W))
+    w = rng.standard_normal((C_out, C_in // groups, kh, kw))
+    b = rng.standard_normal(C_out) if bias else None
+    args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    y = ref.conv2d_forward_im2col(x, w, b, **args)
+    _assert_close(y, ref.conv2d_forward(x, w, b, **args))
+    dy = rng.standard_normal(y.shape)
+    dx, dw, db = ref.conv2d_backward_im2col(dy, x, w, **args)
+    for mine, loops in zip((dx, dw, db), ref.conv2d_backward(dy, x, w, **args)):
+        _assert_close(mine, loops)
+
+    xt, wt = convnp.tensor(x, requires_grad=True), convnp.tensor(w, requires_grad=True)
+    bt = convnp.tensor(b, requires_grad=True) if bias else None
+    yt = cF.conv2d(xt, wt, bt, **args)
+    (yt * convnp.tensor(dy)).sum().backward()
+    _assert_close(y, yt.data)
+    _assert_close(dx, xt.grad)
+    _assert_close(dw, wt.grad)
+    if bias:
+        _assert_close(db, bt.grad)
+
+
+def test_im2col_columns_and_col2im_is_its_adjoint():
+    """im2col's columns are the windows, read by hand; col2im is its adjoint: <im2col(x), c> = <x, col2im(c)>."""
+    import convnp
+
+    x = np.arange(2 * 1 * 4 * 4, dtype=np.float64).reshape(2, 1, 4, 4)
+    cols = convnp.im2col(x, 3, stride=1, padding=0)
+    assert cols.shape == (9, 2 * 2 * 2)
+    np.testing.assert_array_equal(cols[:, 0], x[0, 0, 0:3, 0:3].ravel())  # image 0, output (0, 0)
+    np.testing.assert_array_equal(cols[:, 3], x[0, 0, 1:4, 1:4].ravel())  # image 0, output (1, 1)
+    np.testing.assert_array_equal(cols[:, 4], x[1, 0, 0:3, 0:3].ravel())  # image 1, output (0, 0)
+    rng = np.random.default_rng(0)
+    for kernel, stride, padding, dilation in [(3, 1, 0, 1), ((2, 3), (2, 1), (1, 0), (1, 2)), (3, 2, 1, 2)]:
+        x = rng.standard_normal((2, 3, 7, 6))
+        cols = convnp.im2col(x, kernel, stride, padding, dilation)
+        c = rng.standard_normal(cols.shape)
+        back = convnp.col2im(c, x.shape, kernel, stride, padding, dilation)
+        assert back.shape == x.shape
+        np.testing.assert_allclose(np.sum(cols * c), np.sum(x * back), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"col2im: cols has shape \(3, 3\), expected \(27, 72\)"):
+        convnp.col2im(np.zeros((3, 3)), (2, 3, 6, 6), 3, 1, 1)
+
+
 def test_conv2d_rejects_bad_shapes():
     x = np.zeros((1, 3, 4, 4))
     with pytest.raises(ValueError, match="input channels"):

@@ -4,6 +4,14 @@ This file is for reading and for testing: every function is a direct transcripti
 definition, with plain Python loops over the batch, the filters and the output pixels.  It is the
 oracle the fast ops in ``convnp.ops`` are tested against, and never runs on a hot path.
 
+Convolution is a ladder of three rungs, each runnable and tested against the one before:
+
+1. ``conv2d_forward`` / ``conv2d_backward``: the six nested loops of the definition;
+2. ``conv2d_forward_im2col`` / ``conv2d_backward_im2col``: ``im2col`` copies every window into a
+   column, so the convolution is ONE matrix product (and its backward two, plus ``col2im``);
+3. ``convnp.ops.conv.Conv2d``: rung 2 in batch-innermost memory, cut into chunks and tiles and run
+   on several threads.
+
 Conventions (PyTorch's): layout NCHW, convolution weights OIHW ``(F, C // groups, KH, KW)``,
 linear weights ``(out, in)``.  ``stride``, ``padding`` and ``dilation`` take an int or an
 ``(h, w)`` pair.  Every output size is
@@ -123,6 +131,109 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
                     dw[f] += dy[n, f, i, j] * window
                     dx_pad[n, c0:c0 + C_per_group, rows, cols] += dy[n, f, i, j] * w[f]
     dx = dx_pad[:, :, ph:ph + H, pw:pw + W]
+    db = dy.sum(axis=(0, 2, 3))
+    return dx, dw, db
+
+
+# --- convolution, rung 2: im2col + one GEMM ------------------------------------------------------
+# The same sum as the six loops above, written as matrix multiplication the way CS231n's
+# ``conv_forward_im2col`` and Chainer's ``utils/conv.py`` do, in plain NCHW.  ``convnp.ops.conv``
+# is this rung plus a memory layout, chunks, tiles and threads.
+
+def _window_rows(offset, dilation, stride, count):
+    """The positions kernel offset ``offset`` reads for outputs 0 .. count-1: i*stride + offset*dilation."""
+    start = offset * dilation
+    return slice(start, start + stride * (count - 1) + 1, stride)
+
+
+def im2col(x, kernel_size, stride=1, padding=0, dilation=1):
+    """x: (N, C, H, W) -> cols: (C*kh*kw, N*H_out*W_out), one row per (channel, kernel offset) and one
+    column per output pixel:
+
+        cols[(c, u, v), (n, i, j)] = x_pad[n, c, i*sh + u*dh, j*sw + v*dw]
+
+    so a convolution is ``w.reshape(F, -1) @ cols``.  A loop over the kh*kw kernel offsets, each one
+    strided slice of the padded input (no loop over pixels).
+    """
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (_pair(a, name) for a, name in (
+        (kernel_size, "kernel_size"), (stride, "stride"), (padding, "padding"), (dilation, "dilation")))
+    N, C, H, W = x.shape
+    H_out = _output_size(H, kh, sh, ph, dh, "im2col", "H")
+    W_out = _output_size(W, kw, sw, pw, dw, "im2col", "W")
+    x_pad = _pad(x, ph, pw)
+    cols = np.empty((C, kh, kw, N, H_out, W_out), dtype=x.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            patch = x_pad[:, :, _window_rows(u, dh, sh, H_out), _window_rows(v, dw, sw, W_out)]
+            cols[:, u, v] = patch.transpose(1, 0, 2, 3)  # (N, C, H_out, W_out) -> (C, N, H_out, W_out)
+    return cols.reshape(C * kh * kw, N * H_out * W_out)
+
+
+def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1):
+    """cols: (C*kh*kw, N*H_out*W_out) -> dx: x_shape = (N, C, H, W), the adjoint of ``im2col``: every
+    column entry is added back to the input position it was read from, so positions that several
+    windows share add up.  A loop over the kh*kw kernel offsets, each one strided ``+=``."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (_pair(a, name) for a, name in (
+        (kernel_size, "kernel_size"), (stride, "stride"), (padding, "padding"), (dilation, "dilation")))
+    N, C, H, W = x_shape
+    H_out = _output_size(H, kh, sh, ph, dh, "col2im", "H")
+    W_out = _output_size(W, kw, sw, pw, dw, "col2im", "W")
+    if cols.shape != (C * kh * kw, N * H_out * W_out):
+        raise ValueError(f"col2im: cols has shape {cols.shape}, expected {(C * kh * kw, N * H_out * W_out)} "
+                         f"for x of shape {tuple(x_shape)}")
+    cols = cols.reshape(C, kh, kw, N, H_out, W_out)
+    dx_pad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            dx_pad[:, :, _window_rows(u, dh, sh, H_out), _window_rows(v, dw, sw, W_out)] += \
+                cols[:, u, v].transpose(1, 0, 2, 3)
+    return dx_pad[:, :, ph:ph + H, pw:pw + W]
+
+
+def conv2d_forward_im2col(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """x: (N, C, H, W), w: (F, C // groups, KH, KW), b: (F,) or None -> y: (N, F, H_out, W_out).
+
+        cols = im2col(x)                       (C*KH*KW, N*H_out*W_out)
+        y    = w_mat @ cols + b                w_mat = w.reshape(F, C*KH*KW): one filter per row
+
+    With groups, the rows of cols (channel-major) and of w_mat split into G blocks: G GEMMs.
+    """
+    (sh, sw), (ph, pw), (dh, dw), H_out, W_out = _conv2d_geometry(
+        x, w, stride, padding, dilation, groups, "conv2d_forward_im2col")
+    N = x.shape[0]
+    F, C_per_group, KH, KW = w.shape
+    cols = im2col(x, (KH, KW), (sh, sw), (ph, pw), (dh, dw)).reshape(groups, C_per_group * KH * KW, -1)
+    w_mat = w.reshape(groups, F // groups, C_per_group * KH * KW)
+    y = (w_mat @ cols).reshape(F, N, H_out, W_out).transpose(1, 0, 2, 3)
+    if b is not None:
+        y = y + b.reshape(1, F, 1, 1)
+    return y
+
+
+def conv2d_backward_im2col(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
+    """dy: (N, F, H_out, W_out), x: (N, C, H, W), w: (F, C // groups, KH, KW) -> (dx, dw, db).
+
+    The forward was one GEMM y_mat = w_mat @ cols, so its backward is two:
+
+        dw    = dy_mat @ cols.T       (F, C*KH*KW), reshaped like w
+        dcols = w_mat.T @ dy_mat      (C*KH*KW, N*H_out*W_out), then dx = col2im(dcols)
+        db    = dy summed over N, H_out, W_out
+
+    with dy_mat = dy as (F, N*H_out*W_out) (per group, like the forward).
+    """
+    (sh, sw), (ph, pw), (dh, dw_), H_out, W_out = _conv2d_geometry(
+        x, w, stride, padding, dilation, groups, "conv2d_backward_im2col")
+    N = x.shape[0]
+    F, C_per_group, KH, KW = w.shape
+    if dy.shape != (N, F, H_out, W_out):
+        raise ValueError(f"conv2d_backward_im2col: dy has shape {dy.shape}, expected {(N, F, H_out, W_out)}")
+    geometry = ((KH, KW), (sh, sw), (ph, pw), (dh, dw_))
+    cols = im2col(x, *geometry).reshape(groups, C_per_group * KH * KW, -1)
+    w_mat = w.reshape(groups, F // groups, C_per_group * KH * KW)
+    dy_mat = dy.transpose(1, 0, 2, 3).reshape(groups, F // groups, N * H_out * W_out)
+    dw = (dy_mat @ cols.transpose(0, 2, 1)).reshape(w.shape)
+    dcols = w_mat.transpose(0, 2, 1) @ dy_mat
+    dx = col2im(dcols.reshape(-1, N * H_out * W_out), x.shape, *geometry)
     db = dy.sum(axis=(0, 2, 3))
     return dx, dw, db
 
