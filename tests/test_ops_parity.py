@@ -83,8 +83,8 @@ def test_conv2d_in_chunks_and_tiles(case, dtype, tile, monkeypatch):
     monkeypatch.setattr(convnp.ops.conv, "CHUNK_NUMBERS", 64)
     x, w, b, kw = conv_inputs(CONV_CASES[case], dtype)
     y, _ = assert_parity(lambda x, w, b: F.conv2d(x, w, b, **kw), lambda x, w, b: TF.conv2d(x, w, b, **kw), x, w, b)
-    assert len(y._ctx.chunks) > 1
-    tile_width, w_out = y._ctx.geometry[-1], y.shape[3]
+    assert len(y._ctx.geometry.chunks) > 1
+    tile_width, w_out = y._ctx.geometry.tile_width, y.shape[3]
     assert tile_width == {1: 1, 1 << 30: w_out}.get(tile, tile_width) and w_out % tile_width == 0
     if case == "basic 3x3" and tile == 150:  # 54 numbers a column: tiles of 2 of the 4 columns
         assert tile_width == 2

@@ -133,7 +133,7 @@ def test_conv2d_splits_into_a_chunk_per_thread(threaded, thread_names):
     x = convnp.Tensor(np.random.default_rng(0).standard_normal((2, 3, 9, 9)), requires_grad=True)
     w = convnp.Tensor(np.random.default_rng(1).standard_normal((4, 3, 3, 3)), requires_grad=True)
     y = F.conv2d(x, w, padding=1)
-    assert len(y._ctx.chunks) == 3 and conv.CHUNK_NUMBERS > 3 * 9 * 9 * 9 * 2  # split for the threads only
+    assert len(y._ctx.geometry.chunks) == 3 and conv.CHUNK_NUMBERS > 3 * 9 * 9 * 9 * 2  # split for the threads only
     y.sum().backward()
     assert len(thread_names) > 1
 

@@ -2,8 +2,10 @@
 max over kw columns in each row.  So each pool is two 1-D passes, first along W, then along H, each a
 short loop over kernel offsets with one vectorised operation per offset.  Along W the strided
 slices are long runs of memory, which is why this is several times faster than working on all
-kh*kw window elements at once (measured: 1.8 ms -> 0.5 ms for LeNet-5's first pool at batch 128).
+kh*kw window elements at once (docs/performance.md).
 No loop touches the batch or the pixels."""
+from typing import NamedTuple
+
 import numpy as np
 
 from ..backend import get_array_module
@@ -32,6 +34,16 @@ def first_max(candidates, track, out, winner):
     if track and xp.isnan(out).any():
         for k, candidate in enumerate(candidates):
             xp.copyto(winner, k, where=xp.isnan(candidate))
+
+
+class PoolGeometry(NamedTuple):
+    """What a pooling forward keeps for its backward, by name."""
+    x_shape: tuple  # (N, C, H, W)
+    dtype: object  # x's dtype: the input gradient's
+    order: tuple  # x's memory order: the input gradient's
+    kernel: tuple  # (kh, kw)
+    stride: tuple  # (sh, sw)
+    padding: tuple  # (ph, pw)
 
 
 class MaxPool2d(Function):
@@ -71,12 +83,14 @@ class MaxPool2d(Function):
         parallel_map(pool, split(c, pieces_for(x_pad.size, c, streaming=True)))
         self.save_for_backward(row_winner, column_winner)
         if track:
-            self.geometry = (x.shape, x.dtype, memory_order(x), kernel_size, stride, padding)
+            self.geometry = PoolGeometry(x.shape, x.dtype, memory_order(x), kernel_size, stride, padding)
         return y
 
     def backward(self, dy):
         row_winner, column_winner = self.saved
-        (n, c, h, w), dtype, order, (kh, kw), (sh, sw), (ph, pw) = self.geometry
+        geo = self.geometry
+        (n, c, h, w), dtype, order = geo.x_shape, geo.dtype, geo.order
+        (kh, kw), (sh, sw), (ph, pw) = geo.kernel, geo.stride, geo.padding
         xp = get_array_module(dy)
         dy = in_order(dy, order)
         h_out, w_out = dy.shape[2:]
@@ -136,11 +150,13 @@ class AvgPool2d(Function):
         for u in range(1, kh):
             y += row_sum[:, :, window_slice(u, 1, sh, h_out)]
         y *= x.dtype.type(1.0 / (kh * kw))
-        self.geometry = (x.shape, x.dtype, memory_order(x), kernel_size, stride, padding)
+        self.geometry = PoolGeometry(x.shape, x.dtype, memory_order(x), kernel_size, stride, padding)
         return y
 
     def backward(self, dy):
-        (n, c, h, w), dtype, order, (kh, kw), (sh, sw), (ph, pw) = self.geometry
+        geo = self.geometry
+        (n, c, h, w), dtype, order = geo.x_shape, geo.dtype, geo.order
+        (kh, kw), (sh, sw), (ph, pw) = geo.kernel, geo.stride, geo.padding
         xp = get_array_module(dy)
         h_out, w_out = dy.shape[2:]
         share = dy * dy.dtype.type(1.0 / (kh * kw))
@@ -173,9 +189,11 @@ class AdaptiveAvgPool2d(Function):
 
     def forward(self, x, output_size):
         xp = get_array_module(x)
-        self.a_h = xp.asarray(adaptive_bins(x.shape[2], output_size[0]), dtype=x.dtype)
-        self.a_w = xp.asarray(adaptive_bins(x.shape[3], output_size[1]), dtype=x.dtype)
-        return self.a_h @ x @ self.a_w.T
+        a_h = xp.asarray(adaptive_bins(x.shape[2], output_size[0]), dtype=x.dtype)
+        a_w = xp.asarray(adaptive_bins(x.shape[3], output_size[1]), dtype=x.dtype)
+        self.save_for_backward(a_h, a_w)
+        return a_h @ x @ a_w.T
 
     def backward(self, dy):
-        return self.a_h.T @ dy @ self.a_w
+        a_h, a_w = self.saved
+        return a_h.T @ dy @ a_w
