@@ -483,3 +483,33 @@ def test_no_grad_forward_matches(name, layout):
     assert not y.requires_grad
     assert_close(y.data, theirs(to_torch(x), to_torch(w)), 1e-10, 1e-10)
     assert_close(y.data, ours(Tensor(x, requires_grad=True), Tensor(w)).data, 1e-12, 1e-12)
+
+
+def test_ops_keep_arrays_only_through_save_for_backward():
+    """Every op's saved state goes through save_for_backward, so release() frees it and the op's memory
+    cost is written in one place: after backward, no op on the tape still holds a float array."""
+    r = rng()
+    x = Tensor(r.standard_normal((2, 3, 8, 8)), requires_grad=True)
+    w = Tensor(r.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    bn_w, bn_b = Tensor(np.ones(4), requires_grad=True), Tensor(np.zeros(4), requires_grad=True)
+    y = F.conv2d(x, w, padding=1)
+    y = F.batch_norm(y, np.zeros(4), np.ones(4), bn_w, bn_b, training=True)
+    y = F.dropout(F.leaky_relu(F.relu(y) - F.sigmoid(y) * F.tanh(y)), 0.3)
+    y = F.adaptive_avg_pool2d(F.avg_pool2d(F.max_pool2d(y, 2), 2, stride=1), 1)
+    y = F.flatten(y)
+    v = Tensor(r.standard_normal((4, 3)), requires_grad=True)
+    loss = F.cross_entropy(F.linear(y, v.T) / 2.0, np.array([0, 2])) + \
+        F.mse_loss(F.softmax(y) ** 2, np.zeros((2, 4))) + F.log_softmax(y).mean()
+    ops, stack = [], [loss]
+    while stack:  # every op of the graph
+        t = stack.pop()
+        if t is not None and t._ctx is not None and t._ctx not in ops:
+            ops.append(t._ctx)
+            stack.extend(t._ctx.inputs)
+    assert {type(op).__name__ for op in ops} >= {"Conv2d", "BatchNorm", "Dropout", "MaxPool2d", "AvgPool2d",
+                                                  "AdaptiveAvgPool2d", "CrossEntropy", "Linear"}
+    loss.backward()
+    for op in ops:
+        kept = [name for name, value in vars(op).items()
+                if isinstance(value, np.ndarray) and value.dtype.kind == "f"]
+        assert not kept, f"{type(op).__name__} keeps {kept} outside save_for_backward"

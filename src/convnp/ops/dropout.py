@@ -9,8 +9,10 @@ class Dropout(Function):
 
     def forward(self, x, p, rng):
         keep = rng.random(x.shape) >= p
-        self.scale = keep * x.dtype.type(1.0 / (1.0 - p))  # mask and scale in one array of x's dtype
-        return x * self.scale
+        scale = keep * x.dtype.type(1.0 / (1.0 - p))  # mask and scale in one array of x's dtype
+        self.save_for_backward(scale)
+        return x * scale
 
     def backward(self, dy):
-        return dy * self.scale
+        (scale,) = self.saved
+        return dy * scale
