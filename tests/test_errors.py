@@ -69,13 +69,51 @@ def test_conv_argument_errors():
         nn.Conv2d(3, 8, "big")
 
 
+@pytest.mark.parametrize("make, message", [
+    (lambda: nn.Conv2d(3, 8, 0), r"Conv2d: kernel, stride and dilation must be >= 1 .*kernel \(0, 0\)"),
+    (lambda: nn.Conv2d(3, 8, (3, 0)), r"Conv2d: kernel, stride .*kernel \(3, 0\)"),
+    (lambda: nn.Conv2d(3, 8, 3, stride=0), r"Conv2d: kernel, stride .*stride \(0, 0\)"),
+    (lambda: nn.Conv2d(3, 8, 3, dilation=(1, 0)), r"Conv2d: kernel, stride .*dilation \(1, 0\)"),
+    (lambda: nn.Conv2d(3, 8, 3, padding=-1), r"Conv2d: .*padding >= 0.*padding \(-1, -1\)"),
+    (lambda: nn.Conv2d(3, 8, 3, groups=0), r"Conv2d: groups must be an int >= 1, got 0"),
+    (lambda: nn.Conv2d(0, 8, 3), r"Conv2d: in_channels must be an int >= 1, got 0"),
+    (lambda: nn.Conv2d(3, 0, 3), r"Conv2d: out_channels must be an int >= 1, got 0"),
+    (lambda: nn.Conv2d(3.0, 8, 3), r"Conv2d: in_channels must be an int >= 1, got 3.0"),
+    (lambda: nn.Linear(0, 3), r"Linear: in_features must be an int >= 1, got 0"),
+    (lambda: nn.Linear(4, -2), r"Linear: out_features must be an int >= 1, got -2"),
+    (lambda: nn.MaxPool2d(0), r"MaxPool2d: kernel, stride and dilation must be >= 1 .*kernel \(0, 0\)"),
+    (lambda: nn.MaxPool2d(2, stride=0), r"MaxPool2d: .*stride \(0, 0\)"),
+    (lambda: nn.AvgPool2d(3, padding=-1), r"AvgPool2d: .*padding \(-1, -1\)"),
+    (lambda: nn.AdaptiveAvgPool2d(0), r"AdaptiveAvgPool2d: output_size must be >= 1, got 0"),
+    (lambda: nn.AdaptiveAvgPool2d((None, -1)), r"AdaptiveAvgPool2d: output_size must be >= 1"),
+    (lambda: nn.BatchNorm2d(0), r"BatchNorm2d: num_features must be an int >= 1, got 0"),
+    (lambda: nn.BatchNorm1d(4, eps=0), r"BatchNorm1d: eps must be > 0, got 0"),
+    (lambda: nn.BatchNorm2d(4, momentum=1.5), r"BatchNorm2d: momentum must be in \[0, 1\] or None"),
+])
+def test_layer_arguments_are_checked_at_construction(make, message):
+    """A bad argument fails when the layer is built, naming the layer and the argument: never a
+    ZeroDivisionError, and never only at the first forward."""
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_functional_checks_arguments_before_dividing_by_them():
+    with pytest.raises(ValueError, match=r"conv2d: kernel, stride .*stride \(0, 1\)"):
+        F.conv2d(zeros(1, 1, 5, 5), zeros(1, 1, 3, 3), stride=(0, 1))
+    with pytest.raises(ValueError, match=r"max_pool2d: kernel, stride .*stride \(0, 0\)"):
+        F.max_pool2d(zeros(1, 1, 5, 5), 2, stride=0)
+    with pytest.raises(ValueError, match=r"conv2d: groups=0 must be >= 1"):
+        F.conv2d(zeros(1, 1, 5, 5), zeros(1, 1, 3, 3), groups=0)
+
+
 # --- pooling ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("layer, fn", [(nn.MaxPool2d, F.max_pool2d), (nn.AvgPool2d, F.avg_pool2d)])
 def test_pooling_padding_at_most_half_the_kernel(layer, fn):
     name = fn.__name__
-    with pytest.raises(ValueError, match=rf"{name}: padding \(2, 2\) must be at most half the kernel size \(3, 3\)"):
-        layer(3, padding=2)(zeros(1, 1, 8, 8))
+    with pytest.raises(ValueError, match=rf"{layer.__name__}: padding \(2, 2\) must be at most half the kernel "
+                                         rf"size \(3, 3\)"):
+        layer(3, padding=2)  # at construction, not at the first forward
     with pytest.raises(ValueError, match=rf"{name}: padding \(0, 2\) must be at most half the kernel size \(2, 3\)"):
         fn(zeros(1, 1, 8, 8), (2, 3), padding=(0, 2))
 
@@ -85,8 +123,10 @@ def test_pooling_window_and_ndim():
         nn.MaxPool2d(3)(zeros(1, 1, 2, 2))
     with pytest.raises(ValueError, match=r"avg_pool2d: expected a 4-D input .*x\[None\]"):
         F.avg_pool2d(zeros(1, 4, 4), 2)
-    with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: expected a 4-D input"):
+    with pytest.raises(ValueError, match=r"AdaptiveAvgPool2d\(output_size=2\): expected a 4-D input"):
         nn.AdaptiveAvgPool2d(2)(zeros(3, 5, 5))
+    with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: expected a 4-D input"):
+        F.adaptive_avg_pool2d(zeros(3, 5, 5), 2)
     with pytest.raises(ValueError, match=r"output_size must be >= 1"):
         F.adaptive_avg_pool2d(zeros(1, 1, 4, 4), 0)
 
@@ -110,8 +150,11 @@ def test_linear_wrong_in_features():
     with pytest.raises(ValueError, match=r"Linear\(in_features=10, out_features=3, bias=True\): expected input "
                                          r"with 10 features in its last axis, got 12 \(input shape \(4, 12\)\)"):
         nn.Linear(10, 3)(zeros(4, 12))
-    with pytest.raises(ValueError, match=r"linear: input with 3 features .* weight of shape \(2, 4\)"):
+    with pytest.raises(ValueError, match=r"linear: expected input with 4 features in its last axis, got 3 .*"
+                                         r"weight of shape \(2, 4\)"):
         F.linear(zeros(4, 3), zeros(2, 4))
+    with pytest.raises(ValueError, match=r"linear: bias must have shape \(2,\), got \(3,\)"):
+        F.linear(zeros(4, 4), zeros(2, 4), zeros(3))
     with pytest.raises(ValueError, match=r"Linear\(in_features=256.*got 400"):  # flattened 32x32 features
         nn.Sequential(nn.Flatten(), nn.Linear(256, 10))(zeros(2, 16, 5, 5))
 

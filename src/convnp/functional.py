@@ -8,7 +8,7 @@ import numpy as np
 from .backend import default_rng
 from .ops import activation, conv, dropout as dropout_ops, linear as linear_ops, loss, norm
 from .ops import pool, reduce, shape
-from .ops.windows import check_window_input, pair
+from .ops.windows import check_pool_args, check_window_args, check_window_input, pair
 from .tensor import Tensor
 
 __all__ = [
@@ -38,74 +38,79 @@ def conv_padding(padding, kernel, dilation, stride, where):
     return pair(padding, "padding")
 
 
-def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, where="conv2d"):
     """x: (N, C, H, W), w: (F, C/groups, kh, kw), b: (F,) -> (N, F, H_out, W_out)
 
     H_out = floor((H + 2 padding - dilation (kh - 1) - 1) / stride) + 1.  ``groups`` splits the channels
     into independent convolutions (groups = C with F = k C is depthwise).  See ``convnp.ops.conv``.
+    ``where`` is the name errors start with (``nn.Conv2d`` passes itself).
     """
     x, w = _tensor(x), _tensor(w)
     if w.ndim != 4:
-        raise ValueError(f"conv2d: weight must be (F, C/groups, kh, kw), got shape {w.shape}")
+        raise ValueError(f"{where}: weight must be (F, C/groups, kh, kw), got shape {w.shape}")
     f, c_group, kh, kw = w.shape
     stride, dilation = pair(stride, "stride"), pair(dilation, "dilation")
-    padding = conv_padding(padding, (kh, kw), dilation, stride, "conv2d")
-    if groups < 1 or f % groups:
-        raise ValueError(f"conv2d: groups={groups} must be >= 1 and divide the {f} output channels")
-    check_window_input(x.shape, (kh, kw), stride, padding, dilation, "conv2d", channels=c_group * groups)
+    padding = conv_padding(padding, (kh, kw), dilation, stride, where)
+    check_window_args((kh, kw), stride, padding, dilation, where)
+    if not isinstance(groups, (int, np.integer)) or groups < 1 or f % groups:
+        raise ValueError(f"{where}: groups={groups} must be >= 1 and divide the {f} output channels")
+    check_window_input(x.shape, (kh, kw), stride, padding, dilation, where, channels=c_group * groups)
     if b is not None:
         b = _tensor(b)
         if b.shape != (f,):
-            raise ValueError(f"conv2d: bias must have shape ({f},), got {b.shape}")
+            raise ValueError(f"{where}: bias must have shape ({f},), got {b.shape}")
     return conv.Conv2d.apply(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
-def _pool_args(kernel_size, stride, padding, where):
+def pool_args(kernel_size, stride, padding, where):
+    """(kernel_size, stride (None: the kernel size), padding) -> checked pairs."""
     kernel = pair(kernel_size, "kernel_size")
     stride = kernel if stride is None else pair(stride, "stride")
     padding = pair(padding, "padding")
-    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
-        raise ValueError(f"{where}: padding {padding} must be at most half the kernel size {kernel}")
+    check_pool_args(kernel, stride, padding, where)
     return kernel, stride, padding
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0):
+def max_pool2d(x, kernel_size, stride=None, padding=0, *, where="max_pool2d"):
     """x: (N, C, H, W) -> (N, C, H_out, W_out), the maximum of each window (stride defaults to the
     kernel size; -inf padding; floor sizes; gradient to the first maximum, like PyTorch)."""
     x = _tensor(x)
-    kernel, stride, padding = _pool_args(kernel_size, stride, padding, "max_pool2d")
-    check_window_input(x.shape, kernel, stride, padding, (1, 1), "max_pool2d")
+    kernel, stride, padding = pool_args(kernel_size, stride, padding, where)
+    check_window_input(x.shape, kernel, stride, padding, (1, 1), where)
     return pool.MaxPool2d.apply(x, kernel_size=kernel, stride=stride, padding=padding)
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0):
+def avg_pool2d(x, kernel_size, stride=None, padding=0, *, where="avg_pool2d"):
     """x: (N, C, H, W) -> (N, C, H_out, W_out), the mean of each zero-padded window
     (count_include_pad=True, PyTorch's default)."""
     x = _tensor(x)
-    kernel, stride, padding = _pool_args(kernel_size, stride, padding, "avg_pool2d")
-    check_window_input(x.shape, kernel, stride, padding, (1, 1), "avg_pool2d")
+    kernel, stride, padding = pool_args(kernel_size, stride, padding, where)
+    check_window_input(x.shape, kernel, stride, padding, (1, 1), where)
     return pool.AvgPool2d.apply(x, kernel_size=kernel, stride=stride, padding=padding)
 
 
-def adaptive_avg_pool2d(x, output_size):
+def adaptive_avg_pool2d(x, output_size, *, where="adaptive_avg_pool2d"):
     """x: (N, C, H, W) -> (N, C, out_h, out_w) with PyTorch's adaptive bins (1 = global average)."""
     x = _tensor(x)
+    out_h, out_w = adaptive_output_size(output_size, where)
     if x.ndim != 4:
-        raise ValueError(f"adaptive_avg_pool2d: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+        raise ValueError(f"{where}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     # like PyTorch, None in output_size keeps that input size: (None, 3)
-    out_h, out_w = _pair_or_none(output_size)
     out_h = x.shape[2] if out_h is None else out_h
     out_w = x.shape[3] if out_w is None else out_w
-    if out_h < 1 or out_w < 1:
-        raise ValueError(f"adaptive_avg_pool2d: output_size must be >= 1, got {output_size}")
     return pool.AdaptiveAvgPool2d.apply(x, output_size=(out_h, out_w))
 
 
-def _pair_or_none(value):
-    """pair() for an output_size whose entries may be None: 3 -> (3, 3); (None, 3) -> (None, 3)."""
+def adaptive_output_size(value, where):
+    """pair() for an output_size whose entries may be None: 3 -> (3, 3); (None, 3) -> (None, 3);
+    entries that are not None must be >= 1."""
     if isinstance(value, (tuple, list)) and len(value) == 2:
-        return tuple(None if v is None else int(v) for v in value)
-    return pair(value, "output_size")
+        size = tuple(None if v is None else int(v) for v in value)
+    else:
+        size = pair(value, "output_size")
+    if any(v is not None and v < 1 for v in size):
+        raise ValueError(f"{where}: output_size must be >= 1, got {value}")
+    return size
 
 
 # --- activations ---------------------------------------------------------------------------------
@@ -126,13 +131,20 @@ def sigmoid(x):
 
 
 # --- linear algebra, arithmetic, reductions, shapes ----------------------------------------------------
-def linear(x, w, b=None):
+def linear(x, w, b=None, *, where="linear"):
     """x: (..., in), w: (out, in), b: (out,) -> (..., out) = x w^T + b"""
     x, w = _tensor(x), _tensor(w)
-    if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
-        raise ValueError(f"linear: input with {x.shape[-1] if x.ndim else '?'} features (shape {x.shape}) "
-                         f"does not match weight of shape {w.shape} (out, in)")
-    return linear_ops.Linear.apply(x, w, None if b is None else _tensor(b))
+    if w.ndim != 2:
+        raise ValueError(f"{where}: weight must be (out_features, in_features), got shape {w.shape}")
+    if x.ndim < 1 or x.shape[-1] != w.shape[1]:
+        got = x.shape[-1] if x.ndim else "no"
+        raise ValueError(f"{where}: expected input with {w.shape[1]} features in its last axis, got {got} "
+                         f"(input shape {tuple(x.shape)}), for a weight of shape {w.shape} (out, in)")
+    if b is not None:
+        b = _tensor(b)
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"{where}: bias must have shape ({w.shape[0]},), got {b.shape}")
+    return linear_ops.Linear.apply(x, w, b)
 
 
 def matmul(a, b):

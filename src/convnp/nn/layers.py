@@ -1,7 +1,9 @@
 """Layers with PyTorch's names, arguments and default initialisation.
 
-Every layer checks its input and raises a ValueError that names the layer (its repr) and the shape it
-expected, then calls one function of ``convnp.functional``.
+Every layer checks its arguments once, at construction (a ValueError naming the layer and the argument),
+and its ``forward`` is one call of ``convnp.functional``, which checks the input and names the layer (its
+repr) and the shape it expected.  The messages are built in ``convnp.ops.windows`` and
+``convnp.functional``.
 """
 import math
 
@@ -9,7 +11,7 @@ import numpy as np
 
 from .. import functional as F
 from ..backend import DEFAULT_DTYPE, default_rng
-from ..ops.windows import check_window_input, pair
+from ..ops.windows import check_int, check_window_args, pair
 from .module import Module, Parameter
 
 
@@ -32,6 +34,8 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, dtype=None):
         super().__init__()
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+            check_int(value, name, "Conv2d")
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} and "
                              f"out_channels={out_channels}")
@@ -39,15 +43,14 @@ class Conv2d(Module):
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride, self.dilation = pair(stride, "stride"), pair(dilation, "dilation")
         self.padding = F.conv_padding(padding, self.kernel_size, self.dilation, self.stride, "Conv2d")
+        check_window_args(self.kernel_size, self.stride, self.padding, self.dilation, "Conv2d")
         fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
         bound = 1 / math.sqrt(fan_in)
         self.weight = uniform_parameter((out_channels, in_channels // groups) + self.kernel_size, bound, dtype)
         self.bias = uniform_parameter((out_channels,), bound, dtype) if bias else None
 
     def forward(self, x):
-        check_window_input(x.shape, self.kernel_size, self.stride, self.padding, self.dilation, self,
-                           channels=self.in_channels)
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups, where=self)
 
     def extra_repr(self):
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -65,17 +68,15 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, dtype=None):
         super().__init__()
+        check_int(in_features, "in_features", "Linear")
+        check_int(out_features, "out_features", "Linear")
         self.in_features, self.out_features = in_features, out_features
         bound = 1 / math.sqrt(in_features)
         self.weight = uniform_parameter((out_features, in_features), bound, dtype)
         self.bias = uniform_parameter((out_features,), bound, dtype) if bias else None
 
     def forward(self, x):
-        if x.ndim < 1 or x.shape[-1] != self.in_features:
-            got = x.shape[-1] if x.ndim else "no"
-            raise ValueError(f"{self!r}: expected input with {self.in_features} features in its last axis, "
-                             f"got {got} (input shape {tuple(x.shape)})")
-        return F.linear(x, self.weight, self.bias)
+        return F.linear(x, self.weight, self.bias, where=self)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -86,13 +87,10 @@ class MaxPool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size = pair(kernel_size, "kernel_size")
-        self.stride = self.kernel_size if stride is None else pair(stride, "stride")
-        self.padding = pair(padding, "padding")
+        self.kernel_size, self.stride, self.padding = F.pool_args(kernel_size, stride, padding, type(self).__name__)
 
     def forward(self, x):
-        check_window_input(x.shape, self.kernel_size, self.stride, self.padding, (1, 1), self)
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, where=self)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -102,8 +100,7 @@ class AvgPool2d(MaxPool2d):
     """(N, C, H, W) -> (N, C, H_out, W_out), window means (padded zeros counted, like PyTorch)."""
 
     def forward(self, x):
-        check_window_input(x.shape, self.kernel_size, self.stride, self.padding, (1, 1), self)
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, where=self)
 
 
 class AdaptiveAvgPool2d(Module):
@@ -111,10 +108,11 @@ class AdaptiveAvgPool2d(Module):
 
     def __init__(self, output_size):
         super().__init__()
+        F.adaptive_output_size(output_size, "AdaptiveAvgPool2d")
         self.output_size = output_size
 
     def forward(self, x):
-        return F.adaptive_avg_pool2d(x, self.output_size)
+        return F.adaptive_avg_pool2d(x, self.output_size, where=self)
 
     def extra_repr(self):
         return f"output_size={self.output_size}"
@@ -125,6 +123,12 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, dtype=None):
         super().__init__()
+        where = type(self).__name__
+        check_int(num_features, "num_features", where)
+        if not eps > 0:
+            raise ValueError(f"{where}: eps must be > 0, got {eps!r}")
+        if momentum is not None and not 0 <= momentum <= 1:
+            raise ValueError(f"{where}: momentum must be in [0, 1] or None (a cumulative average), got {momentum!r}")
         dtype = DEFAULT_DTYPE if dtype is None else dtype
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats

@@ -21,9 +21,32 @@ def output_size(size, kernel, stride, padding, dilation=1):
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def check_int(value, name, where, minimum=1):
+    """Raise a ValueError naming ``where`` and the argument unless ``value`` is an int >= ``minimum``."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{where}: {name} must be an int >= {minimum}, got {value!r}")
+
+
+def check_window_args(kernel, stride, padding, dilation, where):
+    """Raise a ValueError naming ``where`` unless kernel, stride and dilation (pairs) are >= 1 and
+    padding >= 0.  Layers call it once, at construction; the functional surface once per call."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    if min(sh, sw, dh, dw) < 1 or min(kh, kw) < 1 or min(ph, pw) < 0:
+        raise ValueError(f"{where}: kernel, stride and dilation must be >= 1 and padding >= 0, got "
+                         f"kernel {kernel}, stride {stride}, padding {padding}, dilation {dilation}")
+
+
+def check_pool_args(kernel, stride, padding, where):
+    """``check_window_args`` for pooling, which also needs padding <= kernel // 2 (PyTorch's rule: a
+    window must never lie wholly in the padding)."""
+    check_window_args(kernel, stride, padding, (1, 1), where)
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(f"{where}: padding {padding} must be at most half the kernel size {kernel}")
+
+
 def check_window_input(x_shape, kernel, stride, padding, dilation, where, channels=None):
     """Raise a ValueError naming ``where`` (a name, or a layer: formatted only on error) when x is not
-    (N, C, H, W) or a window does not fit.
+    (N, C, H, W) or a window does not fit.  The arguments were checked by ``check_window_args``.
 
     Returns (H_out, W_out).
     """
@@ -38,9 +61,6 @@ def check_window_input(x_shape, kernel, stride, padding, dilation, where, channe
         raise ValueError(f"{where}: expected {channels} input channels (N, {channels}, H, W), "
                          f"got shape {tuple(x_shape)} with {x_shape[1]} channels")
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-    if min(sh, sw, dh, dw) < 1 or min(kh, kw) < 1 or min(ph, pw) < 0:
-        raise ValueError(f"{where}: kernel, stride and dilation must be >= 1 and padding >= 0, got "
-                         f"kernel {kernel}, stride {stride}, padding {padding}, dilation {dilation}")
     h, w = x_shape[2], x_shape[3]
     h_out, w_out = output_size(h, kh, sh, ph, dh), output_size(w, kw, sw, pw, dw)
     if h_out < 1 or w_out < 1:
