@@ -382,3 +382,32 @@ def test_astype_float64():
     assert model.bn.running_mean.dtype == np.float64 and model.bn.num_batches_tracked.dtype == np.int64
     y = model(Tensor(rng().standard_normal((2, 3, 8, 8))))
     assert y.dtype == np.float64
+
+
+def test_eval_mode_restores_every_submodules_own_mode():
+    """eval_mode turns dropout and batch norm to evaluation inside the block, and afterwards every
+    submodule is back in ITS mode (one was already in eval), also when the block raises."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.BatchNorm1d(4))
+    model.train()
+    model[2].eval()
+    x = Tensor(np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32))
+    with nn.eval_mode(model) as same:
+        assert same is model and not any(m.training for m in model.modules())
+        y1, y2 = model(x).data, model(x).data
+        np.testing.assert_array_equal(y1, y2)  # no dropout: deterministic
+    assert [m.training for m in model.modules()] == [True, True, True, False]
+    with pytest.raises(RuntimeError):
+        with nn.eval_mode(model):
+            raise RuntimeError("inside")
+    assert [m.training for m in model.modules()] == [True, True, True, False]
+    assert not np.array_equal(model(x).data, model(x).data)  # dropout is back on
+
+
+def test_confusion_matrix_counts_by_hand():
+    from convnp.metrics import confusion_matrix
+
+    counts = confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2])
+    np.testing.assert_array_equal(counts, [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+    assert confusion_matrix([1], [1], num_classes=4).shape == (4, 4)
+    with pytest.raises(ValueError, match="confusion_matrix: \\(2,\\) true labels but \\(3,\\) predictions"):
+        confusion_matrix([0, 1], [0, 1, 1])

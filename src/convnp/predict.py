@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .nn import eval_mode
+from .tensor import Tensor, no_grad
+
 INK_THRESHOLD = 0.2
 
 
@@ -137,15 +140,8 @@ def softmax(logits):
 
 def predict_arrays(model, x, class_names, top=3):
     """x: (N, C, H, W) normalised -> for each image, the ``top`` (class name, probability) pairs."""
-    from .tensor import Tensor, no_grad
-
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            probs = softmax(np.asarray(model(Tensor(np.asarray(x, dtype=np.float32))).data, dtype=np.float64))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), no_grad():
+        probs = softmax(np.asarray(model(Tensor(np.asarray(x, dtype=np.float32))).data, dtype=np.float64))
     names = list(class_names) if class_names else [str(k) for k in range(probs.shape[1])]
     order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
     return [[(names[k], float(p[k])) for k in row] for row, p in zip(order, probs)]

@@ -206,18 +206,16 @@ def build_model(recipe, preprocessing):
 
 def check_model_fits(model, recipe, preprocessing):
     """Run one example through the model; a shape mismatch becomes a ValueError naming model and data."""
+    from .nn import eval_mode
     from .tensor import Tensor, no_grad
 
     channels, height, width = preprocessing["input_size"]
     try:
-        with no_grad():
-            model.eval()
+        with eval_mode(model), no_grad():
             model(Tensor(np.zeros((1, channels, height, width), dtype=np.float32)))
     except ValueError as error:
         raise ValueError(f"model {recipe.model} does not fit dataset {recipe.dataset} ({channels}x{height}x{width} "
                          f"images): {' '.join(str(error).split())}") from None
-    finally:
-        model.train()
 
 
 def build_optimizer(recipe, model):

@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from . import functional as F
+from .metrics import confusion_matrix
+from .nn import eval_mode
 from .tensor import Tensor, no_grad
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "time")
@@ -219,26 +221,20 @@ def evaluate(model, data, loss=None, num_classes=None, batch_size=1000):
     loss module (default cross-entropy).  The model's train/eval mode is restored afterwards.
     """
     loader = _as_loader(data, batch_size, shuffle=False)
-    was_training = model.training
-    model.eval()
     total_loss, count = 0.0, 0
     confusion = None
-    try:
-        with no_grad():
-            for images, labels in loader:
-                labels = np.asarray(labels)
-                logits = model(Tensor(images))
-                if loss is None:
-                    total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
-                else:
-                    total_loss += loss(logits, labels).item() * len(labels)
-                count += len(labels)
-                if confusion is None:
-                    k = num_classes or logits.shape[1]
-                    confusion = np.zeros((k, k), dtype=np.int64)
-                np.add.at(confusion, (labels, logits.data.argmax(axis=1)), 1)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), no_grad():
+        for images, labels in loader:
+            labels = np.asarray(labels)
+            logits = model(Tensor(images))
+            if loss is None:
+                total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
+            else:
+                total_loss += loss(logits, labels).item() * len(labels)
+            count += len(labels)
+            k = num_classes or logits.shape[1]
+            batch_confusion = confusion_matrix(labels, logits.data.argmax(axis=1), k)
+            confusion = batch_confusion if confusion is None else confusion + batch_confusion
     if count == 0:
         raise ValueError("evaluate: the data yielded no batches")
     support = confusion.sum(axis=1)

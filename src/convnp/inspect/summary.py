@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import nn
+from ..nn import eval_mode
 from ..tensor import Tensor, no_grad
 
 __all__ = ["summary", "Summary", "Row", "trace", "Call"]
@@ -420,17 +421,12 @@ def summary(model, input_size, batch_size=None):
     """
     shape = _input_shape(input_size, batch_size)
     x = Tensor(np.zeros(shape, dtype=_model_dtype(model)))
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
     try:
-        with no_grad():
+        with eval_mode(model), no_grad():
             _, calls = trace(model, x)
     except (ValueError, TypeError) as error:
         raise ValueError(f"summary: {type(model).__name__} cannot take an input of shape {shape}: {error}") \
             from error
-    finally:
-        for module, mode in modes:
-            module.training = mode
     return _build(model, shape, x, calls)
 
 

@@ -23,6 +23,8 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from .. import functional as F  # noqa: E402
 from .. import nn  # noqa: E402
+from ..metrics import confusion_matrix  # noqa: E402  (re-exported: viz.confusion_matrix)
+from ..nn import eval_mode  # noqa: E402
 from ..tensor import Tensor, no_grad  # noqa: E402
 from .summary import trace  # noqa: E402
 
@@ -99,14 +101,8 @@ def first_conv(model):
 
 
 def _eval_trace(model, batch):
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with no_grad():
-            return trace(model, Tensor(batch))
-    finally:
-        for module, mode in modes:
-            module.training = mode
+    with eval_mode(model), no_grad():
+        return trace(model, Tensor(batch))
 
 
 def conv_feature_maps(model, image):
@@ -364,17 +360,6 @@ def plot_training_curves(history, path, title=None):
     return _save(fig, path, title)
 
 
-def confusion_matrix(y_true, y_pred, num_classes=None):
-    """(K, K) counts: rows are the true classes, columns the predicted ones."""
-    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"confusion_matrix: {y_true.shape} true labels but {y_pred.shape} predictions")
-    k = num_classes or int(max(y_true.max(initial=-1), y_pred.max(initial=-1)) + 1)
-    matrix = np.zeros((k, k), dtype=np.int64)
-    np.add.at(matrix, (y_true, y_pred), 1)
-    return matrix
-
-
 def plot_confusion_matrix(y_true, y_pred, path, class_names=None, title=None):
     """The confusion matrix with its counts written in the cells and a colour bar."""
     k = len(class_names) if class_names is not None else None
@@ -404,16 +389,10 @@ def plot_confusion_matrix(y_true, y_pred, path, class_names=None, title=None):
 def predict_proba(model, images, batch_size=256):
     """Softmax probabilities (N, K) of ``model`` in eval mode (no graph, in batches)."""
     images = np.asarray(images, dtype=np.float32)
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
     out = []
-    try:
-        with no_grad():
-            for start in range(0, len(images), batch_size):
-                out.append(F.softmax(model(Tensor(images[start:start + batch_size])), dim=1).data)
-    finally:
-        for module, mode in modes:
-            module.training = mode
+    with eval_mode(model), no_grad():
+        for start in range(0, len(images), batch_size):
+            out.append(F.softmax(model(Tensor(images[start:start + batch_size])), dim=1).data)
     return np.concatenate(out)
 
 
@@ -459,13 +438,8 @@ def saliency_map(model, image, target=None):
     """
     batch = _as_image_batch(image)
     x = Tensor(batch, requires_grad=True)
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
+    with eval_mode(model):
         logits = model(x)
-    finally:
-        for module, mode in modes:
-            module.training = mode
     if target is None:
         target = int(logits.data[0].argmax())
     if not 0 <= target < logits.shape[1]:

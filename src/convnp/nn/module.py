@@ -6,6 +6,7 @@ statistics) are arrays whose attribute names are listed by ``register_buffer``. 
 are dotted paths exactly like PyTorch's (``features.0.weight``, ``bn1.running_var``), and arrays keep
 PyTorch's layouts, so weights move between the two libraries unchanged.
 """
+import contextlib
 from collections import namedtuple
 
 import numpy as np
@@ -191,3 +192,17 @@ class Module:
             lines.append(f"  ({name}): {body}")
         lines.append(")")
         return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """``with eval_mode(model):`` runs ``model`` in evaluation mode (dropout off, batch norm on its
+    running statistics) and afterwards puts every submodule back in the mode it had, even on error.
+    It does not turn off gradients: add ``no_grad()`` when no backward pass follows."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, mode in modes:
+            module.training = mode
