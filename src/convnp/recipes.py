@@ -305,10 +305,10 @@ def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=()):
                   progress=progress, log=log)
     if out is not None and history["epoch"]:
         files["history"] = write_history(out / "history.json", history, recipe, preprocessing)
-        from .train import plot_history
+        from .inspect.viz import plot_training_curves
 
         title = f"{recipe.model} on {recipe.dataset}: {recipe.describe()}"
-        files["curves"] = plot_history(history, out / "training_curves.png", title=title)
+        files["curves"] = plot_training_curves(history, out / "training_curves.png", title=title)
     return RunResult(model, history, recipe, preprocessing, files, val_loader)
 
 

@@ -406,35 +406,9 @@ def _summary(metrics):
 
 
 # --- pictures ---------------------------------------------------------------------------------------------
-def plot_history(history, path, title="Training curves"):
-    """Write a PNG of loss (left) and accuracy (right) per epoch, train and validation -> path."""
-    import matplotlib
+def plot_history(history, path, title=None):
+    """Write a PNG of loss (left) and accuracy (right) per epoch, train and validation -> path.
+    ``convnp.viz.plot_training_curves`` under the name this module has always had (it needs matplotlib)."""
+    from .inspect.viz import plot_training_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = history.get("epoch") or list(range(1, len(history["train_loss"]) + 1))
-    if not epochs:
-        raise ValueError("plot_history: the history holds no epochs")
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, label in ((ax_loss, "loss", "Loss (cross-entropy)"), (ax_acc, "accuracy", "Accuracy (%)")):
-        scale = 100.0 if key == "accuracy" else 1.0
-        for split, style in (("train", "o-"), ("val", "s--")):
-            values = history.get(f"{split}_{key}") or []
-            if values:
-                ax.plot(epochs[:len(values)], np.asarray(values) * scale, style,
-                        label="train" if split == "train" else "validation")
-        ax.set_xlabel("Epoch")
-        ax.set_ylabel(label)
-        ax.set_title(label.split(" (")[0])
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-        if len(epochs) < 15:
-            ax.set_xticks(epochs)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return plot_training_curves(history, path, title=title)

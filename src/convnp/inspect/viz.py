@@ -331,18 +331,19 @@ def plot_max_pool(x, path, kernel_size=2, stride=None, title=None):
 # --- training -------------------------------------------------------------------------------------------
 def plot_training_curves(history, path, title=None):
     """Loss and accuracy per epoch, train and validation, from ``fit``'s history (a dict of lists:
-    train_loss, train_accuracy and optionally val_loss, val_accuracy)."""
-    train_loss = list(history.get("train_loss", []))
+    train_loss, train_accuracy and optionally epoch, val_loss, val_accuracy).  The one training-curves
+    plotter: ``convnp train`` writes its training_curves.png with it too."""
+    train_loss = list(history.get("train_loss") or [])
     if not train_loss:
         raise ValueError("plot_training_curves: the history has no 'train_loss' values")
-    epochs = np.arange(1, len(train_loss) + 1)
+    epochs = np.asarray(history.get("epoch") or range(1, len(train_loss) + 1))
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
         for split, style in (("train", "o-"), ("val", "s--")):
-            values = list(history.get(f"{split}_{key}", []))
+            values = list(history.get(f"{split}_{key}") or [])
             if values:
                 name = "validation" if split == "val" else split
-                ax.plot(np.arange(1, len(values) + 1), values, style, label=name)
+                ax.plot(epochs[:len(values)], values, style, label=name)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.set_title(label, fontsize=10)
@@ -352,7 +353,7 @@ def plot_training_curves(history, path, title=None):
     val_acc = list(history.get("val_accuracy", []))
     if val_acc:
         best = int(np.argmax(val_acc))
-        ax_acc.annotate(f"best val {val_acc[best]:.3f}", (best + 1, val_acc[best]), textcoords="offset points",
+        ax_acc.annotate(f"best val {val_acc[best]:.3f}", (epochs[best], val_acc[best]), textcoords="offset points",
                         xytext=(0, -18), ha="center", fontsize=8)
     title = title or f"Training curves ({len(epochs)} epochs)"
     fig.suptitle(title, fontsize=11)
