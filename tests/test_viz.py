@@ -12,6 +12,7 @@ from PIL import Image
 
 import convnp
 from convnp import data, models, optim
+from convnp.errors import UserError
 from convnp.inspect import commands, viz
 from convnp.train import fit
 
@@ -292,10 +293,10 @@ def test_viz_command_with_an_image_file(tmp_path, fake_checkpoints, capsys):
 def test_viz_command_user_errors(tmp_path, monkeypatch, fake_checkpoints, argv, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "CKPT").write_bytes(b"stand-in")
-    with pytest.raises(SystemExit) as caught:
+    with pytest.raises(UserError) as caught:
         run_cli(["viz"] + argv)
-    text = str(caught.value.code)
-    assert text.startswith("convnp viz: ") and message in text and "\n" not in text
+    text = str(caught.value)
+    assert message in text and "\n" not in text
 
 
 def test_viz_command_explicit_kind_it_cannot_draw(tmp_path, monkeypatch, trained_tiny):
@@ -304,9 +305,9 @@ def test_viz_command_explicit_kind_it_cannot_draw(tmp_path, monkeypatch, trained
     module.load_model = lambda path: (model, {})
     monkeypatch.setitem(sys.modules, "convnp.checkpoint", module)
     (tmp_path / "c.npz").write_bytes(b"x")
-    with pytest.raises(SystemExit, match="cannot draw curves: the checkpoint holds no training history"):
+    with pytest.raises(UserError, match="cannot draw curves: the checkpoint holds no training history"):
         run_cli(["viz", str(tmp_path / "c.npz"), "--what", "curves", "--out", str(tmp_path / "o")])
-    with pytest.raises(SystemExit, match="cannot draw saliency: no input image"):
+    with pytest.raises(UserError, match="cannot draw saliency: no input image"):
         run_cli(["viz", str(tmp_path / "c.npz"), "--what", "saliency", "--out", str(tmp_path / "o")])
 
 
@@ -339,7 +340,36 @@ def test_viz_command_on_a_real_checkpoint(tmp_path, trained_tiny, capsys):
 def test_viz_command_on_a_broken_checkpoint(tmp_path):
     pytest.importorskip("convnp.checkpoint")
     (tmp_path / "bad.npz").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(SystemExit) as caught:
+    with pytest.raises(UserError) as caught:
         run_cli(["viz", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "o")])
-    text = str(caught.value.code)
-    assert text.startswith("convnp viz: ") and "bad.npz" in text and "\n" not in text
+    text = str(caught.value)
+    assert "bad.npz" in text and "\n" not in text
+
+
+def test_viz_image_is_prepared_like_predict(tmp_path, monkeypatch, capsys):
+    """viz --image goes through predict's loader: a dark digit on a light, larger picture is inverted,
+    boxed and centred like MNIST, so viz explains what predict classifies (not a resized negative)."""
+    checkpoint = pytest.importorskip("convnp.checkpoint")
+    from convnp.predict import preprocess as predict_preprocess
+    from convnp.recipes import LAYOUTS
+
+    prep = {"dataset": "mnist", "mean": [0.1307], "std": [0.3081], "input_size": [1, 28, 28],
+            "classes": [str(k) for k in range(10)], "layout": dict(LAYOUTS["mnist"])}
+    path = checkpoint.save(tmp_path / "m.npz", models.LeNet5(), preprocessing=prep)
+    picture = np.full((60, 40), 250, dtype=np.uint8)
+    picture[10:50, 18:24] = 10  # a dark "1" on a light page
+    Image.fromarray(picture).save(tmp_path / "one.png")
+    seen = {}
+
+    def record(model, image, out):
+        seen["image"] = image
+        return out
+
+    monkeypatch.setattr(viz, "plot_feature_maps", record)
+    assert run_cli(["viz", str(path), "--what", "feature-maps", "--image", str(tmp_path / "one.png"),
+                    "--out", str(tmp_path / "o")]) == 0
+    expected = predict_preprocess(tmp_path / "one.png", prep)
+    np.testing.assert_allclose(seen["image"], expected, rtol=1e-6, atol=1e-6)
+    background = (0 - 0.1307) / 0.3081  # inverted: the page became black, like MNIST's background
+    assert seen["image"].shape == (1, 28, 28) and np.isclose(seen["image"][0, 0, 0], background, atol=1e-4)
+    assert "prepared as convnp predict does" in capsys.readouterr().out

@@ -17,6 +17,9 @@
 6. the training normalisation (mean/std) is applied.
 
 Datasets without such a layout (CIFAR-10, the 8x8 lines) are simply resized.
+
+This is the one image loader: ``convnp predict``, ``convnp viz --image`` and the explorer all prepare
+pictures with ``load_model_input`` (an image file or a .npy array) and ``normalize``.
 """
 from pathlib import Path
 
@@ -124,12 +127,42 @@ def _lanczos():
     return Image.Resampling.LANCZOS
 
 
+def load_model_input(path, preprocessing):
+    """An image file (PNG, JPEG, ...: ``to_model_input(load_image(path))``) or a .npy array (H, W) or
+    (C, H, W) already in [0, 1] -> float32 (C, H, W), prepared like the training images, not normalised.
+    ``preprocessing`` needs ``input_size`` (C, H, W) for image files; errors name the file."""
+    path = Path(path)
+    if path.suffix.lower() != ".npy":
+        return to_model_input(load_image(path), preprocessing)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable .npy array ({' '.join(str(error).split())})") from None
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or array.dtype.kind not in "fiub":
+        raise ValueError(f"{path} holds a {array.dtype} array of shape {array.shape}; expected numbers of shape "
+                         f"(H, W) or (C, H, W)")
+    return array.astype(np.float32)
+
+
+def normalize(images, preprocessing):
+    """(C, H, W) or (N, C, H, W) in [0, 1] -> (x - mean) / std per channel, with the training
+    normalisation that ``preprocessing`` records (unchanged when it records none)."""
+    images = np.asarray(images, dtype=np.float32)
+    mean, std = preprocessing.get("mean"), preprocessing.get("std")
+    if mean is None or std is None:
+        return images
+    mean = np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(std, dtype=np.float32).reshape(-1, 1, 1)
+    return (images - mean) / std
+
+
 def preprocess(path, preprocessing):
-    """An image file -> the normalised float32 (C, H, W) array the model takes."""
-    x = to_model_input(load_image(path), preprocessing)
-    mean = np.asarray(preprocessing.get("mean") or [0.0], dtype=np.float32)[:, None, None]
-    std = np.asarray(preprocessing.get("std") or [1.0], dtype=np.float32)[:, None, None]
-    return (x - mean) / std
+    """An image file (or .npy array) -> the normalised float32 (C, H, W) array the model takes."""
+    return normalize(load_model_input(path, preprocessing), preprocessing)
 
 
 def softmax(logits):

@@ -4,19 +4,15 @@
     add_viz_parser(subparsers)       # convnp viz CHECKPOINT [--what filters feature-maps ...] --out DIR
 
 Each parser sets ``func`` (``args.func(args)`` runs the command and returns the exit status 0).  A user
-error ends with ``SystemExit("convnp summary: ...")``: one line, non-zero status, no traceback.
+error raises ``convnp.errors.UserError``, which ``convnp.cli.main`` reports as one line.
 """
 from pathlib import Path
 
 import numpy as np
 
-MODEL_INPUTS = {  # name -> (model class name in convnp.models, one example's shape)
-    "lenet5": ("LeNet5", (1, 28, 28)),
-    "lenet5-classic": ("LeNet5Classic", (1, 32, 32)),
-    "simplecnn": ("SimpleCNN", (1, 28, 28)),
-    "tinycnn": ("TinyCNN", (1, 8, 8)),
-    "mlp": ("MLP", (1, 28, 28)),
-}
+from .. import models
+from ..errors import UserError, non_negative_int, positive_int
+from ..predict import load_model_input, normalize
 
 VIZ_KINDS = ("filters", "feature-maps", "relu", "saliency", "curves", "confusion", "misclassified", "maxpool")
 
@@ -31,34 +27,29 @@ def _one_line(error):
 # --- convnp summary --------------------------------------------------------------------------------------
 def add_summary_parser(subparsers):
     """Add the ``summary`` sub-command to an argparse ``subparsers`` object; returns its parser."""
-    names = ", ".join(MODEL_INPUTS)
+    names = ", ".join(models.MODELS)
     parser = subparsers.add_parser(
         "summary", help="print a model's layers, shapes, parameters, MACs/FLOPs and receptive fields",
         description="Print a torchinfo-style table of a model: one row per layer call with its output shape "
                     "(batch included), parameters, mult-adds and receptive field, then the totals (parameters, "
                     "MACs, FLOPs = 2 x MACs) and estimated memory.")
     parser.add_argument("--model", required=True, metavar="NAME", help=f"the model: one of {names}")
-    parser.add_argument("--input-size", type=int, nargs="+", metavar="N",
+    parser.add_argument("--input-size", type=positive_int, nargs="+", metavar="N",
                         help="the shape of one input example, e.g. 1 28 28 (default: the model's own)")
-    parser.add_argument("--batch-size", type=int, default=1, metavar="N", help="batch size shown in the shapes "
-                        "and used for the MACs and sizes (default 1)")
+    parser.add_argument("--batch-size", type=positive_int, default=1, metavar="N", help="batch size shown in the "
+                        "shapes and used for the MACs and sizes (default 1)")
     parser.set_defaults(func=summary_command)
     return parser
 
 
-def build_model(name, where="convnp summary"):
-    """A fresh model of the zoo by its CLI name -> (model, default shape of one input example or None)."""
-    from .. import models
-
-    registry = getattr(models, "MODELS", None) or {key: getattr(models, cls) for key, (cls, _) in MODEL_INPUTS.items()}
+def build_model(name):
+    """A fresh model of the zoo by its CLI name -> (model, the shape of one input example or None);
+    each model carries its own ``input_shape``."""
     key = name.lower()
-    if key not in registry:
-        raise SystemExit(f"{where}: unknown model {name!r}; choose one of: {', '.join(registry)}")
-    model = registry[key]()
-    if key in MODEL_INPUTS:
-        return model, MODEL_INPUTS[key][1]
-    side = getattr(model, "input_size", None)
-    return model, ((getattr(model, "in_channels", 1), side, side) if isinstance(side, int) else None)
+    if key not in models.MODELS:
+        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(models.MODELS)}")
+    model = models.MODELS[key]()
+    return model, getattr(model, "input_shape", None)
 
 
 def summary_command(args):
@@ -67,19 +58,13 @@ def summary_command(args):
     model, default_size = build_model(args.model)
     input_size = tuple(args.input_size) if args.input_size else default_size
     if input_size is None:
-        raise SystemExit(f"convnp summary: give --input-size for {args.model} (e.g. --input-size 3 32 32)")
-    if args.batch_size < 1:
-        raise SystemExit(f"convnp summary: --batch-size must be >= 1, got {args.batch_size}")
-    if min(input_size) < 1:
-        raise SystemExit(f"convnp summary: --input-size must be positive, got {' '.join(map(str, input_size))}")
+        raise UserError(f"give --input-size for {args.model} (e.g. --input-size 3 32 32)")
     if len(input_size) == 4:
-        raise SystemExit("convnp summary: --input-size is the shape of ONE example (e.g. 1 28 28); "
-                         "give the batch with --batch-size")
+        raise UserError("--input-size is the shape of ONE example (e.g. 1 28 28); give the batch with --batch-size")
     try:
         result = summary(model, input_size, batch_size=args.batch_size)
     except (ValueError, TypeError) as error:
-        message = _one_line(error)
-        raise SystemExit(f"convnp summary: {message.removeprefix('summary: ')}") from None
+        raise UserError(_one_line(error).removeprefix("summary: ")) from None
     print(result)
     return 0
 
@@ -102,10 +87,10 @@ def add_viz_parser(subparsers):
                         "array (H, W) or (C, H, W), or a PNG/JPEG file")
     parser.add_argument("--data", metavar="NAME", help="dataset whose test split gives the image (with --index) "
                         "and the confusion matrix / mistakes, e.g. mnist, digits, lines")
-    parser.add_argument("--index", type=int, default=0, help="which test image to draw (default 0)")
-    parser.add_argument("--limit", type=int, default=2000, help="test images used for confusion/misclassified "
-                        "(default 2000)")
-    parser.add_argument("--target", type=int, help="class whose score the saliency map explains "
+    parser.add_argument("--index", type=non_negative_int, default=0, help="which test image to draw (default 0)")
+    parser.add_argument("--limit", type=positive_int, default=2000, help="test images used for "
+                        "confusion/misclassified (default 2000)")
+    parser.add_argument("--target", type=non_negative_int, help="class whose score the saliency map explains "
                         "(default: the predicted class)")
     parser.set_defaults(func=viz_command)
     return parser
@@ -125,59 +110,47 @@ def _parse_kinds(values):
             if not kind:
                 continue
             if kind != "all" and kind not in VIZ_KINDS:
-                raise SystemExit(f"convnp viz: unknown --what {kind!r}; choose from all, {', '.join(VIZ_KINDS)}")
+                raise UserError(f"unknown --what {kind!r}; choose from all, {', '.join(VIZ_KINDS)}")
             kinds.append(kind)
     return kinds or ["all"]
 
 
-def _load_image(path, channels, size):
-    """An image file -> float32 (C, H, W) in [0, 1] (PNG/JPEG via Pillow, resized to ``size``), or a .npy."""
+def load_viz_image(path, model, info):
+    """--image FILE -> float32 (C, H, W) in [0, 1], prepared exactly as ``convnp predict`` prepares it
+    (``convnp.predict.load_model_input``: for MNIST models a dark-on-light digit is inverted, boxed and
+    centred), using the checkpoint's preprocessing, else the model's input size."""
     path = Path(path)
     if not path.is_file():
-        raise SystemExit(f"convnp viz: --image {path} does not exist")
-    if path.suffix.lower() == ".npy":
-        array = np.load(path, allow_pickle=False).astype(np.float32)
-        if array.ndim == 2:
-            array = array[None]
-        if array.ndim != 3:
-            raise SystemExit(f"convnp viz: --image {path} holds shape {array.shape}; expected (H, W) or (C, H, W)")
-        return array
-    try:
-        from PIL import Image
+        raise UserError(f"--image {path} does not exist")
+    preprocessing = _info_get(info, "preprocessing") or {}
+    if "input_size" not in preprocessing:
+        channels, size = _model_geometry(model, info)
+        if size is None and path.suffix.lower() != ".npy":
+            from ..predict import load_image
 
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            if size is not None:
-                image = image.resize((size[1], size[0]))
-            array = np.asarray(image, dtype=np.float32) / 255.0
-    except OSError as error:
-        raise SystemExit(f"convnp viz: cannot read --image {path}: {_one_line(error)}") from None
-    return array[None] if array.ndim == 2 else np.transpose(array, (2, 0, 1))
+            size = load_image(path).size[::-1]
+        preprocessing = {**preprocessing, "input_size": [channels, *(size or (0, 0))]}
+    try:
+        return load_model_input(path, preprocessing)
+    except (OSError, ValueError) as error:
+        raise UserError(f"--image: {_one_line(error)}") from None
 
 
 def preprocess(images, info):
     """Images in [0, 1] -> what the model was trained on: (x - mean) / std per channel when the
-    checkpoint records the normalisation (``info['mean']``, ``info['std']``), else unchanged."""
-    images = np.asarray(images, dtype=np.float32)
-    mean, std = _info_get(info, "mean"), _info_get(info, "std")
-    if mean is None or std is None:
-        return images
-    shape = (-1, 1, 1)
-    mean = np.asarray(mean, dtype=np.float32).reshape(shape)
-    std = np.asarray(std, dtype=np.float32).reshape(shape)
-    return (images - mean) / std
+    checkpoint records the normalisation (``info['mean']``, ``info['std']``), else unchanged
+    (``convnp.predict.normalize``)."""
+    return normalize(images, info if isinstance(info, dict) else {"mean": _info_get(info, "mean"),
+                                                                  "std": _info_get(info, "std")})
 
 
 def _model_geometry(model, info):
     """(channels, (H, W) or None) the model expects, from the checkpoint info or the model itself."""
-    size = _info_get(info, "input_size")
+    size = _info_get(info, "input_size") or getattr(model, "input_shape", None)
     channels = getattr(model, "in_channels", None)
     if size is not None and len(size) >= 2:
         channels = channels or (size[-3] if len(size) >= 3 else 1)
         return channels, tuple(size[-2:])
-    side = getattr(model, "input_size", None)
-    if isinstance(side, int):
-        return channels or 1, (side, side)
     return channels or 1, None
 
 
@@ -188,22 +161,21 @@ def viz_command(args):
     explicit = "all" not in kinds
     wanted = kinds if explicit else list(VIZ_KINDS)
     if not Path(args.checkpoint).is_file():
-        raise SystemExit(f"convnp viz: checkpoint {args.checkpoint} does not exist")
+        raise UserError(f"checkpoint {args.checkpoint} does not exist")
     try:
         from ..checkpoint import load_model
     except ImportError as error:
-        raise SystemExit(f"convnp viz: checkpoints cannot be read here (convnp.checkpoint: "
-                         f"{_one_line(error)})") from None
+        raise UserError(f"checkpoints cannot be read here (convnp.checkpoint: "
+                        f"{_one_line(error)})") from None
     try:
         model, info = load_model(args.checkpoint)
     except (OSError, ValueError, KeyError, TypeError) as error:
         message = _one_line(error)
         if str(args.checkpoint) not in message:
             message = f"cannot load {args.checkpoint}: {message}"
-        raise SystemExit(f"convnp viz: {message}") from None
+        raise UserError(f"{message}") from None
     model.eval()
     out = Path(args.out)
-    channels, size = _model_geometry(model, info)
 
     data_name = args.data or _info_get(info, "dataset")
     dataset = None
@@ -216,15 +188,15 @@ def viz_command(args):
             dataset = load_dataset(data_name, split="test")
         except Exception as error:  # noqa: BLE001 - any failure to get the data is the user's to fix
             if args.data or explicit:
-                raise SystemExit(f"convnp viz: cannot load dataset {data_name!r}: {_one_line(error)}") from None
+                raise UserError(f"cannot load dataset {data_name!r}: {_one_line(error)}") from None
             dataset = None
 
     image, image_note = None, ""
     if args.image:
-        image, image_note = _load_image(args.image, channels, size), f"from {args.image}"
+        image, image_note = load_viz_image(args.image, model, info), f"from {args.image}, prepared as convnp predict does"
     elif dataset is not None:
         if not 0 <= args.index < len(dataset):
-            raise SystemExit(f"convnp viz: --index {args.index} is outside the {len(dataset)} test images")
+            raise UserError(f"--index {args.index} is outside the {len(dataset)} test images")
         image, image_note = dataset.x[args.index], f"{data_name} test image {args.index}"
     if image is not None:
         image = preprocess(image, info)
@@ -238,7 +210,7 @@ def viz_command(args):
         if ok:
             return True
         if explicit:
-            raise SystemExit(f"convnp viz: cannot draw {kind}: {why}")
+            raise UserError(f"cannot draw {kind}: {why}")
         skipped.append(f"{kind} ({why})")
         return False
 
@@ -277,9 +249,9 @@ def viz_command(args):
             elif kind == "maxpool":
                 written.append(viz.plot_max_pool(MAXPOOL_EXAMPLE, out / "max_pool.png"))
     except (ValueError, TypeError) as error:
-        raise SystemExit(f"convnp viz: {_one_line(error)}") from None
+        raise UserError(f"{_one_line(error)}") from None
     except OSError as error:
-        raise SystemExit(f"convnp viz: cannot write into {out}: {_one_line(error)}") from None
+        raise UserError(f"cannot write into {out}: {_one_line(error)}") from None
 
     for path in written:
         print(f"wrote {path}")

@@ -17,6 +17,11 @@ class LeNet5(nn.Module):
 
     input_size = 28
 
+    @property
+    def input_shape(self):
+        """The shape of one input example, (C, H, W)."""
+        return (self.in_channels, self.input_size, self.input_size)
+
     def __init__(self, num_classes=10, in_channels=1):
         super().__init__()
         self.num_classes, self.in_channels = num_classes, in_channels

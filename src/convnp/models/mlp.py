@@ -23,3 +23,8 @@ class MLP(nn.Module):
 
     def forward(self, x):
         return self.layers(x)
+
+    @property
+    def input_shape(self):
+        """The shape of one input example: (1, 28, 28) for the MNIST MLP, else (in_features,)."""
+        return (1, 28, 28) if self.in_features == 784 else (self.in_features,)

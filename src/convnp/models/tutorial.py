@@ -17,6 +17,11 @@ class SimpleCNN(nn.Sequential):
         )
         self.num_classes, self.in_channels = num_classes, in_channels
 
+    @property
+    def input_shape(self):
+        """The shape of one input example, (C, H, W)."""
+        return (self.in_channels, 28, 28)
+
 
 class TinyCNN(nn.Sequential):
     """x: (N, 1, 8, 8) -> logits (N, 3)
@@ -30,3 +35,8 @@ class TinyCNN(nn.Sequential):
             nn.Flatten(), nn.Linear(27, num_classes),
         )
         self.num_classes, self.in_channels = num_classes, in_channels
+
+    @property
+    def input_shape(self):
+        """The shape of one input example, (C, H, W)."""
+        return (self.in_channels, 8, 8)

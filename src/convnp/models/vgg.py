@@ -26,3 +26,8 @@ class SmallVGG(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.flatten(self.pool(self.features(x))))
+
+    @property
+    def input_shape(self):
+        """The shape of one input example, (C, H, W) (any H, W >= 2**len(widths) work too)."""
+        return (self.in_channels, 32, 32)

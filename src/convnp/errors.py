@@ -1,0 +1,33 @@
+"""The command line's error convention, shared by every ``convnp`` sub-command.
+
+A sub-command raises ``UserError("what is wrong and what to do")`` for anything the user can fix (a
+missing file, a bad value, an unknown name); ``convnp.cli.main`` prints it as ``convnp COMMAND: message``
+on stderr (every line of it) and exits with status 1, never with a traceback.  A flag's value is checked
+by argparse with one of the types below, so its error names the flag: ``argument --seed: expected a
+whole number >= 0, got '-1'``.
+"""
+import argparse
+
+
+class UserError(Exception):
+    """An error the user can fix; reported without a traceback."""
+
+
+def checked(convert, is_valid, expected):
+    """An argparse type: convert the text, then check it, with a message saying what was expected."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not is_valid(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return parse
+
+
+positive_int = checked(int, lambda value: value >= 1, "a positive integer")
+non_negative_int = checked(int, lambda value: value >= 0, "a whole number >= 0")
+positive_float = checked(float, lambda value: 0 < value < float("inf"), "a positive number")
+non_negative_float = checked(float, lambda value: 0 <= value < float("inf"), "a number >= 0")
+fraction = checked(float, lambda value: 0 <= value < 1, "a fraction in [0, 1)")
