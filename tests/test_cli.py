@@ -209,7 +209,6 @@ def _bad_files(tmp_path):
     (["train", "--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
     (["train", "--model", "lenet5", "--dataset", "lines", "--out", "{tmp}/x"],
      "model lenet5 does not fit dataset lines"),
-    (["train", "--dataset", "fashion-mnist", "--out", "{tmp}/x"], "dataset fashion-mnist is not available"),
     (["train", "--resume", "{tmp}/missing.npz"], "missing.npz: no such checkpoint file"),
     (["train", "--resume"], "--resume without a CHECKPOINT needs --out"),
     (["evaluate", "{tmp}/missing.npz"], "missing.npz: no such checkpoint file"),
@@ -217,6 +216,20 @@ def _bad_files(tmp_path):
     (["evaluate"], "the following arguments are required: CHECKPOINT"),
     (["predict", "{tmp}/random.npz", "x.png"], "random.npz is not a readable convnp checkpoint"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    # every flag's error names the flag
+    (["train", "--seed", "-1"], "argument --seed: expected a whole number in [0, 2**32), got '-1'"),
+    (["bench", "--threads", "0"], "argument --threads: expected a positive integer, got '0'"),
+    (["bench", "--repeats", "0"], "argument --repeats: expected a positive integer, got '0'"),
+    (["experiment", "cnn-vs-mlp", "--threads", "0"], "argument --threads: expected a positive integer"),
+    (["experiment", "cnn-vs-mlp", "--seed", "-1"], "argument --seed: expected a whole number >= 0"),
+    (["viz", "c.npz", "--out", "o", "--limit", "0"], "argument --limit: expected a positive integer, got '0'"),
+    (["viz", "c.npz", "--out", "o", "--limit", "-5"], "argument --limit: expected a positive integer, got '-5'"),
+    (["viz", "c.npz", "--out", "o", "--index", "-1"], "argument --index: expected a whole number >= 0"),
+    (["summary", "--model", "lenet5", "--batch-size", "0"], "argument --batch-size: expected a positive integer"),
+    (["summary", "--model", "lenet5", "--input-size", "1", "0", "28"], "argument --input-size: expected a positive"),
+    (["summary", "--model", "resnet"], "convnp summary: unknown model 'resnet'"),
+    (["experiment", "no-such-thing"], "convnp experiment: unknown experiment 'no-such-thing'"),
+    (["viz", "{tmp}/missing.npz", "--out", "{tmp}/o"], "convnp viz: checkpoint"),
 ])
 def test_user_errors_end_with_one_line_and_a_non_zero_status(fake_data, tmp_path, argv, expected):
     _bad_files(tmp_path)
@@ -252,3 +265,61 @@ def test_the_installed_entry_point_exits_non_zero_with_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "convnp", "train", "--batch-size", "-3"],
                             capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+# --- the error convention, through the real process: exit status, stderr, never a traceback ----------------
+def run_process(code, *, env=None, stdout=subprocess.PIPE):
+    """Run ``code`` (Python, with convnp importable) in a fresh interpreter -> CompletedProcess."""
+    environment = {name: value for name, value in os.environ.items() if name != "CONVNP_DEBUG"}
+    environment.update(PYTHONPATH=str(SRC), **(env or {}))
+    return subprocess.run([sys.executable, "-c", code], stdout=stdout, stderr=subprocess.PIPE, text=True,
+                          env=environment, timeout=120)
+
+
+def test_missing_data_error_keeps_all_of_its_lines(tmp_path):
+    code = ("import sys, convnp.data.download as d\n"
+            "d.MIRRORS['fashion-mnist'] = ['http://127.0.0.1:9/']  # refused at once, never online\n"
+            "from convnp.cli import main\n"
+            f"sys.exit(main(['train', '--dataset', 'fashion-mnist', '--out', {str(tmp_path / 'x')!r}]))")
+    result = run_process(code, env={"CONVNP_DATA": str(tmp_path / "data")})
+    lines = result.stderr.splitlines()
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("convnp train: dataset fashion-mnist is not available: fashion-mnist: ")
+    assert any(line.strip().endswith("train-images-idx3-ubyte.gz") for line in lines)  # which files
+    assert any("Put these files in" in line for line in lines)  # where
+    assert lines[-1] == "run 'convnp datasets' to see where to put it" and len(lines) >= 5
+
+
+def test_an_unexpected_error_is_one_line_with_a_hint_and_a_traceback_with_convnp_debug():
+    code = ("import sys, convnp.cli as cli\n"
+            "cli.datasets_command = lambda args: {}['a bug']\n"
+            "sys.exit(cli.main(['datasets']))")
+    result = run_process(code)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr == ("convnp datasets: unexpected KeyError: 'a bug' "
+                             "(run with CONVNP_DEBUG=1 for the traceback)\n")
+    result = run_process(code, env={"CONVNP_DEBUG": "1"})
+    assert result.returncode == 1 and "Traceback (most recent call last)" in result.stderr
+    assert "KeyError: 'a bug'" in result.stderr and result.stderr.endswith("convnp datasets: unexpected KeyError: "
+                                                                          "'a bug'\n")
+
+
+def test_a_closed_pipe_ends_quietly():
+    """``convnp summary ... | head -1``: the reader goes away; convnp stops without a traceback or
+    "Exception ignored" noise, with the status a shell reports for a program its pipe ended (141)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before convnp writes anything
+    try:
+        result = run_process("import sys; from convnp.cli import main; sys.exit(main(['summary', '--model', 'lenet5']))",
+                             stdout=write_end)
+    finally:
+        os.close(write_end)
+    assert result.stderr == "" and result.returncode == 141
+
+
+def test_a_flag_error_from_the_installed_command_names_the_flag():
+    result = subprocess.run([sys.executable, "-m", "convnp", "viz", "c.npz", "--out", "o", "--limit", "-5"],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SRC)}, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "argument --limit: expected a positive integer, got '-5'" in result.stderr
+

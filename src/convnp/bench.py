@@ -27,6 +27,7 @@ import numpy as np
 
 import convnp
 from convnp import data, functional as F, optim, reference
+from convnp.errors import positive_int
 from convnp.models import LeNet5
 from convnp.models.vgg import SmallVGG
 
@@ -376,11 +377,11 @@ HEADER = f"{'benchmark':58} {'convnp':>10} {'PyTorch':>12} {'ratio':>8}\n" + "-"
 
 
 def add_arguments(parser):
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+    parser.add_argument("--threads", type=positive_int, default=len(os.sched_getaffinity(0)),
                         help="threads for each library (default: the CPUs this process may use)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and steps (a smoke run)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repetitions (default 5, quick 1)")
+    parser.add_argument("--repeats", type=positive_int, default=None, help="timed repetitions (default 5, quick 1)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks") / "results" / "latest.json",
                         help="where to write the results as JSON")
     parser.add_argument("--worker", choices=["convnp", "torch"], help=argparse.SUPPRESS)

@@ -9,15 +9,20 @@
     convnp experiment --list                                                        (convnp.experiments)
     convnp bench --quick                                                            speed vs PyTorch (convnp.bench)
 
-Every command has ``--help``.  A user error (missing file, bad value, unknown model or dataset) ends with
-one line on stderr and a non-zero exit status, never a traceback; set CONVNP_DEBUG=1 to see one.
+Every command has ``--help``.  The error convention (``convnp.errors``): a sub-command raises
+``UserError`` for anything the user can fix (missing file, bad value, unknown model or dataset), and
+``main`` prints it as ``convnp COMMAND: message`` on stderr with exit status 1; a flag's bad value is an
+argparse error naming the flag (status 2).  Anything unexpected is one line too, plus a hint to run with
+CONVNP_DEBUG=1, which shows the traceback.  A closed output pipe (``convnp ... | head``) ends quietly.
 """
 import argparse
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from .bench import add_bench_parser
+from .errors import UserError, checked, fraction, non_negative_float, positive_float, positive_int
 from .experiments.commands import add_experiment_parser
 from .inspect.commands import add_summary_parser, add_viz_parser
 
@@ -26,10 +31,6 @@ EXAMPLES = """examples:
   convnp evaluate runs/lenet5/best.npz
   convnp predict runs/lenet5/best.npz digit.png
   convnp datasets"""
-
-
-class UserError(Exception):
-    """An error the user can fix; reported as one line."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,42 +44,10 @@ def _one_line(error):
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def _checked(convert, is_valid, expected):
-    """An argparse type: convert the text, then check it, with a message saying what was expected."""
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if not is_valid(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-    return parse
-
-
-_positive_int = _checked(int, lambda value: value >= 1, "a positive integer")
-_non_negative_int = _checked(int, lambda value: value >= 0, "a whole number of pixels >= 0")
-_positive_float = _checked(float, lambda value: 0 < value < float("inf"), "a positive number")
-
-
-def _non_negative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
-    return value
+# argparse types (convnp.errors): a bad value is reported as "argument --flag: expected ..., got ..."
+_positive_int, _positive_float, _non_negative_float, _fraction = positive_int, positive_float, non_negative_float, fraction
+_non_negative_int = checked(int, lambda value: value >= 0, "a whole number of pixels >= 0")
+_seed = checked(int, lambda value: 0 <= value < 2**32, "a whole number in [0, 2**32)")
 
 
 def build_parser():
@@ -114,7 +83,7 @@ def build_parser():
                    help=f"learning-rate schedule: one of {', '.join(SCHEDULERS)}")
     p.add_argument("--augment", type=_non_negative_int, nargs="?", const=-1, metavar="PIXELS",
                    help="random shifts of up to PIXELS pixels (alone: 1 pixel, or the recipe's; 0: off)")
-    p.add_argument("--seed", type=int, metavar="N", help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, metavar="N", help="random seed (default 0)")
     p.add_argument("--val-fraction", type=_fraction, metavar="F",
                    help="hold out this fraction of the training set for validation (default 0: use the test split)")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/MODEL-DATASET)")
@@ -168,18 +137,46 @@ def main(argv=None):
         parser.print_help()
         return 2
     where = f"convnp {args.command}"
+    debug = bool(os.environ.get("CONVNP_DEBUG"))
     try:
-        return args.func(args) or 0
+        status = args.func(args) or 0
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers, not at interpreter exit
+        return status
     except SystemExit as exit:
         return _status(exit)
     except KeyboardInterrupt:
         print(f"{where}: interrupted", file=sys.stderr)
         return 130
-    except (UserError, OSError, ValueError, ImportError) as error:
-        if os.environ.get("CONVNP_DEBUG"):
-            raise
+    except BrokenPipeError:
+        return _quiet_after_broken_pipe()
+    except UserError as error:  # the user's to fix: every line of the message, no traceback
+        if debug:
+            traceback.print_exc()
+        print(f"{where}: {str(error).strip() or type(error).__name__}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, ImportError) as error:  # a bad file, value or missing extra: one line
+        if debug:
+            traceback.print_exc()
         print(f"{where}: {_one_line(error)}", file=sys.stderr)
         return 1
+    except Exception as error:  # noqa: BLE001 - the last resort: a bug, said in one line
+        if debug:
+            traceback.print_exc()
+        print(f"{where}: unexpected {type(error).__name__}: {_one_line(error)}"
+              + ("" if debug else " (run with CONVNP_DEBUG=1 for the traceback)"), file=sys.stderr)
+        return 1
+
+
+def _quiet_after_broken_pipe():
+    """The reader of our stdout went away (``convnp ... | head``): stop quietly, and point stdout at
+    /dev/null so that Python's final flush does not complain either.  141 = 128 + SIGPIPE, what a shell
+    reports for a program its pipe ended."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (a test's StringIO)
+        pass
+    return 141
 
 
 def _status(exit):
@@ -280,8 +277,9 @@ def train_command(args):
 
 
 def _dataset_problem(name, error):
-    first = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return f"dataset {name} is not available ({first}); run 'convnp datasets' to see where to put it"
+    """The missing-data message, every line of it (which files, where, how to get them)."""
+    detail = str(error).strip() or type(error).__name__
+    return f"dataset {name} is not available: {detail}\nrun 'convnp datasets' to see where to put it"
 
 
 # --- evaluate ------------------------------------------------------------------------------------------------

@@ -5,29 +5,18 @@
     # convnp experiment NAME [--quick | --offline] [--out DIR] [--seed S] [--data-dir DIR] [--threads N]
 
 The parser sets ``func``: ``args.func(args)`` runs the experiment and returns the exit status 0.  A user
-error ends with ``SystemExit("convnp experiment: ...")``: one line, non-zero status, no traceback.
+error raises ``convnp.errors.UserError``, which ``convnp.cli.main`` reports as one line.
 """
 import argparse
 import shlex
 import sys
 import time
 
+from ..errors import UserError, non_negative_int, positive_int
+
 
 def _one_line(error):
     return " ".join(str(error).split())
-
-
-def _int_at_least(minimum, what):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    return parse
 
 
 def add_experiment_parser(subparsers):
@@ -52,11 +41,11 @@ def add_experiment_parser(subparsers):
     speed.add_argument("--offline", action="store_true", help="use the offline substitute (scikit-learn's "
                        "digits in a 28x28 frame) even when the dataset is on disk")
     parser.add_argument("--out", metavar="DIR", help="output folder (default runs/experiments/NAME)")
-    parser.add_argument("--seed", type=_int_at_least(0, "a whole number >= 0"), default=0,
+    parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="random seed (default 0)")
     parser.add_argument("--data-dir", metavar="DIR", help="folder holding mnist/ and fashion-mnist/ "
                         "(default: $CONVNP_DATA or convnp's cache folder)")
-    parser.add_argument("--threads", type=_int_at_least(1, "a positive integer"), default=1,
+    parser.add_argument("--threads", type=positive_int, default=1,
                         help="threads for BLAS and convnp (default 1: steady timings, fair on a shared machine)")
     parser.set_defaults(func=experiment_command)
     return parser
@@ -79,11 +68,9 @@ def experiment_command(args):
         print(list_experiments())
         return 0
     if not args.name:
-        raise SystemExit("convnp experiment: give an experiment NAME (one of: " + ", ".join(EXPERIMENTS) +
-                         ") or --list")
+        raise UserError("give an experiment NAME (one of: " + ", ".join(EXPERIMENTS) + ") or --list")
     if args.name not in EXPERIMENTS:
-        raise SystemExit(f"convnp experiment: unknown experiment {args.name!r}; choose one of: "
-                         f"{', '.join(EXPERIMENTS)}")
+        raise UserError(f"unknown experiment {args.name!r}; choose one of: {', '.join(EXPERIMENTS)}")
     mode = "offline" if args.offline else "quick" if args.quick else "full"
     command = ["convnp", "experiment", args.name] + (["--quick"] if args.quick else []) + \
         (["--offline"] if args.offline else []) + ["--seed", str(args.seed)] + \
@@ -94,10 +81,8 @@ def experiment_command(args):
         report = run_experiment(args.name, mode=mode, out=args.out, seed=args.seed, data_dir=args.data_dir,
                                 threads=args.threads, log=lambda line: print(line, flush=True),
                                 command=" ".join(shlex.quote(part) for part in command))
-    except ExperimentError as error:
-        raise SystemExit(f"convnp experiment: {_one_line(error)}") from None
-    except OSError as error:
-        raise SystemExit(f"convnp experiment: {_one_line(error)}") from None
+    except (ExperimentError, OSError) as error:
+        raise UserError(_one_line(error)) from None
     except KeyboardInterrupt:
         print("convnp experiment: interrupted", file=sys.stderr)
         return 130
