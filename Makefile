@@ -10,7 +10,7 @@ ifneq ($(wildcard $(SHARED_DATA)/mnist),)
 export CONVNP_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: demo test bench accuracy clean
+.PHONY: demo test test-fast lint bench accuracy clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2
+
+# The loop while editing: the suite without the tests marked slow, stopping at the first failure.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -x -m "not slow"
+
+# pyflakes, pycodestyle, import order and a few bugbear rules ([tool.ruff] in pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lenet.py

@@ -28,10 +28,9 @@ from pathlib import Path
 import numpy as np
 
 try:
-    import convnp
+    import convnp  # noqa: F401 - is convnp installed?
 except ImportError:  # running from a checkout without installing: use ../src
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    import convnp
 from convnp import functional as F
 
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float32)

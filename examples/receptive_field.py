@@ -29,8 +29,7 @@ try:
 except ImportError:  # running from a checkout without installing: use ../src
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import convnp
-from convnp import functional as F
-from convnp import nn
+from convnp import functional as F, nn
 from convnp.inspect import summary
 
 SIDE, PATCH, DIM = 32, 4, 8

@@ -26,8 +26,7 @@ try:
 except ImportError:  # running from a checkout without installing: use ../src
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import convnp
-from convnp import functional as F
-from convnp import nn
+from convnp import functional as F, nn
 
 try:
     import torch
@@ -91,7 +90,7 @@ def main():
     print("4. A size that does not divide: H = 6, k = 3, s = 2")
     x6 = np.arange(36, dtype=np.float32).reshape(1, 1, 6, 6)
     ours = F.max_pool2d(x6, 3, stride=2).data[0, 0]
-    print(f"   (6 - 3)/2 + 1 = 2.5 -> floor -> 2: windows start at columns 0 and 2; column 5 is never used.")
+    print("   (6 - 3)/2 + 1 = 2.5 -> floor -> 2: windows start at columns 0 and 2; column 5 is never used.")
     print(f"   convnp max_pool2d(k=3, s=2) on arange(36) as 6x6 ->\n{ours}")
     assert ours.shape == (2, 2) and np.array_equal(ours, [[14, 16], [26, 28]])  # window maxima by hand
     if torch is not None:

@@ -310,8 +310,8 @@ def test_a_closed_pipe_ends_quietly():
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before convnp writes anything
     try:
-        result = run_process("import sys; from convnp.cli import main; sys.exit(main(['summary', '--model', 'lenet5']))",
-                             stdout=write_end)
+        result = run_process("import sys; from convnp.cli import main; "
+                             "sys.exit(main(['summary', '--model', 'lenet5']))", stdout=write_end)
     finally:
         os.close(write_end)
     assert result.stderr == "" and result.returncode == 141

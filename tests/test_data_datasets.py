@@ -11,6 +11,7 @@ from convnp.data import (
     available_datasets,
     cifar10,
     digits,
+    download as download_module,
     fashion_mnist,
     geometric_digits,
     image_folder,
@@ -20,7 +21,6 @@ from convnp.data import (
     oriented_lines_patterns,
     write_idx,
 )
-from convnp.data import download as download_module
 
 
 @pytest.fixture(autouse=True)

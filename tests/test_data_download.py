@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convnp.data import DownloadError, data_dir, datasets, fetch, mnist, write_idx
-from convnp.data import download as download_module
+from convnp.data import DownloadError, data_dir, datasets, download as download_module, fetch, mnist, write_idx
 from convnp.data.download import download
 
 

@@ -187,7 +187,8 @@ def test_float_targets_are_a_type_error():
 
 @pytest.mark.parametrize("target, bad", [([1, 2, 3, 10], 10), ([1, -1, 0, 0], -1)])
 def test_targets_out_of_range(target, bad):
-    with pytest.raises(ValueError, match=rf"cross_entropy: target {bad} is out of range for 10 classes \(valid: 0..9\)"):
+    with pytest.raises(ValueError,
+                       match=rf"cross_entropy: target {bad} is out of range for 10 classes \(valid: 0..9\)"):
         F.cross_entropy(zeros(4, 10), np.array(target))
 
 
@@ -219,7 +220,8 @@ def test_state_dict_mismatches_name_the_key():
         model.load_state_dict({k: v for k, v in state.items() if k != "0.bias"})
     with pytest.raises(ValueError, match=r"unexpected keys: fc\.weight"):
         model.load_state_dict({**state, "fc.weight": np.zeros(1)})
-    with pytest.raises(ValueError, match=r"fc1\.weight: checkpoint has shape \(120, 400\), this model has \(120, 256\)"):
+    with pytest.raises(ValueError,
+                       match=r"fc1\.weight: checkpoint has shape \(120, 400\), this model has \(120, 256\)"):
         models.LeNet5().load_state_dict(models.LeNet5Classic().state_dict())
 
 

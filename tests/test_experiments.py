@@ -13,8 +13,8 @@ import pytest
 pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
 
-from convnp.experiments import EXPERIMENTS, load_results, run_experiment  # noqa: E402
 from convnp.errors import UserError  # noqa: E402
+from convnp.experiments import EXPERIMENTS, load_results, run_experiment  # noqa: E402
 from convnp.experiments.commands import add_experiment_parser  # noqa: E402
 
 MAX_PNG_BYTES = 200_000

@@ -99,7 +99,8 @@ def test_lenet5_weights_move_both_ways_with_identical_logits_and_gradients():
 
     logits, logits_t = model(Tensor(x0)), twin(to_torch(x0))
     assert_close(logits.data, logits_t, 1e-4, 1e-5, "logits")
-    loss, loss_t = F.cross_entropy(logits, target), torch.nn.functional.cross_entropy(logits_t, torch.from_numpy(target))
+    loss = F.cross_entropy(logits, target)
+    loss_t = torch.nn.functional.cross_entropy(logits_t, torch.from_numpy(target))
     assert_close(loss.data, loss_t, 1e-5, 1e-6, "loss")
     loss.backward()
     loss_t.backward()

@@ -37,7 +37,8 @@ class TorchNet(torch.nn.Module):
         self.conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False)
         self.bn = torch.nn.BatchNorm2d(4)
         self.features = torch.nn.Sequential(torch.nn.Conv2d(4, 6, 3, stride=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2))
-        self.head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
+        self.head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 5), torch.nn.Tanh(),
+                                        torch.nn.Linear(5, 2))
 
     def forward(self, x):
         return self.head(self.features(torch.relu(self.bn(self.conv(x)))))
@@ -355,7 +356,8 @@ def test_batchnorm_cumulative_average_in_eval_before_training():
 
 
 def test_batchnorm_without_running_stats_uses_batch_stats_in_eval():
-    ours, theirs = nn.BatchNorm2d(2, track_running_stats=False).eval(), torch.nn.BatchNorm2d(2, track_running_stats=False).eval()
+    ours = nn.BatchNorm2d(2, track_running_stats=False).eval()
+    theirs = torch.nn.BatchNorm2d(2, track_running_stats=False).eval()
     x0 = rng().standard_normal((3, 2, 4, 4)).astype(np.float32) * 2 + 1
     assert_close(ours(Tensor(x0)).data, theirs(to_torch(x0)), 1e-4, 1e-5)
 

@@ -292,7 +292,8 @@ def test_linear(shape, bias, dtype):
 
 def test_linear_non_contiguous_input():
     r = rng()
-    x, w, b = non_contiguous(r.standard_normal((2, 3, 5, 7)), "transposed"), r.standard_normal((4, 7)), r.standard_normal(4)
+    x = non_contiguous(r.standard_normal((2, 3, 5, 7)), "transposed")
+    w, b = r.standard_normal((4, 7)), r.standard_normal(4)
     assert_parity(F.linear, TF.linear, x, w, b)
 
 

@@ -24,7 +24,8 @@ from .tensor import Tensor, is_grad_enabled, no_grad, tensor
 __version__ = "0.1.0"
 
 __all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "functional", "nn", "optim", "models", "data",
-           "reference", "im2col", "col2im", "gradcheck", "rel_error", "summary", "viz", "train", "checkpoint", "manual_seed",
+           "reference", "im2col", "col2im", "gradcheck", "rel_error", "summary", "viz", "train", "checkpoint",
+           "manual_seed",
            "default_rng", "get_array_module", "set_num_threads", "get_num_threads", "DEFAULT_DTYPE", "__version__"]
 
 _LAZY = {"viz": ".inspect.viz", "train": ".train", "checkpoint": ".checkpoint"}

@@ -45,7 +45,8 @@ def _one_line(error):
 
 
 # argparse types (convnp.errors): a bad value is reported as "argument --flag: expected ..., got ..."
-_positive_int, _positive_float, _non_negative_float, _fraction = positive_int, positive_float, non_negative_float, fraction
+_positive_int, _positive_float, _non_negative_float, _fraction = (positive_int, positive_float, non_negative_float,
+                                                                 fraction)
 _non_negative_int = checked(int, lambda value: value >= 0, "a whole number of pixels >= 0")
 _seed = checked(int, lambda value: 0 <= value < 2**32, "a whole number in [0, 2**32)")
 

@@ -12,13 +12,12 @@ import sys
 from pathlib import Path
 
 from . import cli
+from .data import fetch
+from .data.datasets import MNIST_FILES
 
 
 def mnist_problem():
     """None when MNIST's four files are in the data directory (downloading them if needed), else why not."""
-    from .data import fetch
-    from .data.datasets import MNIST_FILES
-
     try:
         fetch("mnist", {**MNIST_FILES["train"], **MNIST_FILES["test"]})
     except OSError as error:  # FileNotFoundError: missing and not downloadable

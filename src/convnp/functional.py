@@ -6,8 +6,7 @@ expected) and then applies one op from ``convnp.ops``.  Layers in ``convnp.nn`` 
 import numpy as np
 
 from .backend import default_rng
-from .ops import activation, conv, dropout as dropout_ops, linear as linear_ops, loss, norm
-from .ops import pool, reduce, shape
+from .ops import activation, conv, dropout as dropout_ops, linear as linear_ops, loss, norm, pool, reduce, shape
 from .ops.windows import check_pool_args, check_window_args, check_window_input, pair
 from .tensor import Tensor
 

@@ -50,8 +50,6 @@ def load_image(path):
 
 def _grayscale(image):
     """PIL image -> float32 (H, W) in [0, 1]; transparency is flattened onto a contrasting background."""
-    from PIL import Image
-
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255
         alpha = rgba[..., 3]

@@ -33,6 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
+from . import checkpoint, optim
+from .backend import manual_seed
+from .data import DATASET_NAMES, ArrayDataset, Compose, DataLoader, Normalize, RandomShift, load_dataset
+from .models import constructor_parameters, get_model, model_class
+from .nn import eval_mode
+from .tensor import Tensor, no_grad
+from .train import ModelCheckpoint, NaNGuard, fit
+
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "onecycle", "step")
 DEFAULT_LR = {"adam": 2e-3, "adamw": 2e-3, "sgd": 0.05}
@@ -104,8 +112,6 @@ DEFAULTS = {
 
 def default_recipe(dataset, **overrides):
     """The default recipe for ``dataset`` with some fields replaced (None values are ignored)."""
-    from .data import DATASET_NAMES
-
     if dataset not in DEFAULTS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASET_NAMES)}")
     recipe = dataclasses.replace(DEFAULTS[dataset], dataset_options=dict(DEFAULTS[dataset].dataset_options))
@@ -117,8 +123,6 @@ def default_recipe(dataset, **overrides):
 
 def check_recipe(recipe):
     """Raise ValueError with a one-line message for any out-of-range setting."""
-    from .models import model_class
-
     model_class(recipe.model)
     if recipe.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {recipe.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
@@ -141,8 +145,6 @@ def check_recipe(recipe):
 def load_data(recipe):
     """(train, validation, test) datasets; validation is the test split unless val_fraction > 0, when a
     seeded val_fraction of the training images is held out."""
-    from .data import ArrayDataset, load_dataset
-
     train = load_dataset(recipe.dataset, "train", **recipe.dataset_options)
     test = load_dataset(recipe.dataset, "test", **recipe.dataset_options)
     if not recipe.val_fraction:
@@ -180,14 +182,10 @@ def preprocessing_for(dataset_name, train_set):
 
 
 def normalizer(preprocessing):
-    from .data import Normalize
-
     return Normalize(preprocessing["mean"], preprocessing["std"])
 
 
 def train_transform(preprocessing, augment):
-    from .data import Compose, RandomShift
-
     if not augment:
         return normalizer(preprocessing)
     return Compose([RandomShift(augment), normalizer(preprocessing)])
@@ -195,8 +193,6 @@ def train_transform(preprocessing, augment):
 
 def build_model(recipe, preprocessing):
     """The recipe's model, sized for the data: num_classes, in_channels (and in_features for the MLP)."""
-    from .models import constructor_parameters, get_model, model_class
-
     channels, height, width = preprocessing["input_size"]
     wanted = {"num_classes": len(preprocessing["classes"]), "in_channels": channels,
               "in_features": channels * height * width}
@@ -206,9 +202,6 @@ def build_model(recipe, preprocessing):
 
 def check_model_fits(model, recipe, preprocessing):
     """Run one example through the model; a shape mismatch becomes a ValueError naming model and data."""
-    from .nn import eval_mode
-    from .tensor import Tensor, no_grad
-
     channels, height, width = preprocessing["input_size"]
     try:
         with eval_mode(model), no_grad():
@@ -219,8 +212,6 @@ def check_model_fits(model, recipe, preprocessing):
 
 
 def build_optimizer(recipe, model):
-    from . import optim
-
     if recipe.optimizer == "sgd":
         return optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                          weight_decay=recipe.weight_decay)
@@ -231,8 +222,6 @@ def build_optimizer(recipe, model):
 
 def build_scheduler(recipe, optimizer, steps_per_epoch):
     """(scheduler or None, 'batch' or 'epoch'): when ``fit`` steps it."""
-    from . import optim
-
     if recipe.scheduler == "cosine":
         return optim.CosineAnnealingLR(optimizer, T_max=recipe.epochs), "epoch"
     if recipe.scheduler == "onecycle":
@@ -261,11 +250,6 @@ def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=()):
     after its epoch, up to ``recipe.epochs``, with every state restored (weights, optimizer, scheduler,
     global and loader RNGs, history).  Returns a RunResult.
     """
-    from . import checkpoint
-    from .backend import manual_seed
-    from .data import DataLoader
-    from .train import ModelCheckpoint, NaNGuard, fit
-
     check_recipe(recipe)
     info = None
     if resume is not None:
@@ -305,7 +289,7 @@ def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=()):
                   progress=progress, log=log)
     if out is not None and history["epoch"]:
         files["history"] = write_history(out / "history.json", history, recipe, preprocessing)
-        from .inspect.viz import plot_training_curves
+        from .inspect.viz import plot_training_curves  # matplotlib: the tools extra
 
         title = f"{recipe.model} on {recipe.dataset}: {recipe.describe()}"
         files["curves"] = plot_training_curves(history, out / "training_curves.png", title=title)

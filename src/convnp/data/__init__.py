@@ -11,6 +11,7 @@ from convnp.data.datasets import (
     load_dataset,
     mnist,
 )
+
 # The function ``download`` stays in its module so that ``convnp.data.download`` names the module
 # (tests monkeypatch ``convnp.data.download.MIRRORS``); call it as ``convnp.data.download.download``.
 from convnp.data.download import DownloadError, data_dir, fetch

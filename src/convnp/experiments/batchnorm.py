@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from .. import nn
 from .common import LN10, Stopwatch, count, load_data, smooth, train_model
 from .report import Report, pct
 
@@ -28,8 +29,6 @@ def deep_cnn(batch_norm, widths=WIDTHS):
     """x: (N, 1, 28, 28) -> logits (N, 10): six 3x3 convolutions (padding 1) of ``widths`` channels, each
     followed by [BatchNorm2d] and ReLU, max-pool 2 after the 2nd and 4th, then flatten and one linear
     layer (32 x 7 x 7 -> 10).  With batch norm the convolutions have no bias (the norm's shift replaces it)."""
-    from .. import nn
-
     layers, channels = [], 1
     for i, width in enumerate(widths):
         layers.append(nn.Conv2d(channels, width, 3, padding=1, bias=not batch_norm))

@@ -74,7 +74,7 @@ def run(ctx):
     table = [["LeNet-5", "-", thousands(lenet_params), "1.0x", thousands(lenet_flops), pct(target),
               f"{lenet.train_seconds:.1f}", "(target)"]]
     for row in rows:
-        table.append([f"MLP", row["hidden"], thousands(row["parameters"]), f"{row['parameters'] / lenet_params:.1f}x",
+        table.append(["MLP", row["hidden"], thousands(row["parameters"]), f"{row['parameters'] / lenet_params:.1f}x",
                       thousands(row["flops"]), pct(row["accuracy"]), f"{row['train_seconds']:.1f}",
                       "yes" if row["reaches"] else f"no ({pp(row['accuracy'] - target)})"])
     report.table(["model", "H", "parameters", "vs LeNet-5", "FLOPs / image", "test accuracy", "training time (s)",

@@ -13,6 +13,7 @@ import sys
 import time
 
 from ..errors import UserError, non_negative_int, positive_int
+from . import EXPERIMENTS, ExperimentError, experiment_module, run_experiment
 
 
 def _one_line(error):
@@ -21,8 +22,6 @@ def _one_line(error):
 
 def add_experiment_parser(subparsers):
     """Add the ``experiment`` sub-command to an argparse ``subparsers`` object; returns its parser."""
-    from . import EXPERIMENTS
-
     parser = subparsers.add_parser(
         "experiment", help="run one of the classic experiments that make the case for CNNs; writes a report",
         description="Run one experiment and write report.md (setup, tables, figures, conclusion), its PNG "
@@ -52,8 +51,6 @@ def add_experiment_parser(subparsers):
 
 
 def list_experiments():
-    from . import EXPERIMENTS, experiment_module
-
     width = max(map(len, EXPERIMENTS))
     lines = ["experiments (convnp experiment NAME [--quick]):"]
     for name in EXPERIMENTS:
@@ -62,8 +59,6 @@ def list_experiments():
 
 
 def experiment_command(args):
-    from . import EXPERIMENTS, ExperimentError, run_experiment
-
     if args.list:
         print(list_experiments())
         return 0

@@ -22,7 +22,23 @@ from pathlib import Path
 
 import numpy as np
 
-from ..train import Callback
+from .. import nn, optim
+from ..backend import manual_seed
+from ..data import (
+    ArrayDataset,
+    DataLoader,
+    Normalize,
+    available_datasets,
+    data_dir,
+    digits,
+    fashion_mnist,
+    mnist,
+    resize_bilinear,
+    shift_images,
+)
+from ..inspect import summary
+from ..models import MLP, LeNet5
+from ..train import Callback, NaNGuard, evaluate, fit
 
 MODES = ("full", "quick", "offline")
 LN10 = math.log(10)   # the cross-entropy of a uniform guess over 10 classes
@@ -104,8 +120,6 @@ class Data:
         return float(x.mean(dtype=np.float64)), float(x.std(dtype=np.float64))
 
     def normalizer(self):
-        from ..data import Normalize
-
         return Normalize(*self.mean_std)
 
 
@@ -114,15 +128,11 @@ REAL_DATASETS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 
 def real_data_present(name, data_dir=None):
     """Are the four IDX files of ``name`` ('mnist' or 'fashion-mnist') on disk?"""
-    from ..data import available_datasets
-
     return any(s.name == name and s.available for s in available_datasets(data_dir))
 
 
 def _subset(dataset, n, seed, stream):
     """A seeded random subset of ``n`` images (all of them when n is None or too big), in sorted order."""
-    from ..data import ArrayDataset
-
     if n is None or n >= len(dataset):
         return dataset
     order = np.sort(np.random.default_rng([seed, stream]).permutation(len(dataset))[:n])
@@ -131,8 +141,6 @@ def _subset(dataset, n, seed, stream):
 
 def load_real(ctx, name, n_train=None, n_test=None):
     """MNIST or Fashion-MNIST (subsets of n_train / n_test seeded random images) -> Data."""
-    from ..data import fashion_mnist, mnist
-
     loader = {"mnist": mnist, "fashion-mnist": fashion_mnist}[name]
     try:
         train, test = loader("train", root=ctx.data_dir), loader("test", root=ctx.data_dir)
@@ -157,8 +165,6 @@ def digits_in_frame(split, jitter=0, copies=1, seed=0):
     """scikit-learn's 8x8 digits laid out like MNIST: scaled (bilinear) to 20x20 and centred in a 28x28
     frame, 4 px of black on every side.  ``jitter`` > 0 moves each copy of each image by a random
     whole number of pixels in -jitter..jitter along each axis (``copies`` copies per image)."""
-    from ..data import ArrayDataset, digits, resize_bilinear, shift_images
-
     source = digits(split)
     x = np.pad(resize_bilinear(source.x, 20, 20), ((0, 0), (0, 0), (4, 4), (4, 4)))
     y = source.y
@@ -203,15 +209,11 @@ def load_data(ctx, name, n_train=None, n_test=None, jitter=0, copies=1):
 
 
 def _data_folder(ctx):
-    from ..data import data_dir
-
     return ctx.data_dir if ctx.data_dir is not None else data_dir()
 
 
 # --- networks ------------------------------------------------------------------------------------------
 def lenet5():
-    from ..models import LeNet5
-
     return LeNet5()
 
 
@@ -219,8 +221,6 @@ def lenet5_strided():
     """LeNet-5 with each 2x2 max pool removed and the convolution before it given stride 2:
     (N,1,28,28) -> conv1 k5 s2 (N,6,12,12) -> conv2 k5 s2 (N,16,4,4) -> the same 256-120-84-10 classifier.
     The feature maps come out at the pooled sizes, so every layer keeps LeNet-5's parameter count."""
-    from .. import nn
-
     return nn.Sequential(
         nn.Conv2d(1, 6, 5, stride=2), nn.ReLU(),
         nn.Conv2d(6, 16, 5, stride=2), nn.ReLU(),
@@ -229,8 +229,6 @@ def lenet5_strided():
 
 def mlp(hidden):
     """The two-layer MLP: flatten, Linear(784, hidden), ReLU, Linear(hidden, 10)."""
-    from ..models import MLP
-
     return MLP(784, hidden, 10)
 
 
@@ -276,24 +274,18 @@ class TestAccuracyEvery(Callback):
     set) every ``every`` training steps: ``points`` = [(step, accuracy)], step counted from 1 across epochs."""
 
     def __init__(self, data, every):
-        from ..data import DataLoader
-
         self.loader = DataLoader(data.test, 1000, transform=data.normalizer())
         self.every = max(1, int(every))
         self.points = []
         self.step = 0
 
     def on_batch_end(self, state):
-        from ..train import evaluate
-
         self.step += 1
         if self.step % self.every == 0:
             self.points.append((self.step, evaluate(state.model, self.loader)["accuracy"]))
 
 
 def build_optimizer(name, parameters, lr, momentum=0.9):
-    from .. import optim
-
     if name == "adam":
         return optim.Adam(parameters, lr=lr)
     if name == "sgd":
@@ -314,11 +306,6 @@ def train_model(ctx, label, build, data, *, epochs, lr, batch_size=128, optimize
     becomes NaN or infinite stops there (NaN guard) and is reported as diverged.  ``callbacks``: more
     ``convnp.train`` callbacks (e.g. ``TestAccuracyEvery``).
     """
-    from .. import optim
-    from ..backend import manual_seed
-    from ..data import DataLoader
-    from ..train import NaNGuard, evaluate, fit
-
     test = data.test if test is None else test
     manual_seed(ctx.seed)
     model = build()
@@ -347,24 +334,17 @@ def train_model(ctx, label, build, data, *, epochs, lr, batch_size=128, optimize
 
 def evaluate_on(model, images, labels, data):
     """Accuracy of ``model`` on raw [0, 1] ``images`` normalised like ``data``'s training set."""
-    from ..data import DataLoader
-    from ..train import evaluate
-
     return evaluate(model, DataLoader((images, labels), 1000, transform=data.normalizer()))["accuracy"]
 
 
 def count(model, input_size=(1, 28, 28)):
     """``convnp.inspect.summary`` of ``model`` for one input: (parameters, MACs, FLOPs, Summary)."""
-    from ..inspect import summary
-
     s = summary(model, input_size)
     return s.total_params, s.total_mult_adds, s.flops, s
 
 
 def layer_params(model, input_size=(1, 28, 28)):
     """[(layer name, type, parameters)] of the layers that hold parameters, from the summary."""
-    from ..inspect import summary
-
     return [(row.name, row.type, row.own_params) for row in summary(model, input_size).rows
             if row.is_leaf and row.own_params and not row.recursive]
 

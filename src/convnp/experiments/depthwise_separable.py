@@ -5,6 +5,7 @@ A standard k x k convolution from C_in to C_out channels has C_in C_out k^2 weig
 has C_in k^2 + C_in C_out, a ratio of 1/C_out + 1/k^2 (MobileNet's trick).  Both apply their weights
 once per output position, so the multiply-adds shrink by the same ratio.
 """
+from .. import nn
 from .common import Stopwatch, count, load_data, train_model
 from .pairs import accuracy_phrase, cost_figure, cost_table, model_results, step_times
 from .report import Report
@@ -33,8 +34,6 @@ def small_cnn(separable, widths=WIDTHS):
     ReLU, pointwise 1x1.  The first stays standard (a depthwise filter of a 1-channel image would be
     a single 3x3 filter), as in MobileNet.
     """
-    from .. import nn
-
     def block(c_in, c_out):
         if not separable:
             return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU()]

@@ -7,10 +7,11 @@ the best accuracy on the held-out part (never the test set).  Then each trains L
 training set at its rate for the same number of epochs, following the training loss and the test
 accuracy along the way.
 """
-import numpy as np
-
 import math
 
+import numpy as np
+
+from ..data import ArrayDataset
 from .common import Data, Stopwatch, TestAccuracyEvery, lenet5, load_data, smooth, train_model
 from .report import Report, pct, pp
 
@@ -30,8 +31,6 @@ CONFIGS = {
 
 def tuning_split(data, n_val, seed):
     """data.train split in two at random (seeded): (the rest for tuning, n_val held out) as a Data."""
-    from ..data import ArrayDataset
-
     order = np.random.default_rng([seed, 31]).permutation(len(data.train))
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
     x, y, classes = data.train.x, data.train.y, data.train.classes

@@ -10,6 +10,9 @@ import time
 
 import numpy as np
 
+from .. import functional as F, optim
+from ..backend import manual_seed
+from ..tensor import Tensor
 from .common import difference_noise
 from .report import pct, thousands
 
@@ -17,11 +20,6 @@ from .report import pct, thousands
 def step_times(ctx, builders, data, batch_size, repeats, warmup=3):
     """Median seconds of one training step (forward, loss, backward, Adam step) of each model, timed in
     turn on the same batch of ``batch_size`` normalised training images -> {label: seconds}."""
-    from .. import functional as F
-    from .. import optim
-    from ..backend import manual_seed
-    from ..tensor import Tensor
-
     x = data.normalizer()(data.train.x[:batch_size])
     y = data.train.y[:batch_size]
     models = {}

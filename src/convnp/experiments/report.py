@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from .common import cpu_description
 
 DPI = 100
@@ -107,8 +108,6 @@ class Report:
     # --- content --------------------------------------------------------------------------------------
     def setup(self, data, items=()):
         """The setup section: what ran, on what, with which software: enough to rerun it."""
-        from .. import __version__
-
         ctx = self.ctx
         lines = [("Command", f"`{ctx.command}`" if ctx.command else "(called from Python)"),
                  ("Mode", MODE_TEXT[ctx.mode]),

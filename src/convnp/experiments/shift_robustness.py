@@ -6,6 +6,8 @@ recipe of cnn-vs-mlp and the same seed, then evaluated on the test set shifted r
 """
 import numpy as np
 
+from ..data import shift_images
+from ..inspect.viz import predict_proba
 from .common import Stopwatch, count, evaluate_on, lenet5, load_data, mlp, train_model
 from .report import Report, pct, pp
 
@@ -25,8 +27,6 @@ CONFIGS = {
 
 def shifted_right(x, pixels):
     """Every image of x: (N, C, H, W) moved ``pixels`` to the right, zero fill on the left."""
-    from ..data import shift_images
-
     n = len(x)
     return shift_images(x, np.zeros(n, dtype=np.int64), np.full(n, pixels, dtype=np.int64))
 
@@ -94,8 +94,6 @@ def run(ctx):
 def _pick_example(data, runs):
     """The first test image every model classifies correctly unshifted and at least one gets wrong at some
     shift (else the first test image) -> (index, {label: [predicted class per shift]})."""
-    from ..inspect.viz import predict_proba
-
     mean, std = data.mean_std
     x, y = data.test.x[:200], data.test.y[:200]
     guesses = {run_.label: np.stack([predict_proba(run_.model, (shifted_right(x, s) - mean) / std).argmax(axis=1)

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import models
+from .. import models, nn
+from ..data import load_dataset
 from ..errors import UserError, non_negative_int, positive_int
-from ..predict import load_model_input, normalize
+from ..predict import load_image, load_model_input, normalize
+from .summary import summary
 
 VIZ_KINDS = ("filters", "feature-maps", "relu", "saliency", "curves", "confusion", "misclassified", "maxpool")
 
@@ -53,8 +55,6 @@ def build_model(name):
 
 
 def summary_command(args):
-    from .summary import summary
-
     model, default_size = build_model(args.model)
     input_size = tuple(args.input_size) if args.input_size else default_size
     if input_size is None:
@@ -126,8 +126,6 @@ def load_viz_image(path, model, info):
     if "input_size" not in preprocessing:
         channels, size = _model_geometry(model, info)
         if size is None and path.suffix.lower() != ".npy":
-            from ..predict import load_image
-
             size = load_image(path).size[::-1]
         preprocessing = {**preprocessing, "input_size": [channels, *(size or (0, 0))]}
     try:
@@ -182,8 +180,6 @@ def viz_command(args):
     wants_image = args.image is None and any(k in wanted for k in ("feature-maps", "relu", "saliency"))
     wants_data = any(k in wanted for k in ("confusion", "misclassified")) or wants_image
     if args.data or (data_name and wants_data):
-        from ..data import load_dataset
-
         try:
             dataset = load_dataset(data_name, split="test")
         except Exception as error:  # noqa: BLE001 - any failure to get the data is the user's to fix
@@ -193,7 +189,8 @@ def viz_command(args):
 
     image, image_note = None, ""
     if args.image:
-        image, image_note = load_viz_image(args.image, model, info), f"from {args.image}, prepared as convnp predict does"
+        image = load_viz_image(args.image, model, info)
+        image_note = f"from {args.image}, prepared as convnp predict does"
     elif dataset is not None:
         if not 0 <= args.index < len(dataset):
             raise UserError(f"--index {args.index} is outside the {len(dataset)} test images")
@@ -263,6 +260,4 @@ def viz_command(args):
 
 
 def _has_conv(model):
-    from .. import nn
-
     return any(isinstance(m, nn.Conv2d) for m in model.modules())

@@ -50,6 +50,7 @@ import numpy as np
 
 from .. import nn
 from ..nn import eval_mode
+from ..nn.module import Parameter
 from ..tensor import Tensor, no_grad
 
 __all__ = ["summary", "Summary", "Row", "trace", "Call"]
@@ -386,8 +387,6 @@ def _param_counts(module):
 
 
 def _own_params(module):
-    from ..nn.module import Parameter
-
     return int(sum(v.size for v in vars(module).values() if isinstance(v, Parameter)))
 
 
@@ -491,8 +490,6 @@ def _build(model, shape, x, calls):
     # parameters held directly by containers (torchinfo's "leftover" parameters)
     for module in {id(m): m for m in model.modules()}.values():
         if any(True for _ in module.children()):
-            from ..nn.module import Parameter
-
             for value in vars(module).values():
                 if isinstance(value, Parameter):
                     total_params += value.size

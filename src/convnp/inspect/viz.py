@@ -21,8 +21,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from .. import functional as F  # noqa: E402
-from .. import nn  # noqa: E402
+from .. import (
+    functional as F,  # noqa: E402
+    nn,  # noqa: E402
+)
 from ..metrics import confusion_matrix  # noqa: E402  (re-exported: viz.confusion_matrix)
 from ..nn import eval_mode  # noqa: E402
 from ..tensor import Tensor, no_grad  # noqa: E402

@@ -1,6 +1,21 @@
 """Neural-network modules with the ``torch.nn`` API."""
-from .layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten,
-                     LeakyReLU, Linear, MaxPool2d, ModuleList, ReLU, Sequential, Sigmoid, Tanh)
+from .layers import (
+                     AdaptiveAvgPool2d,
+                     AvgPool2d,
+                     BatchNorm1d,
+                     BatchNorm2d,
+                     Conv2d,
+                     Dropout,
+                     Flatten,
+                     LeakyReLU,
+                     Linear,
+                     MaxPool2d,
+                     ModuleList,
+                     ReLU,
+                     Sequential,
+                     Sigmoid,
+                     Tanh,
+)
 from .losses import CrossEntropyLoss, MSELoss
 from .module import Module, Parameter, eval_mode
 
