@@ -199,3 +199,27 @@ def test_optimizers(no_datasets, tmp_path):
     assert opts["adam"]["late_accuracy_mean"] > opts["sgd"]["late_accuracy_mean"]
     assert opts["adam"]["accuracy_after_epoch_1"] > opts["sgd"]["accuracy_after_epoch_1"]
     assert opts["adam"]["final_train_loss"] < opts["sgd"]["final_train_loss"]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_experiment_runs_on_the_threads_its_report_states(monkeypatch, threads):
+    """'Threads: 1' in a report is true: convnp's own pool AND BLAS run on one thread while the
+    experiment runs (with 2, convnp's pool has 2 and BLAS 1); both are restored afterwards."""
+    import types
+
+    import convnp
+    import convnp.experiments as experiments
+    from convnp import parallel
+
+    seen = {}
+
+    def fake_run(ctx):
+        seen.update(convnp=convnp.get_num_threads(), blas=parallel.blas_threads(), stated=ctx.threads)
+        return types.SimpleNamespace(write=lambda: "report.md")
+
+    monkeypatch.setattr(experiments, "experiment_module", lambda name: types.SimpleNamespace(run=fake_run))
+    before = convnp.get_num_threads(), parallel.blas_threads()
+    assert experiments.run_experiment("cnn-vs-mlp", mode="offline", threads=threads, log=None) == "report.md"
+    assert seen["convnp"] == seen["stated"] == threads
+    assert set(seen["blas"]) <= {1}  # every BLAS NumPy and SciPy loaded ([] where threadpoolctl finds none)
+    assert (convnp.get_num_threads(), parallel.blas_threads()) == before

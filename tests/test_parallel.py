@@ -21,10 +21,8 @@ def threaded(monkeypatch):
     monkeypatch.setattr(parallel, "MIN_NUMBERS", 1)
     monkeypatch.setattr(parallel, "STREAM_NUMBERS", 1)
     monkeypatch.setattr(conv, "SLAB_NUMBERS", 1)
-    previous = parallel.get_num_threads()
-    parallel.set_num_threads(3)
-    yield
-    parallel.set_num_threads(previous)
+    with parallel.num_threads(3):  # restores convnp's and BLAS's thread counts afterwards
+        yield
 
 
 @pytest.fixture
@@ -90,16 +88,101 @@ def test_one_thread_runs_everything_on_the_caller(thread_names):
     assert thread_names <= {threading.current_thread().name}
 
 
-def test_set_num_threads_validates_and_gives_blas_its_threads_back(threaded):
+def test_set_num_threads_validates_and_gives_blas_its_threads_back():
     with pytest.raises(ValueError, match="int >= 1"):
         parallel.set_num_threads(0)
-    parallel.parallel_map(lambda i: i, range(3))  # starts the pool: OpenBLAS on one thread
-    if parallel._blas.find() is None:
-        pytest.skip("NumPy does not use OpenBLAS here")
-    original = parallel._blas.original
-    assert parallel._blas.threads() == 1
-    parallel.set_num_threads(1)
-    assert parallel._blas.threads() == original
+    if not parallel.blas_threads():
+        pytest.skip("threadpoolctl finds no BLAS here")
+    libraries = len(parallel.blas_threads())  # NumPy's OpenBLAS, and SciPy's when it is loaded
+    with parallel.num_threads(1):
+        parallel._blas.set_threads([2] * libraries)  # BLAS's own count, as OPENBLAS_NUM_THREADS=2 would give
+        parallel.set_num_threads(3)
+        assert parallel.get_num_threads() == 3 and parallel.blas_threads() == [1] * libraries
+        parallel.set_num_threads(1)
+        assert parallel.get_num_threads() == 1 and parallel.blas_threads() == [2] * libraries
+
+
+def test_num_threads_governs_convnp_and_blas_together_and_restores_both():
+    if not parallel.blas_threads():
+        pytest.skip("threadpoolctl finds no BLAS here")
+    before = parallel.get_num_threads(), parallel.blas_threads()
+    own = parallel._blas.original or before[1]  # BLAS's count before convnp took it over, if it has
+    one = [1] * len(before[1])
+    with parallel.num_threads(2):
+        assert parallel.get_num_threads() == 2 and parallel.blas_threads() == one
+        with parallel.num_threads(1):  # one thread: BLAS gets its own count back
+            assert parallel.get_num_threads() == 1 and parallel.blas_threads() == own
+        with parallel.num_threads(1, blas=1):  # or one thread too
+            assert parallel.get_num_threads() == 1 and parallel.blas_threads() == one
+        assert parallel.get_num_threads() == 2 and parallel.blas_threads() == one
+    assert (parallel.get_num_threads(), parallel.blas_threads()) == before
+    with pytest.raises(ValueError, match="blas must be an int >= 1, got 0"):
+        with parallel.num_threads(2, blas=0):
+            pass
+    assert (parallel.get_num_threads(), parallel.blas_threads()) == before
+
+
+def _fresh_process(code, **env):
+    """Run ``code`` in a new interpreter with convnp importable; its last line of stdout, as JSON."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    environment = {name: value for name, value in os.environ.items() if name != "CONVNP_NUM_THREADS"}
+    environment.update(OPENBLAS_NUM_THREADS="2", PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"), **env)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+PROBE = """
+import ctypes, json
+calls = []
+real_cdll = ctypes.CDLL
+ctypes.CDLL = lambda *args, **kwargs: calls.append(args[:1]) or real_cdll(*args, **kwargs)
+from threadpoolctl import threadpool_info
+import numpy as np
+def blas():
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+before = blas()
+calls.clear()  # from here on: what convnp does
+import convnp
+from convnp import parallel
+def conv():
+    x = convnp.tensor(np.ones((4, 3, 16, 16)), requires_grad=True)
+    convnp.functional.conv2d(x, np.ones((8, 3, 3, 3))).sum().backward()
+after_import = blas()
+conv()
+after_ops, threads_after_ops = blas(), convnp.get_num_threads()
+with convnp.num_threads(2):
+    during, threads_during = blas(), convnp.get_num_threads()
+    conv()
+print(json.dumps(dict(before=before, after_import=after_import, after_ops=after_ops, during=during,
+                      after=blas(), threads=[threads_after_ops, threads_during, convnp.get_num_threads()],
+                      malloc=[None] in [list(c) for c in calls])))
+"""
+
+
+def test_importing_convnp_and_running_ops_changes_nothing_outside_convnp():
+    """In a fresh process: import convnp and run a convolution.  BLAS's thread count is untouched and
+    glibc's malloc never asked to change (no ctypes.CDLL(None), how mallopt is reached); convnp's own
+    threads are off.  ``num_threads(2)`` switches both on for a block and restores both."""
+    seen = _fresh_process(PROBE)
+    if not seen["before"]:
+        pytest.skip("threadpoolctl finds no BLAS here")
+    assert seen["before"] == seen["after_import"] == seen["after_ops"] == seen["after"] == [2]
+    assert seen["during"] == [1] and seen["threads"] == [1, 2, 1] and not seen["malloc"]
+
+
+def test_convnp_num_threads_in_the_environment_switches_the_threads_on_at_the_first_op():
+    seen = _fresh_process(PROBE, CONVNP_NUM_THREADS="2")
+    if not seen["before"]:
+        pytest.skip("threadpoolctl finds no BLAS here")
+    assert seen["after_import"] == [2]  # nothing at import
+    assert seen["after_ops"] == [1] and seen["threads"][0] == 2  # asked for: like set_num_threads(2)
 
 
 @pytest.mark.parametrize("layout", [None, "channels_last", "transposed"])

@@ -14,10 +14,10 @@ Every op is written by hand, forward and backward, and verified against PyTorch 
 import importlib
 
 from . import data, functional, models, nn, optim, reference
-from .backend import DEFAULT_DTYPE, default_rng, get_array_module, manual_seed
+from .backend import DEFAULT_DTYPE, default_rng, get_array_module, keep_freed_memory_for_reuse, manual_seed
 from .gradcheck import gradcheck, rel_error
 from .inspect import summary
-from .parallel import get_num_threads, set_num_threads
+from .parallel import get_num_threads, num_threads, set_num_threads
 from .reference import col2im, im2col
 from .tensor import Tensor, is_grad_enabled, no_grad, tensor
 
@@ -26,7 +26,8 @@ __version__ = "0.1.0"
 __all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "functional", "nn", "optim", "models", "data",
            "reference", "im2col", "col2im", "gradcheck", "rel_error", "summary", "viz", "train", "checkpoint",
            "manual_seed",
-           "default_rng", "get_array_module", "set_num_threads", "get_num_threads", "DEFAULT_DTYPE", "__version__"]
+           "default_rng", "get_array_module", "set_num_threads", "get_num_threads", "num_threads",
+           "keep_freed_memory_for_reuse", "DEFAULT_DTYPE", "__version__"]
 
 _LAZY = {"viz": ".inspect.viz", "train": ".train", "checkpoint": ".checkpoint"}
 

@@ -39,14 +39,16 @@ def default_rng():
 
 
 def keep_freed_memory_for_reuse():
-    """Ask glibc's malloc to keep freed blocks of up to 32 MB for reuse (Linux only).
+    """Ask glibc's malloc to keep freed blocks of up to 32 MB for reuse (Linux only), for the whole
+    process: call it once in a program that trains (the ``convnp`` command and the benchmarks do;
+    ``import convnp`` does not, since it changes nothing outside convnp).
 
     A training step allocates and frees the same large arrays (im2col columns, activations,
     gradients) every time.  By default glibc hands big freed blocks straight back to the operating
-    system and the next step page-faults them in again, page by page: measured on LeNet-5 at batch 128,
-    ~3,000 page faults per step and a third of the step's time.  Raising the mmap and trim thresholds
-    keeps that memory in the process instead (it is still freed at exit and counts once in the peak).
-    Set CONVNP_MALLOC_TUNING=0 to leave malloc alone.  Returns True when the settings took effect.
+    system and the next step page-faults them in again, page by page: a third of LeNet-5's step at
+    batch 128 (docs/performance.md).  Raising the mmap and trim thresholds keeps that memory in the
+    process instead (it is still freed at exit and counts once in the peak).  Set
+    CONVNP_MALLOC_TUNING=0 to make this a no-op.  Returns True when the settings took effect.
     """
     if os.environ.get("CONVNP_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
         return False
@@ -57,6 +59,3 @@ def keep_freed_memory_for_reuse():
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     m_trim_threshold, m_mmap_threshold = -1, -3
     return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 256 << 20))
-
-
-MALLOC_TUNED = keep_freed_memory_for_reuse()

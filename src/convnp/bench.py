@@ -401,6 +401,9 @@ def run(args):
     args.repeats = args.repeats or (1 if args.quick else 5)
     sections = args.only or SECTIONS
     if args.worker:
+        convnp.keep_freed_memory_for_reuse()  # the worker owns its process (as the convnp command does)
+        if args.worker == "convnp":
+            convnp.set_num_threads(args.threads)  # convnp's threads, BLAS on one thread
         if args.worker == "torch":
             import torch as torch_module
 

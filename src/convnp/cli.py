@@ -14,6 +14,9 @@ Every command has ``--help``.  The error convention (``convnp.errors``): a sub-c
 ``main`` prints it as ``convnp COMMAND: message`` on stderr with exit status 1; a flag's bad value is an
 argparse error naming the flag (status 2).  Anything unexpected is one line too, plus a hint to run with
 CONVNP_DEBUG=1, which shows the traceback.  A closed output pipe (``convnp ... | head``) ends quietly.
+
+Since the command owns its process, ``main`` makes two process-wide settings that ``import convnp``
+does not: ``keep_freed_memory_for_reuse()`` and ``set_num_threads`` (convnp's threads and BLAS together).
 """
 import argparse
 import os
@@ -21,10 +24,12 @@ import sys
 import traceback
 from pathlib import Path
 
+from .backend import keep_freed_memory_for_reuse
 from .bench import add_bench_parser
 from .errors import UserError, checked, fraction, non_negative_float, positive_float, positive_int
 from .experiments.commands import add_experiment_parser
 from .inspect.commands import add_summary_parser, add_viz_parser
+from .parallel import available_threads, set_num_threads
 
 EXAMPLES = """examples:
   convnp train --model lenet5 --dataset mnist --epochs 5 --out runs/lenet5
@@ -139,6 +144,11 @@ def main(argv=None):
         return 2
     where = f"convnp {args.command}"
     debug = bool(os.environ.get("CONVNP_DEBUG"))
+    # The command owns its process, so it makes the process-wide settings a library must not make at
+    # import: malloc keeps freed memory for reuse, and BLAS runs on one thread while convnp's threads
+    # split the work (convnp.backend, convnp.parallel).
+    keep_freed_memory_for_reuse()
+    set_num_threads(available_threads())
     try:
         status = args.func(args) or 0
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers, not at interpreter exit

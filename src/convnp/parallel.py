@@ -22,31 +22,40 @@ less and the caller never waits for a thread that has nothing to do.
 Why not leave the second core to OpenBLAS's own threads, as NumPy does by default?  Because most of a
 CNN step is not matrix multiplication: im2col, col2im, pooling and batch norm would run on one core
 while OpenBLAS threads only help inside the GEMMs, and between GEMMs those threads busy-wait for the
-next one, taking the core from everything else.  So while convnp's threads are on, NumPy's OpenBLAS
-is set to ONE thread and convnp splits its GEMMs itself.  ``set_num_threads(1)`` turns convnp's
-threads off and gives OpenBLAS back its own thread count.
+next one, taking the core from everything else.  So while convnp's threads work, BLAS runs on ONE
+thread and convnp splits its GEMMs itself.
 
-The number of threads comes from ``set_num_threads``, else the environment (CONVNP_NUM_THREADS, then
-OMP_NUM_THREADS), else the number of CPUs this process may use.
+Process-wide state is explicit.  ``import convnp`` changes nothing outside convnp, and until you
+switch convnp's threads on, its ops run on the calling thread and BLAS keeps NumPy's own setting.
+One switch governs convnp's threads and the BLAS threads together:
+
+    convnp.set_num_threads(n)      for the whole process from now on (like torch.set_num_threads):
+                                   with n > 1, BLAS runs on one thread; n = 1 gives BLAS its own back
+    with convnp.num_threads(n):    the same for one block; convnp's and BLAS's counts are restored after
+    CONVNP_NUM_THREADS=n           in the environment: set_num_threads(n) at the first threaded op
+
+The ``convnp`` command, its benchmark workers and the experiments switch them on (the command and the
+workers own their processes), with ``available_threads()``: CONVNP_NUM_THREADS, else OMP_NUM_THREADS,
+else the CPUs this process may use.  BLAS is reached through ``threadpoolctl`` (the tools extra);
+without it convnp leaves BLAS alone.  Measurements: docs/performance.md.
 """
-import ctypes
+import contextlib
 import itertools
 import os
 import queue
 import threading
 
-import numpy as np
-
 # Work smaller than this many array elements (per piece) runs on the calling thread.  MIN_NUMBERS is
 # for work with a matrix multiply in it (convolution chunks); STREAM_NUMBERS for memory-bound passes
-# that do little arithmetic per number (pooling, ReLU): measured on a 2-core machine, max pooling
-# and ReLU gained nothing from two threads below ~2M numbers (LeNet-5's conv1 output at batch 512,
-# 1.8M) and 1.4-2x from 2M up (a small VGG's 4M).
+# that do little arithmetic per number (pooling, ReLU), which gain from two threads only from ~2M
+# numbers up (docs/performance.md).
 MIN_NUMBERS = 1 << 18
 STREAM_NUMBERS = 1 << 20
 
 
-def _threads_from_environment():
+def available_threads():
+    """The threads convnp would use: CONVNP_NUM_THREADS, else OMP_NUM_THREADS, else the CPUs this
+    process may use."""
     for name in ("CONVNP_NUM_THREADS", "OMP_NUM_THREADS"):
         value = os.environ.get(name, "").strip()
         if value.isdigit() and int(value) >= 1:
@@ -57,7 +66,13 @@ def _threads_from_environment():
         return os.cpu_count() or 1
 
 
-_threads = _threads_from_environment()
+def _requested_in_environment():
+    value = os.environ.get("CONVNP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) >= 1 else None
+
+
+_threads = 1  # off until switched on: set_num_threads, num_threads, or CONVNP_NUM_THREADS
+_environment_pending = _requested_in_environment() is not None  # applied at the first threaded op
 _workers = []  # started on first use
 _tasks = queue.SimpleQueue()
 _inside_worker = threading.local()
@@ -70,15 +85,41 @@ def get_num_threads():
 
 
 def set_num_threads(count):
-    """Use ``count`` threads in convnp's ops (like ``torch.set_num_threads``).  With more than one,
-    NumPy's OpenBLAS runs single-threaded (see the module docstring); ``set_num_threads(1)`` restores
-    OpenBLAS's own thread count."""
-    global _threads
-    if not isinstance(count, int) or count < 1:
+    """Use ``count`` threads in convnp's ops from now on, for the whole process (like
+    ``torch.set_num_threads``), and set BLAS to match: one thread while convnp's threads split the
+    GEMMs (count > 1), its own thread count back with count == 1 (see the module docstring)."""
+    global _threads, _blas_owned, _environment_pending
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise ValueError(f"set_num_threads: expected an int >= 1, got {count!r}")
+    _environment_pending = False  # an explicit count wins over CONVNP_NUM_THREADS
     _threads = count
-    if count == 1:
+    if count > 1:
+        _blas.use_one_thread()
+        _blas_owned = True
+    else:
         _blas.restore()
+        _blas_owned = False
+
+
+@contextlib.contextmanager
+def num_threads(count, blas=None):
+    """``with num_threads(n):`` runs the block with n convnp threads and BLAS set to match (as
+    ``set_num_threads``), then restores both: convnp's count and BLAS's.  ``blas``: a BLAS thread
+    count for the block instead (``num_threads(1, blas=1)``: everything on one thread)."""
+    global _threads, _blas_owned, _environment_pending
+    if blas is not None and (not isinstance(blas, int) or isinstance(blas, bool) or blas < 1):
+        raise ValueError(f"num_threads: blas must be an int >= 1, got {blas!r}")
+    saved = _threads, _blas_owned, _blas.threads(), _blas.original, _environment_pending
+    set_num_threads(count)
+    if blas is not None:
+        _blas.set_threads([blas] * len(_blas.find()))
+        _blas_owned = True
+    try:
+        yield count
+    finally:
+        _threads, _blas_owned, _environment_pending = saved[0], saved[1], saved[4]
+        _blas.set_threads(saved[2])
+        _blas.original = saved[3]
 
 
 def split(length, pieces):
@@ -108,6 +149,8 @@ def parallel_map(function, items):
     has finished.
     """
     items = list(items)
+    if _environment_pending:
+        set_num_threads(_requested_in_environment() or 1)
     if len(items) < 2 or _threads < 2 or getattr(_inside_worker, "active", False):
         return [function(item) for item in items]
     _start()
@@ -156,76 +199,61 @@ def _worker():
 
 
 def _start():
-    """Start the worker threads this thread count needs, and make OpenBLAS single-threaded."""
-    if len(_workers) >= _threads - 1 and _blas.settled:
+    """Start the worker threads this thread count needs."""
+    if len(_workers) >= _threads - 1:
         return
     with _lock:
-        _blas.use_one_thread()
         while len(_workers) < _threads - 1:
             thread = threading.Thread(target=_worker, name=f"convnp-{len(_workers) + 1}", daemon=True)
             thread.start()
             _workers.append(thread)
 
 
-class _OpenBLAS:
-    """Set the thread count of the OpenBLAS that NumPy loaded, through its C API (what threadpoolctl
-    does).  Does nothing when NumPy uses another BLAS (MKL, Accelerate) or none is found."""
-
-    SETTERS = ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_", "openblas_set_num_threads")
-    GETTERS = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_", "openblas_get_num_threads")
+class _BLAS:
+    """The thread counts of the BLAS libraries NumPy loaded, through threadpoolctl.  Does nothing when
+    threadpoolctl is not installed (the tools extra) or finds no BLAS."""
 
     def __init__(self):
-        self.searched = False
-        self.library = None
-        self.original = None  # OpenBLAS's thread count before convnp set it to one
-
-    @property
-    def settled(self):
-        """True once OpenBLAS runs on one thread for convnp, or when there is no OpenBLAS to set."""
-        return self.searched and (self.library is None or self.original is not None)
+        self.libraries = None  # threadpoolctl's controllers, found on first use
+        self.original = None  # the counts before set_num_threads first took them over
 
     def find(self):
-        if self.searched:
-            return self.library
-        self.searched = True
-        np.ones((2, 2)) @ np.ones((2, 2))  # make sure BLAS is loaded
-        try:
-            with open("/proc/self/maps") as maps:
-                paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
-        except OSError:
-            paths = set()
-        for path in sorted(paths):
+        if self.libraries is None:
             try:
-                library = ctypes.CDLL(path)
-            except OSError:
-                continue
-            setter = next((getattr(library, name) for name in self.SETTERS if hasattr(library, name)), None)
-            getter = next((getattr(library, name) for name in self.GETTERS if hasattr(library, name)), None)
-            if setter is not None and getter is not None:
-                setter.argtypes, getter.restype = (ctypes.c_int,), ctypes.c_int
-                self.library = (setter, getter)
-                break
-        return self.library
+                from threadpoolctl import ThreadpoolController
+            except ImportError:
+                self.libraries = []
+            else:
+                self.libraries = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+        return self.libraries
 
     def threads(self):
-        """OpenBLAS's current thread count, or None when there is no OpenBLAS."""
-        library = self.find()
-        return library[1]() if library else None
+        """The current thread count of each BLAS library (a list; empty when none is reachable)."""
+        return [library.get_num_threads() for library in self.find()]
+
+    def set_threads(self, counts):
+        for library, count in zip(self.find(), counts):
+            if count is not None:
+                library.set_num_threads(count)
 
     def use_one_thread(self):
-        library = self.find()
-        if library:
-            if self.original is None:
-                self.original = library[1]()
-            library[0](1)
+        if self.original is None:
+            self.original = self.threads()
+        self.set_threads([1] * len(self.find()))
 
     def restore(self):
-        if self.library and self.original is not None:
-            self.library[0](self.original)
+        if self.original is not None:
+            self.set_threads(self.original)
             self.original = None
 
 
-_blas = _OpenBLAS()
+_blas = _BLAS()
+_blas_owned = False  # True after set_num_threads(n > 1): BLAS stays on one thread
+
+
+def blas_threads():
+    """The thread count of each BLAS library NumPy uses, as threadpoolctl sees it ([] without it)."""
+    return _blas.threads()
 
 
 WHOLE = [Ellipsis]  # the one part of an array that is not split: array[...]

@@ -38,6 +38,7 @@ from ..data import (
 )
 from ..inspect import summary
 from ..models import MLP, LeNet5
+from ..parallel import blas_threads, num_threads
 from ..train import Callback, NaNGuard, evaluate, fit
 
 MODES = ("full", "quick", "offline")
@@ -86,20 +87,13 @@ class Context:
 # --- threads ------------------------------------------------------------------------------------------
 @contextmanager
 def limited_threads(count):
-    """Run the body with ``count`` BLAS threads (threadpoolctl, when installed).  Yields a description."""
-    limiter = None
-    try:
-        from threadpoolctl import threadpool_limits
-
-        limiter = threadpool_limits(count)
-        note = f"BLAS {count}"
-    except ImportError:
-        note = "BLAS threads not limited (threadpoolctl is not installed)"
-    try:
-        yield note
-    finally:
-        if limiter is not None:
-            limiter.restore_original_limits()
+    """Run the body on ``count`` threads, convnp's own (``convnp.num_threads``), with BLAS on one
+    thread (with more than one convnp thread, convnp splits the GEMMs itself); both are restored
+    afterwards.  Yields a description for the report."""
+    with num_threads(count, blas=1):
+        blas = blas_threads()
+        yield f"convnp {count}, BLAS {blas[0]}" if blas else f"convnp {count}, BLAS threads not reachable " \
+            "(threadpoolctl is not installed)"
 
 
 # --- data ---------------------------------------------------------------------------------------------

@@ -114,7 +114,9 @@ class Report:
                  ("Data", data.description if data is not None else "none"),
                  ("Seed", f"{ctx.seed} (weights, data order and subsets all follow from it)")]
         lines += list(items)
-        lines += [("Threads", f"{ctx.threads} (BLAS and convnp's own loops; `--threads`); "
+        threads = "1 (BLAS and convnp's own loops" if ctx.threads == 1 else \
+            f"{ctx.threads} of convnp's own, BLAS on one thread"
+        lines += [("Threads", f"{threads}; `--threads`); "
                               f"machine: {cpu_description()}"),
                   ("Software", f"convnp {__version__}, NumPy {np.__version__}, Python {platform.python_version()}, "
                                f"{platform.system()} {platform.release()}")]
