@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+import convnp  # noqa: E402
 from convnp.recipes import default_recipe, run  # noqa: E402
 from convnp.train import Callback, evaluate  # noqa: E402
 
@@ -65,6 +66,8 @@ def format_table(rows):
 
 
 def main(argv=None):
+    convnp.keep_freed_memory_for_reuse()  # this script owns its process, like the convnp command
+    convnp.set_num_threads(convnp.parallel.available_threads())
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help=f"comma-separated tasks to run (of {', '.join(TASKS)})")
     parser.add_argument("--skip", help="comma-separated tasks to leave out")
