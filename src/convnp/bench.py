@@ -8,8 +8,8 @@
 One run measures both libraries on the same machine with the same number of threads
 (``convnp.set_num_threads`` and ``torch.set_num_threads``, set through the environment), on the same
 batches from the same loader.  Each library runs in a worker process of its own: in one process,
-PyTorch's OpenMP threads and OpenBLAS's threads spin against each other and slow both down (measured: a
-convnp LeNet-5 step 4x slower once torch had run in the same process).  The timed sections take turns
+PyTorch's OpenMP threads and OpenBLAS's threads spin against each other and slow both down (several
+times, docs/performance.md).  The timed sections take turns
 between the two workers, one repetition at a time, so that a change in the machine's load falls on both
 libraries alike; times are medians of several repetitions after a warm-up.  PyTorch is optional:
 without it, its rows are skipped, saying so.
@@ -36,8 +36,8 @@ torch = None  # imported only inside a PyTorch worker process
 
 LENET_SAMPLES = 60_000
 BATCH = 128
-# Each timed section runs for at least this long before its first timed repetition: measured, the
-# first ~0.3 s of LeNet-5 inference run up to 50% slower (a cold allocator and cache, idle cores).
+# Each timed section runs for at least this long before its first timed repetition: the first fraction
+# of a second runs slower (a cold allocator and cache, idle cores; docs/performance.md).
 WARMUP_SECONDS = 1.0
 
 
@@ -212,7 +212,7 @@ def measure_naive(library, repeats, quick):
     """The naive loops of convnp.reference against the fast path: LeNet-5 forward on the same batch, in
     convnp's default float32 (the loops cost the same in float64; they are Python-bound).  The two take
     turns, one naive pass then a median of fast ones, so that a change in the machine's load falls on
-    both (measured: the fast path alone read anywhere from 1.7 to 2.6 ms within minutes)."""
+    both (the fast path alone drifts by tens of percent within minutes on a shared machine)."""
     batch = 8 if quick else BATCH
     x = np.random.default_rng(0).random((batch, 1, 28, 28), dtype=np.float32)
     model = LeNet5().eval()

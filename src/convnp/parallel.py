@@ -10,11 +10,9 @@ into independent pieces and hand them to ``parallel_map``:
 
 What decides whether threads pay off is not the size of the work but the number of NumPy calls in
 it.  Every call must take the GIL back when it returns; when the other thread holds it, the caller
-sleeps and is woken later, and on a small virtual machine a wake-up costs ~50 us (measured: a round
-trip to a worker thread, 60 us).  So two threads that each make many short calls are slower than one
-(measured: 2 x 600 additions of 64k numbers, 7.2 ms on one thread, 7.4 ms on two), and two threads
-that each make a few long calls are ~2x faster (a LeNet-5 conv layer chunked into one copy and one
-batched matmul per thread: 0.83 -> 0.45 ms).  The ops are written for that: their pieces are few
+sleeps and is woken later, and on a small virtual machine a wake-up costs tens of microseconds.  So
+two threads that each make many short calls are slower than one, and two threads that each make a
+few long calls are up to 2x faster (docs/performance.md).  The ops are written for that: their pieces are few
 long calls, and work too small to pay for a hand-off (MIN_NUMBERS, STREAM_NUMBERS) stays on the
 calling thread.  Threads take the next piece as they become free, so a thread that wakes late does
 less and the caller never waits for a thread that has nothing to do.

@@ -91,8 +91,8 @@ def in_order(x, order):
     """``x`` itself when its axes are stored in ``order``, else a copy stored that way.  A backward pass
     calls it on a gradient that arrives in another layout than its forward pass kept (after a
     flatten, the gradient is NCHW; pooling kept the (C, H, W, N) memory of a convolution): one copy,
-    instead of every elementwise step mixing two layouts (measured: LeNet-5's second max-pool
-    backward, 0.48 ms -> 0.15 ms)."""
+    instead of every elementwise step mixing two layouts, which is several times slower
+    (docs/performance.md)."""
     if memory_order(x) == tuple(order):
         return x
     return empty_in_order(x.shape, x.dtype, order, get_array_module(x), fill=x)
