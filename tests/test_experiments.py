@@ -223,3 +223,24 @@ def test_an_experiment_runs_on_the_threads_its_report_states(monkeypatch, thread
     assert seen["convnp"] == seen["stated"] == threads
     assert set(seen["blas"]) <= {1}  # every BLAS NumPy and SciPy loaded ([] where threadpoolctl finds none)
     assert (convnp.get_num_threads(), parallel.blas_threads()) == before
+
+
+def test_experiments_build_their_optimizers_and_schedules_with_the_recipe_machinery(monkeypatch):
+    """One training path: the experiments' 'adam', 'sgd' (plain) and 'momentum' are recipes.make_optimizer's
+    optimizers, and their one-cycle schedule is recipes.make_scheduler's."""
+    from convnp import nn, optim, recipes
+    from convnp.experiments import common
+
+    made = []
+    real = recipes.make_optimizer
+    monkeypatch.setattr(common, "make_optimizer", lambda *a, **k: made.append((a[0], k)) or real(*a, **k))
+    params = list(nn.Linear(3, 2).parameters())
+    assert isinstance(common.build_optimizer("adam", params, 1e-3), optim.Adam)
+    sgd, momentum = common.build_optimizer("sgd", params, 0.1), common.build_optimizer("momentum", params, 0.1)
+    assert [g["momentum"] for g in sgd.param_groups + momentum.param_groups] == [0.0, 0.9]
+    assert [name for name, _ in made] == ["adam", "sgd", "sgd"]
+    with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
+        common.build_optimizer("lbfgs", params, 0.1)
+    scheduler, interval = recipes.make_scheduler("onecycle", sgd, 0.1, epochs=2, steps_per_epoch=5)
+    assert isinstance(scheduler, optim.OneCycleLR) and interval == "batch"
+    assert recipes.make_scheduler("none", sgd, 0.1, 2, 5) == (None, "epoch")

@@ -211,25 +211,39 @@ def check_model_fits(model, recipe, preprocessing):
                          f"images): {' '.join(str(error).split())}") from None
 
 
+def make_optimizer(name, parameters, lr, momentum=0.9, weight_decay=0.0):
+    """The optimizer called ``name`` (one of OPTIMIZERS) over ``parameters``: the one builder that
+    recipes and the experiments share."""
+    if name == "sgd":
+        return optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adamw":
+        return optim.AdamW(parameters, lr=lr, weight_decay=weight_decay or 1e-2)
+    if name == "adam":
+        return optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+
+
+def make_scheduler(name, optimizer, lr, epochs, steps_per_epoch):
+    """(the LR schedule called ``name`` (one of SCHEDULERS) or None, 'batch' or 'epoch': when ``fit``
+    steps it); ``lr`` is onecycle's peak.  Shared by recipes and the experiments."""
+    if name == "cosine":
+        return optim.CosineAnnealingLR(optimizer, T_max=epochs), "epoch"
+    if name == "onecycle":
+        return optim.OneCycleLR(optimizer, max_lr=lr, epochs=epochs, steps_per_epoch=steps_per_epoch), "batch"
+    if name == "step":
+        return optim.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1), "epoch"
+    if name == "none":
+        return None, "epoch"
+    raise ValueError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
+
+
 def build_optimizer(recipe, model):
-    if recipe.optimizer == "sgd":
-        return optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                         weight_decay=recipe.weight_decay)
-    if recipe.optimizer == "adamw":
-        return optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay or 1e-2)
-    return optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return make_optimizer(recipe.optimizer, model.parameters(), recipe.lr, recipe.momentum, recipe.weight_decay)
 
 
 def build_scheduler(recipe, optimizer, steps_per_epoch):
     """(scheduler or None, 'batch' or 'epoch'): when ``fit`` steps it."""
-    if recipe.scheduler == "cosine":
-        return optim.CosineAnnealingLR(optimizer, T_max=recipe.epochs), "epoch"
-    if recipe.scheduler == "onecycle":
-        return optim.OneCycleLR(optimizer, max_lr=recipe.lr, epochs=recipe.epochs,
-                                steps_per_epoch=steps_per_epoch), "batch"
-    if recipe.scheduler == "step":
-        return optim.StepLR(optimizer, step_size=max(1, recipe.epochs // 3), gamma=0.1), "epoch"
-    return None, "epoch"
+    return make_scheduler(recipe.scheduler, optimizer, recipe.lr, recipe.epochs, steps_per_epoch)
 
 
 # --- a whole run ----------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import nn, optim
+from .. import nn
 from ..backend import manual_seed
 from ..data import (
     ArrayDataset,
@@ -39,6 +39,7 @@ from ..data import (
 from ..inspect import summary
 from ..models import MLP, LeNet5
 from ..parallel import blas_threads, num_threads
+from ..recipes import make_optimizer, make_scheduler
 from ..train import Callback, NaNGuard, evaluate, fit
 
 MODES = ("full", "quick", "offline")
@@ -280,13 +281,13 @@ class TestAccuracyEvery(Callback):
 
 
 def build_optimizer(name, parameters, lr, momentum=0.9):
+    """The experiments' names for the recipe machinery's optimizers: 'adam', 'sgd' (plain SGD) and
+    'momentum' (SGD with momentum 0.9)."""
+    if name not in ("adam", "sgd", "momentum"):
+        raise ValueError(f"unknown optimizer {name!r}")
     if name == "adam":
-        return optim.Adam(parameters, lr=lr)
-    if name == "sgd":
-        return optim.SGD(parameters, lr=lr)
-    if name == "momentum":
-        return optim.SGD(parameters, lr=lr, momentum=momentum)
-    raise ValueError(f"unknown optimizer {name!r}")
+        return make_optimizer("adam", parameters, lr)
+    return make_optimizer("sgd", parameters, lr, momentum=momentum if name == "momentum" else 0.0)
 
 
 def train_model(ctx, label, build, data, *, epochs, lr, batch_size=128, optimizer="adam", schedule="onecycle",
@@ -307,11 +308,10 @@ def train_model(ctx, label, build, data, *, epochs, lr, batch_size=128, optimize
     normalize = data.normalizer()
     train_loader = DataLoader(data.train, batch_size, shuffle=True, seed=ctx.seed, transform=normalize)
     test_loader = DataLoader(test, 1000, transform=normalize)
-    scheduler = None
-    if schedule == "onecycle":
-        scheduler = optim.OneCycleLR(opt, max_lr=lr, epochs=epochs, steps_per_epoch=len(train_loader))
-    elif schedule != "constant":
+    if schedule not in ("onecycle", "constant"):
         raise ValueError(f"unknown schedule {schedule!r}")
+    scheduler, _ = make_scheduler("onecycle" if schedule == "onecycle" else "none", opt, lr, epochs,
+                                  len(train_loader))
     steps = StepLosses()
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         history = fit(model, train_loader, test_loader if validate else None, opt, epochs=epochs, scheduler=scheduler,
