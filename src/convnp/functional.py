@@ -10,6 +10,11 @@ from .ops import activation, conv, dropout as dropout_ops, linear as linear_ops,
 from .ops.windows import check_pool_args, check_window_args, check_window_input, pair
 from .tensor import Tensor
 
+# Type hints of the public surface: an input is a Tensor or anything np.asarray takes; a window argument
+# is an int or an (h, w) pair.
+TensorLike = Tensor | np.ndarray | float
+Size2 = int | tuple[int, int]
+
 __all__ = [
     "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "relu", "leaky_relu", "tanh", "sigmoid",
     "linear", "matmul", "add", "sub", "mul", "div", "sum", "mean", "reshape", "flatten", "concatenate",
@@ -37,7 +42,8 @@ def conv_padding(padding, kernel, dilation, stride, where):
     return pair(padding, "padding")
 
 
-def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, where="conv2d"):
+def conv2d(x: TensorLike, w: TensorLike, b: TensorLike | None = None, stride: Size2 = 1, padding: Size2 | str = 0,
+           dilation: Size2 = 1, groups: int = 1, *, where: object = "conv2d") -> Tensor:
     """x: (N, C, H, W), w: (F, C/groups, kh, kw), b: (F,) -> (N, F, H_out, W_out)
 
     H_out = floor((H + 2 padding - dilation (kh - 1) - 1) / stride) + 1.  ``groups`` splits the channels
@@ -70,7 +76,8 @@ def pool_args(kernel_size, stride, padding, where):
     return kernel, stride, padding
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, *, where="max_pool2d"):
+def max_pool2d(x: TensorLike, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, *,
+               where: object = "max_pool2d") -> Tensor:
     """x: (N, C, H, W) -> (N, C, H_out, W_out), the maximum of each window (stride defaults to the
     kernel size; -inf padding; floor sizes; gradient to the first maximum, like PyTorch)."""
     x = _tensor(x)
@@ -79,7 +86,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, *, where="max_pool2d"):
     return pool.MaxPool2d.apply(x, kernel_size=kernel, stride=stride, padding=padding)
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, *, where="avg_pool2d"):
+def avg_pool2d(x: TensorLike, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, *,
+               where: object = "avg_pool2d") -> Tensor:
     """x: (N, C, H, W) -> (N, C, H_out, W_out), the mean of each zero-padded window
     (count_include_pad=True, PyTorch's default)."""
     x = _tensor(x)
@@ -88,7 +96,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, *, where="avg_pool2d"):
     return pool.AvgPool2d.apply(x, kernel_size=kernel, stride=stride, padding=padding)
 
 
-def adaptive_avg_pool2d(x, output_size, *, where="adaptive_avg_pool2d"):
+def adaptive_avg_pool2d(x: TensorLike, output_size: int | tuple[int | None, int | None], *,
+                        where: object = "adaptive_avg_pool2d") -> Tensor:
     """x: (N, C, H, W) -> (N, C, out_h, out_w) with PyTorch's adaptive bins (1 = global average)."""
     x = _tensor(x)
     out_h, out_w = adaptive_output_size(output_size, where)
@@ -113,24 +122,24 @@ def adaptive_output_size(value, where):
 
 
 # --- activations ---------------------------------------------------------------------------------
-def relu(x):
+def relu(x: TensorLike) -> Tensor:
     return activation.ReLU.apply(_tensor(x))
 
 
-def leaky_relu(x, negative_slope=0.01):
+def leaky_relu(x: TensorLike, negative_slope: float = 0.01) -> Tensor:
     return activation.LeakyReLU.apply(_tensor(x), negative_slope=negative_slope)
 
 
-def tanh(x):
+def tanh(x: TensorLike) -> Tensor:
     return activation.Tanh.apply(_tensor(x))
 
 
-def sigmoid(x):
+def sigmoid(x: TensorLike) -> Tensor:
     return activation.Sigmoid.apply(_tensor(x))
 
 
 # --- linear algebra, arithmetic, reductions, shapes ----------------------------------------------------
-def linear(x, w, b=None, *, where="linear"):
+def linear(x: TensorLike, w: TensorLike, b: TensorLike | None = None, *, where: object = "linear") -> Tensor:
     """x: (..., in), w: (out, in), b: (out,) -> (..., out) = x w^T + b"""
     x, w = _tensor(x), _tensor(w)
     if w.ndim != 2:
@@ -178,7 +187,7 @@ def reshape(x, shape_):
     return shape.Reshape.apply(_tensor(x), shape=tuple(shape_))
 
 
-def flatten(x, start_dim=1, end_dim=-1):
+def flatten(x: TensorLike, start_dim: int = 1, end_dim: int = -1) -> Tensor:
     """(N, C, H, W) -> (N, C*H*W) by default (like ``torch.flatten(x, 1)`` and ``nn.Flatten``)."""
     return shape.flatten(_tensor(x), start_dim, end_dim)
 
@@ -205,7 +214,7 @@ def _array(x):
     return x.data if isinstance(x, Tensor) else x
 
 
-def dropout(x, p=0.5, training=True, rng=None):
+def dropout(x: TensorLike, p: float = 0.5, training: bool = True, rng: np.random.Generator | None = None) -> Tensor:
     """Zero each element with probability p and scale the rest by 1/(1-p) (identity when not training)."""
     if not 0 <= p <= 1:
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
@@ -218,11 +227,11 @@ def dropout(x, p=0.5, training=True, rng=None):
 
 
 # --- softmax and losses -----------------------------------------------------------------------------
-def log_softmax(x, dim=-1):
+def log_softmax(x: TensorLike, dim: int = -1) -> Tensor:
     return loss.LogSoftmax.apply(_tensor(x), axis=dim)
 
 
-def softmax(x, dim=-1):
+def softmax(x: TensorLike, dim: int = -1) -> Tensor:
     return loss.Softmax.apply(_tensor(x), axis=dim)
 
 
@@ -246,7 +255,8 @@ def check_class_targets(logits_shape, target, where="cross_entropy"):
     return target
 
 
-def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
+def cross_entropy(logits: TensorLike, target: TensorLike, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
     """logits: (N, K) raw scores, target: (N,) class indices -> mean (or sum, or (N,)) of
     -log softmax(logits)[target], with optional label smoothing; stable for huge logits."""
     logits = _tensor(logits)
@@ -258,7 +268,7 @@ def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
     return loss.CrossEntropy.apply(logits, target, reduction=reduction, label_smoothing=label_smoothing)
 
 
-def mse_loss(x, target, reduction="mean"):
+def mse_loss(x: TensorLike, target: TensorLike, reduction: str = "mean") -> Tensor:
     """mean (or sum, or elementwise) of (x - target)^2; shapes must match."""
     x, target = _tensor(x), _tensor(target)
     if x.shape != target.shape:

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import functional as F
 from ..backend import DEFAULT_DTYPE, default_rng
+from ..functional import Size2
 from ..ops.windows import check_int, check_window_args, pair
 from .module import Module, Parameter
 
@@ -31,8 +32,8 @@ class Conv2d(Module):
     with fan_in = in_channels / groups * kh * kw, as in PyTorch.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, dtype=None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Size2, stride: Size2 = 1,
+                 padding: Size2 | str = 0, dilation: Size2 = 1, groups: int = 1, bias: bool = True, dtype=None):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
             check_int(value, name, "Conv2d")
@@ -66,7 +67,7 @@ class Conv2d(Module):
 class Linear(Module):
     """(..., in_features) -> (..., out_features);  y = x W^T + b, W: (out, in), U(+-1/sqrt(in)) init."""
 
-    def __init__(self, in_features, out_features, bias=True, dtype=None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None):
         super().__init__()
         check_int(in_features, "in_features", "Linear")
         check_int(out_features, "out_features", "Linear")
@@ -85,7 +86,7 @@ class Linear(Module):
 class MaxPool2d(Module):
     """(N, C, H, W) -> (N, C, H_out, W_out), window maxima; stride defaults to kernel_size."""
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0):
         super().__init__()
         self.kernel_size, self.stride, self.padding = F.pool_args(kernel_size, stride, padding, type(self).__name__)
 
@@ -106,7 +107,7 @@ class AvgPool2d(MaxPool2d):
 class AdaptiveAvgPool2d(Module):
     """(N, C, H, W) -> (N, C, out_h, out_w); output_size=1 is global average pooling."""
 
-    def __init__(self, output_size):
+    def __init__(self, output_size: int | tuple[int | None, int | None]):
         super().__init__()
         F.adaptive_output_size(output_size, "AdaptiveAvgPool2d")
         self.output_size = output_size
@@ -121,7 +122,8 @@ class AdaptiveAvgPool2d(Module):
 class _BatchNorm(Module):
     expected_ndim = None
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, dtype=None):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, dtype=None):
         super().__init__()
         where = type(self).__name__
         check_int(num_features, "num_features", where)
@@ -174,7 +176,7 @@ class ReLU(Module):
 
 
 class LeakyReLU(Module):
-    def __init__(self, negative_slope=0.01):
+    def __init__(self, negative_slope: float = 0.01):
         super().__init__()
         self.negative_slope = negative_slope
 
@@ -198,7 +200,7 @@ class Sigmoid(Module):
 class Flatten(Module):
     """(N, C, H, W) -> (N, C*H*W) (dims start_dim..end_dim merged)."""
 
-    def __init__(self, start_dim=1, end_dim=-1):
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
 
@@ -209,7 +211,7 @@ class Flatten(Module):
 class Dropout(Module):
     """Zeroes elements with probability p while training (scaling the rest by 1/(1-p)); identity in eval."""
 
-    def __init__(self, p=0.5):
+    def __init__(self, p: float = 0.5):
         super().__init__()
         if not 0 <= p <= 1:
             raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
