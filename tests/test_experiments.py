@@ -217,7 +217,8 @@ def test_an_experiment_runs_on_the_threads_its_report_states(monkeypatch, thread
         seen.update(convnp=convnp.get_num_threads(), blas=parallel.blas_threads(), stated=ctx.threads)
         return types.SimpleNamespace(write=lambda: "report.md")
 
-    monkeypatch.setattr(experiments, "experiment_module", lambda name: types.SimpleNamespace(run=fake_run))
+    fake = types.SimpleNamespace(run=fake_run, CONFIGS={"quick": {"dataset": "mnist"}})
+    monkeypatch.setattr(experiments, "experiment_module", lambda name: fake)
     before = convnp.get_num_threads(), parallel.blas_threads()
     assert experiments.run_experiment("cnn-vs-mlp", mode="offline", threads=threads, log=None) == "report.md"
     assert seen["convnp"] == seen["stated"] == threads
@@ -244,3 +245,19 @@ def test_experiments_build_their_optimizers_and_schedules_with_the_recipe_machin
     scheduler, interval = recipes.make_scheduler("onecycle", sgd, 0.1, epochs=2, steps_per_epoch=5)
     assert isinstance(scheduler, optim.OneCycleLR) and interval == "batch"
     assert recipes.make_scheduler("none", sgd, 0.1, 2, 5) == (None, "epoch")
+
+
+def test_a_quick_run_without_its_dataset_is_offline_before_it_starts(no_datasets, monkeypatch):
+    """The mode is settled before the experiment runs, so it picks its settings once."""
+    import types
+
+    import convnp.experiments as experiments
+
+    modes = []
+    fake = types.SimpleNamespace(CONFIGS={"quick": {"dataset": "mnist"}},
+                                 run=lambda ctx: modes.append((ctx.mode, list(ctx.notes))) or
+                                 types.SimpleNamespace(write=lambda: "report.md"))
+    monkeypatch.setattr(experiments, "experiment_module", lambda name: fake)
+    experiments.run_experiment("cnn-vs-mlp", mode="quick", log=None)
+    assert modes[0][0] == "offline" and "quick run used the offline substitute" in modes[0][1][0]
+

@@ -18,7 +18,7 @@ import importlib
 import json
 from pathlib import Path
 
-from .common import MODES, Context, ExperimentError, limited_threads
+from .common import MODES, Context, ExperimentError, decide_mode, limited_threads
 
 # name -> module (in the order of the argument they make, from the basic case to the training tricks)
 EXPERIMENTS = {
@@ -51,6 +51,7 @@ def run_experiment(name, mode="full", out=None, seed=0, data_dir=None, threads=1
     if threads < 1:
         raise ExperimentError(f"threads must be >= 1, got {threads}")
     ctx = Context(name, mode=mode, seed=seed, out=out, data_dir=data_dir, threads=threads, log=log, command=command)
+    decide_mode(ctx, module.CONFIGS)
     with limited_threads(threads):
         report = module.run(ctx)
         return report.write()

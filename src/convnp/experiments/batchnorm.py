@@ -63,7 +63,6 @@ def steps_to(losses, threshold=2.0, window=20):
 def run(ctx):
     cfg = ctx.pick(CONFIGS)
     data = load_data(ctx, cfg["dataset"], cfg.get("n_train"), cfg.get("n_test"))
-    cfg = ctx.pick(CONFIGS)
     clock = Stopwatch()
     normal, high = cfg["lrs"]
     runs = {}

@@ -28,7 +28,6 @@ def run(ctx):
     offline = CONFIGS["offline"]
     data = load_data(ctx, cfg["dataset"], cfg.get("n_train"), cfg.get("n_test"), jitter=offline["jitter"],
                      copies=offline["copies"])
-    cfg = ctx.pick(CONFIGS)   # the mode may have switched to offline
     clock = Stopwatch()
     recipe = dict(epochs=cfg["lenet_epochs"], lr=cfg["lr"], batch_size=cfg["batch"])
 

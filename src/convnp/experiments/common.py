@@ -189,15 +189,22 @@ def load_substitute(ctx, jitter=0, copies=1):
     return Data(f"digits-20in28{'-jitter' if jitter else ''}", train, test, description, substitute=True)
 
 
-def load_data(ctx, name, n_train=None, n_test=None, jitter=0, copies=1):
-    """The data of an experiment: ``name`` ('mnist' or 'fashion-mnist') in full/quick mode, the
-    substitute in offline mode.  A quick run without the files on disk switches to offline mode
-    (noted in the report); a full run without them tries the library's download, then stops."""
+def decide_mode(ctx, configs):
+    """Settle the run's mode before it starts, from its CONFIGS: a quick run whose dataset is not on
+    disk becomes an offline run (noted in the report), so the experiment picks its settings once."""
+    name = configs["quick"]["dataset"]
     if ctx.mode == "quick" and not real_data_present(name, ctx.data_dir):
         ctx.say(f"{REAL_DATASETS[name]} is not in {_data_folder(ctx)}; the quick run uses the offline substitute")
         ctx.notes.append(f"{REAL_DATASETS[name]} was not found in {_data_folder(ctx)}, so this quick run used the "
                          f"offline substitute instead (its settings are the offline ones).")
         ctx.mode = "offline"
+    return ctx.mode
+
+
+def load_data(ctx, name, n_train=None, n_test=None, jitter=0, copies=1):
+    """The data of an experiment: ``name`` ('mnist' or 'fashion-mnist') in full/quick mode, the
+    substitute in offline mode (``decide_mode`` has settled the mode); a full run without the files
+    tries the library's download, then stops."""
     if ctx.mode == "offline":
         return load_substitute(ctx, jitter, copies)
     return load_real(ctx, name, n_train, n_test)

@@ -50,7 +50,6 @@ def small_cnn(separable, widths=WIDTHS):
 def run(ctx):
     cfg = ctx.pick(CONFIGS)
     data = load_data(ctx, cfg["dataset"], cfg.get("n_train"), cfg.get("n_test"))
-    cfg = ctx.pick(CONFIGS)
     clock = Stopwatch()
     recipe = dict(epochs=cfg["epochs"], lr=cfg["lr"], batch_size=cfg["batch"])
     standard = train_model(ctx, "standard 3x3", lambda: small_cnn(False), data, **recipe)

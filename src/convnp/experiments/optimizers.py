@@ -42,7 +42,6 @@ def tuning_split(data, n_val, seed):
 def run(ctx):
     cfg = ctx.pick(CONFIGS)
     data = load_data(ctx, cfg["dataset"], cfg.get("n_train"), cfg.get("n_test"))
-    cfg = ctx.pick(CONFIGS)
     clock = Stopwatch()
     tune = tuning_split(data, cfg["tune_val"], ctx.seed)
     sweep, chosen = {}, {}

@@ -34,7 +34,6 @@ def shifted_right(x, pixels):
 def run(ctx):
     cfg = ctx.pick(CONFIGS)
     data = load_data(ctx, cfg["dataset"], cfg.get("n_train"), cfg.get("n_test"))
-    cfg = ctx.pick(CONFIGS)
     clock = Stopwatch()
     runs = [train_model(ctx, "LeNet-5", lenet5, data, validate=False, epochs=cfg["lenet_epochs"], lr=cfg["lr"],
                         batch_size=cfg["batch"])]

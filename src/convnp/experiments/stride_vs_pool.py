@@ -22,7 +22,6 @@ CONFIGS = {
 def run(ctx):
     cfg = ctx.pick(CONFIGS)
     data = load_data(ctx, cfg["dataset"], cfg.get("n_train"), cfg.get("n_test"))
-    cfg = ctx.pick(CONFIGS)
     clock = Stopwatch()
     recipe = dict(epochs=cfg["epochs"], lr=cfg["lr"], batch_size=cfg["batch"])
     pool = train_model(ctx, "LeNet-5 (max pool)", lenet5, data, **recipe)
