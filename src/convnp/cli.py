@@ -363,7 +363,7 @@ def format_confusion(confusion):
 def predict_command(args):
     import numpy as np
 
-    from .predict import load_image, predict_arrays, preprocess, to_model_input
+    from .predict import load_model_input, predict_arrays, preprocess
 
     model, info = _load_checkpoint_model(args.checkpoint)
     prep = info["preprocessing"]
@@ -377,7 +377,7 @@ def predict_command(args):
         folder = Path(args.save_input)
         folder.mkdir(parents=True, exist_ok=True)
         for path in args.images:
-            x = to_model_input(load_image(path), prep)
+            x = load_model_input(path, prep)
             pixels = (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
             picture = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
             target = folder / (Path(path).stem + "_input.png")
