@@ -1,0 +1,153 @@
+"""Models that exercise every export mapping, and the parity table of ``benchmarks/interop_parity.py``.
+
+``parity_models()`` gives (name, model, input shape) for every model in ``convnp.models`` and for custom
+models with residual additions and batch norm, concatenation, depthwise and dilated convolutions, and
+padded average pools; ``parity_table()`` runs each through onnxruntime, the ONNX import and ``to_torch``
+and reports the largest difference from convnp's own output.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functional as F
+from .. import models, nn
+from ..backend import manual_seed
+
+
+class ResidualBN(nn.Module):
+    """x: (N, 3, 12, 12) -> (N, 5): conv-BN-ReLU stem, a residual block (out + x), global pool, linear.
+    ``self.relu`` is called three times (a reused module); the residual ReLU is a functional call."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.conv1 = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8, eps=1e-3, momentum=0.3)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        x = self.relu(F.relu(out + x))
+        return self.fc(F.flatten(self.pool(x)))
+
+
+class ConcatNet(nn.Module):
+    """x: (N, 1, 10, 10) -> (N, 4): two branches (1x1 and 3x3) joined by concatenation, a scaled
+    leaky ReLU, tanh and sigmoid gates, a max pool, log-softmax at the end."""
+
+    def __init__(self):
+        super().__init__()
+        self.branch1 = nn.Conv2d(1, 3, 1)
+        self.branch3 = nn.Conv2d(1, 5, 3, padding=1)
+        self.act = nn.LeakyReLU(0.2)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(8 * 5 * 5, 4)
+
+    def forward(self, x):
+        y = F.concatenate([self.branch1(x), self.act(self.branch3(x))], axis=1)
+        y = self.pool(F.tanh(y) * 0.5 + F.sigmoid(y) - 1.0)
+        return F.log_softmax(self.fc(y.reshape(y.shape[0], -1)), dim=1)
+
+
+class DepthwiseDilated(nn.Module):
+    """x: (N, 3, 15, 15) -> (N, 6): a strided conv, a depthwise dilated conv (groups = channels,
+    dilation 2), a pointwise conv, batch norm, global average pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 6, 3, stride=2), nn.ReLU(),
+            nn.Conv2d(6, 12, 3, padding=2, dilation=2, groups=6), nn.BatchNorm2d(12), nn.ReLU(),
+            nn.Conv2d(12, 8, 1), nn.Tanh(), nn.Conv2d(8, 8, (3, 2), stride=(1, 2), padding=(1, 0)),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(8, 6)
+
+    def forward(self, x):
+        return self.fc(self.flatten(self.pool(self.features(x))))
+
+
+class PaddedPools(nn.Sequential):
+    """x: (N, 2, 13, 13) -> (N, 3): average pools with padding (PyTorch counts the padded zeros),
+    a padded max pool, dropout (gone at inference), batch norm on features, a classifier."""
+
+    def __init__(self):
+        super().__init__(
+            nn.Conv2d(2, 4, 3, padding=1), nn.AvgPool2d(3, stride=2, padding=1), nn.Sigmoid(),
+            nn.MaxPool2d(3, stride=2, padding=1), nn.AvgPool2d(2, stride=1, padding=1), nn.Flatten(),
+            nn.Dropout(0.3), nn.Linear(4 * 5 * 5, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3),
+        )
+
+
+CUSTOM = {"residual-bn": (ResidualBN, (3, 12, 12)), "concat": (ConcatNet, (1, 10, 10)),
+          "depthwise-dilated": (DepthwiseDilated, (3, 15, 15)), "padded-pools": (PaddedPools, (2, 13, 13))}
+BUILT_IN_INPUTS = {"lenet5": (1, 28, 28), "lenet5-classic": (1, 32, 32), "simplecnn": (1, 28, 28),
+                   "tinycnn": (1, 8, 8), "mlp": (1, 28, 28), "smallvgg": (3, 32, 32)}
+
+
+def _randomise_statistics(model, rng):
+    """Running statistics away from (0, 1), so an exporter that ignored them would be caught."""
+    for module in model.modules():
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            module.running_mean[...] = rng.normal(0, 0.5, module.num_features)
+            module.running_var[...] = rng.uniform(0.5, 2.0, module.num_features)
+            module.weight.data[...] = rng.uniform(0.5, 1.5, module.num_features)
+            module.bias.data[...] = rng.normal(0, 0.2, module.num_features)
+
+
+def parity_models(seed=0):
+    """[(name, model, input shape without the batch)] for every built-in and custom parity model."""
+    manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    result = []
+    for name, shape in BUILT_IN_INPUTS.items():
+        model = models.get_model(name)
+        _randomise_statistics(model, rng)
+        result.append((name, model, shape))
+    for name, (cls, shape) in CUSTOM.items():
+        model = cls()
+        _randomise_statistics(model, rng)
+        result.append((name, model, shape))
+    return result
+
+
+def parity_table(batches=(1, 7), folder=None):
+    """[(model, target, batch, max |difference| from convnp)] for the targets onnxruntime (our export),
+    convnp.onnx.load (our export, read back) and to_torch (eval mode)."""
+    import tempfile
+    from pathlib import Path
+
+    import onnxruntime
+    import torch
+
+    from ..tensor import Tensor, no_grad
+    from .onnx import export, load
+    from .torch import to_torch
+
+    rows = []
+    folder = Path(folder or tempfile.mkdtemp(prefix="convnp-parity-"))
+    rng = np.random.default_rng(1)
+    for name, model, shape in parity_models():
+        model.eval()
+        path = export(model, np.zeros((1, *shape), np.float32), folder / f"{name}.onnx")
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        imported = load(path).eval()
+        torch_model = to_torch(model, np.zeros((1, *shape), np.float32)).eval()
+        for batch in batches:
+            x = rng.standard_normal((batch, *shape)).astype(np.float32)
+            with no_grad():
+                expected = model(Tensor(x)).data
+                back = imported(Tensor(x)).data
+            with torch.no_grad():
+                theirs = torch_model(torch.from_numpy(x)).numpy()
+            ort_out = session.run(None, {"input": x})[0]
+            for target, got in (("onnxruntime", ort_out), ("convnp.onnx.load", back), ("to_torch", theirs)):
+                rows.append((name, target, batch, float(np.abs(got - expected).max())))
+    return rows
