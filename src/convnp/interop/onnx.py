@@ -22,7 +22,8 @@ Import (``load(path)``): the graph becomes an ``OnnxModel``, a convnp Module tha
 order with convnp's ops.  Conv, Gemm and BatchNormalization whose weights are initializers become real
 ``nn.Conv2d``/``nn.Linear``/``nn.BatchNorm2d`` layers placed at the initializer's dotted name (so a
 file from this exporter gives back the original state_dict keys); every other float initializer
-becomes a Parameter.  The model trains (BatchNormalization uses batch statistics in train mode) and
+with more than one element becomes a Parameter (a one-element initializer, such as the 0.5 of
+``x * 0.5``, stays a constant).  The model trains (BatchNormalization uses batch statistics in train mode) and
 saves as an ordinary checkpoint.  Every unsupported op is listed, by name, in one error.
 """
 from __future__ import annotations
@@ -240,7 +241,7 @@ def _output_shape(graph):
 SUPPORTED = ("Conv", "Gemm", "BatchNormalization", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Exp", "Log", "Neg",
              "Add", "Sub", "Mul", "Div", "Pow", "MatMul", "Flatten", "Reshape", "Transpose", "Concat", "Softmax",
              "LogSoftmax", "MaxPool", "AveragePool", "GlobalAveragePool", "Dropout", "Identity", "Constant", "Pad",
-             "ReduceMean", "ReduceSum")
+             "ReduceMean", "ReduceSum", "Shape", "Gather", "Unsqueeze", "Squeeze")
 
 
 def load(path):
@@ -320,6 +321,8 @@ class OnnxModel(nn.Module):
                 attr = {a.name: a for a in node.attribute}
                 if "value" in attr:
                     self._constants[node.output[0]] = numpy_helper.to_array(attr["value"].t)
+            elif node.op_type == "Identity" and node.input[0] in inits:  # torch's way of naming a buffer twice
+                inits[node.output[0]] = inits[node.input[0]]
         problems = self._unsupported(graph, inits)
         if problems:
             listed = ", ".join(f"{op} (x{n})" if n > 1 else op for op, n in problems.items())
@@ -335,13 +338,14 @@ class OnnxModel(nn.Module):
         self._layers, self._steps = {}, []
         used = {name for node in graph.node for name in node.input}
         for name, array in inits.items():  # initializers the layers do not take: parameters, or constants
-            if name in used and array.dtype.kind != "f":
+            if name in used and (array.dtype.kind != "f" or array.size == 1):  # shapes, axes, scalars
                 self._constants[name] = array
         for index, node in enumerate(graph.node):
-            if node.op_type != "Constant":
+            folded = node.op_type == "Identity" and node.input[0] in inits
+            if node.op_type != "Constant" and not folded:
                 self._steps.append(self._compile(index, node, inits))
         for name, array in inits.items():
-            if name in used and array.dtype.kind == "f" and name not in self._taken:
+            if name in used and array.dtype.kind == "f" and array.size > 1 and name not in self._taken:
                 self._param_for(name, array)
 
     # -- what cannot be read, all at once ------------------------------------------------------------------
@@ -368,7 +372,8 @@ class OnnxModel(nn.Module):
             elif op == "Gemm" and attrs.get("transA", 0):
                 note("Gemm(transA=1)")
             elif op == "BatchNormalization" and (len(node.output) > 1 or attrs.get("training_mode", 0)
-                                                 or not all(n in inits for n in node.input[1:5])):
+                                                 or not all(n in inits or n in self._constants
+                                                            for n in node.input[1:5])):
                 note("BatchNormalization(training outputs, or statistics that are not initializers)")
             elif op == "Pad" and attrs.get("mode", b"constant") != b"constant":
                 note(f"Pad(mode={attrs['mode'].decode()})")
@@ -479,7 +484,7 @@ class OnnxModel(nn.Module):
             return _Step(op, ins[:1], out, lambda args: F.linear(args[0], layer.weight, layer.bias))
 
         if op == "BatchNormalization":
-            scale, shift, mean, var = (inits[n] for n in ins[1:5])
+            scale, shift, mean, var = (inits[n] if n in inits else self._constants[n] for n in ins[1:5])
             momentum = float(f"{1.0 - attrs.get('momentum', 0.9):.6g}")  # ONNX's momentum is 1 - PyTorch's
 
             def make():
@@ -543,7 +548,11 @@ class OnnxModel(nn.Module):
         if op == "Transpose":
             return lambda args: _t(args[0]).transpose(attrs["perm"]) if "perm" in attrs else _t(args[0]).transpose()
         if op == "Concat":
-            return lambda args: F.concatenate([_t(a) for a in args], axis=attrs["axis"])
+            def concat(args):
+                if not any(isinstance(a, Tensor) and a.requires_grad for a in args):  # shapes, constants
+                    return np.concatenate([np.atleast_1d(_array(a)) for a in args], axis=attrs["axis"])
+                return F.concatenate([_t(a) for a in args], axis=attrs["axis"])
+            return concat
         if op in ("Softmax", "LogSoftmax"):
             fn = F.softmax if op == "Softmax" else F.log_softmax
             if opset >= 13:
@@ -570,6 +579,33 @@ class OnnxModel(nn.Module):
                     raise ValueError("Pad with an axes input is not supported")
                 return pad(x, pads, value)
             return run_pad
+        if op == "Shape":  # shape arithmetic (x.reshape(x.shape[0], -1) in torch) runs on plain int64 arrays
+            return lambda args: np.array(_t(args[0]).shape[attrs.get("start", 0):attrs.get("end")], np.int64)
+        if op == "Gather":
+            axis = attrs.get("axis", 0)
+
+            def gather(args):
+                data, index = args[0], _constant(args[1], "Gather's indices").reshape(np.shape(_array(args[1])))
+                if isinstance(data, Tensor) and data.requires_grad:
+                    return data[(slice(None),) * (axis % data.ndim) + (index,)]
+                return np.take(_array(data), index, axis=axis)
+            return gather
+        if op in ("Unsqueeze", "Squeeze"):
+            def squeeze(args):
+                x = args[0]
+                axes = attrs.get("axes")
+                if axes is None and len(args) > 1 and args[1] is not None:
+                    axes = [int(a) for a in _constant(args[1], f"{op}'s axes")]
+                shape = list(np.shape(_array(x)))
+                if op == "Unsqueeze":
+                    for a in sorted(a % (len(shape) + len(axes)) for a in axes):
+                        shape.insert(a, 1)
+                else:
+                    drop = {a % len(shape) for a in axes} if axes else {i for i, n in enumerate(shape) if n == 1}
+                    shape = [n for i, n in enumerate(shape) if i not in drop]
+                return F.reshape(x, shape) if isinstance(x, Tensor) and x.requires_grad else \
+                    np.reshape(_array(x), shape)
+            return squeeze
         if op in ("ReduceMean", "ReduceSum"):
             fn = F.mean if op == "ReduceMean" else F.sum
 
@@ -611,6 +647,10 @@ def _constant(value, what):
     if isinstance(value, Tensor) and value.requires_grad:
         raise ValueError(f"{what} must be a constant, not a value computed in the graph")
     return np.asarray(value.data if isinstance(value, Tensor) else value).reshape(-1)
+
+
+def _array(x):
+    return x.data if isinstance(x, Tensor) else np.asarray(x)
 
 
 def _ratio(args):
