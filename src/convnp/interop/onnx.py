@@ -446,9 +446,12 @@ class OnnxModel(nn.Module):
             kernel = tuple(w.shape[2:])
             pads = list(attrs.get("pads", [0, 0, 0, 0]))
 
+            symmetric = pads[:2] == pads[2:]
+
             def make():
                 layer = nn.Conv2d(w.shape[1] * group, w.shape[0], kernel, stride=tuple(attrs.get("strides", (1, 1))),
-                                  padding=0, dilation=tuple(attrs.get("dilations", (1, 1))), groups=group,
+                                  padding=tuple(pads[:2]) if symmetric else 0,
+                                  dilation=tuple(attrs.get("dilations", (1, 1))), groups=group,
                                   bias=bias is not None, dtype=w.dtype)
                 layer.weight.data = np.array(w)
                 if bias is not None:
@@ -456,16 +459,13 @@ class OnnxModel(nn.Module):
                 return layer
 
             layer = self._layer(ins[1], make, [ins[1]] + ([bias] if bias else []), ins[1], fallback)
-            symmetric = pads[:2] == pads[2:]
-
-            def run(args):
-                x = args[0]
-                if symmetric:
-                    return F.conv2d(x, layer.weight, layer.bias, layer.stride, tuple(pads[:2]), layer.dilation,
-                                    layer.groups)
-                x = pad(x, [0, 0, *pads[:2], 0, 0, *pads[2:]], 0.0)
-                return F.conv2d(x, layer.weight, layer.bias, layer.stride, 0, layer.dilation, layer.groups)
-            return _Step(op, ins[:1], out, run)
+            if layer.padding != (tuple(pads[:2]) if symmetric else (0, 0)):  # one weight, two paddings
+                return _Step(op, ins[:1], out, lambda args: F.conv2d(pad(args[0], [0, 0, *pads], 0.0), layer.weight,
+                                                                     layer.bias, layer.stride, 0, layer.dilation,
+                                                                     layer.groups))
+            if symmetric:  # called as a module, so tracing tools (summary, viz) see a Conv2d call
+                return _Step(op, ins[:1], out, lambda args: layer(args[0]))
+            return _Step(op, ins[:1], out, lambda args: layer(pad(args[0], [0, 0, *pads[:2], 0, 0, *pads[2:]], 0.0)))
 
         if op == "Gemm" and w is not None and w.ndim == 2 and attrs.get("alpha", 1.0) == 1.0 and \
                 attrs.get("beta", 1.0) == 1.0 and (len(ins) < 3 or not ins[2] or
@@ -481,7 +481,7 @@ class OnnxModel(nn.Module):
                 return layer
 
             layer = self._layer(ins[1], make, [ins[1]] + ([bias] if bias else []), ins[1], fallback)
-            return _Step(op, ins[:1], out, lambda args: F.linear(args[0], layer.weight, layer.bias))
+            return _Step(op, ins[:1], out, lambda args: layer(args[0]))
 
         if op == "BatchNormalization":
             scale, shift, mean, var = (inits[n] if n in inits else self._constants[n] for n in ins[1:5])
@@ -503,7 +503,32 @@ class OnnxModel(nn.Module):
                                     training=layer.training, momentum=layer.momentum, eps=layer.eps)
             return _Step(op, ins[:1], out, run)
 
+        stateless = self._stateless_layer(op, attrs)
+        if stateless is not None:  # a layer module too, so tracing tools see e.g. the ReLU after a conv
+            self._place(fallback, stateless, fallback)
+            return _Step(op, ins[:1], out, lambda args: stateless(args[0]))
         return _Step(op, ins, out, self._generic(op, attrs, ins))
+
+    @staticmethod
+    def _stateless_layer(op, attrs):
+        simple = {"Relu": nn.ReLU, "Sigmoid": nn.Sigmoid, "Tanh": nn.Tanh}
+        if op in simple:
+            return simple[op]()
+        if op == "LeakyRelu":
+            return nn.LeakyReLU(attrs.get("alpha", 0.01))
+        if op == "GlobalAveragePool":
+            return nn.AdaptiveAvgPool2d(1)
+        if op == "Flatten" and attrs.get("axis", 1) == 1:
+            return nn.Flatten()
+        if op in ("MaxPool", "AveragePool") and not attrs.get("ceil_mode", 0):
+            kernel, pads = tuple(attrs["kernel_shape"]), list(attrs.get("pads", [0] * 4))
+            stride = tuple(attrs.get("strides", (1, 1)))
+            fits = len(kernel) == 2 and pads[:2] == pads[2:] and all(p <= k // 2 for p, k in zip(pads, kernel))
+            if op == "MaxPool" and fits:
+                return nn.MaxPool2d(kernel, stride, tuple(pads[:2]))
+            if op == "AveragePool" and fits and (attrs.get("count_include_pad", 0) or not any(pads)):
+                return nn.AvgPool2d(kernel, stride, tuple(pads[:2]))
+        return None
 
     def _generic(self, op, attrs, ins):
         """The runner of a node whose inputs are all values (or constants) at run time."""
