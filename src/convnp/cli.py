@@ -8,6 +8,7 @@
     convnp summary --model lenet5         convnp viz CHECKPOINT --out DIR           (convnp.inspect)
     convnp experiment --list                                                        (convnp.experiments)
     convnp bench --quick                                                            speed vs PyTorch (convnp.bench)
+    convnp export runs/lenet5/best.npz --format onnx --out lenet5.onnx              ONNX, torch, safetensors
 
 Every command has ``--help``.  A user error (missing file, bad value, unknown model or dataset) ends with
 one line on stderr and a non-zero exit status, never a traceback; set CONVNP_DEBUG=1 to see one.
@@ -20,6 +21,7 @@ from pathlib import Path
 from .bench import add_bench_parser
 from .experiments.commands import add_experiment_parser
 from .inspect.commands import add_summary_parser, add_viz_parser
+from .interop.commands import add_export_parser
 
 EXAMPLES = """examples:
   convnp train --model lenet5 --dataset mnist --epochs 5 --out runs/lenet5
@@ -127,7 +129,8 @@ def build_parser():
     # evaluate
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a checkpoint",
                        description="Evaluate a checkpoint on a dataset split, preprocessed as in training.")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz checkpoint written by convnp train")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz checkpoint written by convnp train (or an "
+                   ".onnx file from convnp export)")
     p.add_argument("--dataset", type=str.lower, choices=list(DATASET_NAMES), metavar="NAME",
                    help="default: the dataset the model was trained on")
     p.add_argument("--split", choices=("test", "train"), default="test", help="default test")
@@ -152,7 +155,7 @@ def build_parser():
     p.set_defaults(func=datasets_command)
 
     # the commands that live beside their code: summary and viz, experiment, bench
-    for add in (add_summary_parser, add_viz_parser, add_experiment_parser, add_bench_parser):
+    for add in (add_summary_parser, add_viz_parser, add_experiment_parser, add_bench_parser, add_export_parser):
         add(sub)
     return parser
 
@@ -286,9 +289,9 @@ def _dataset_problem(name, error):
 
 # --- evaluate ------------------------------------------------------------------------------------------------
 def _load_checkpoint_model(path):
-    from .checkpoint import load_model
+    from .interop.files import load_model_file  # a .npz checkpoint or an .onnx file
 
-    model, info = load_model(path)
+    model, info = load_model_file(path)
     if not info.get("preprocessing"):
         raise UserError(f"{path} records no preprocessing (dataset, normalisation); it was not written by "
                         f"convnp train, so evaluate/predict cannot reproduce its inputs")

@@ -220,11 +220,23 @@ def _join(path, name):
     return f"{path}.{name}" if path else name
 
 
-def _attribute(relative):
-    """'features.0.weight' -> 'self.features[0].weight' style access (digits are indexes, as in torch)."""
+def _becomes_sequential(m):
+    return _is_plain_container(m) or (isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward)
+
+
+def _attribute(module, relative):
+    """'features.0.weight' -> 'self.features[0].weight': digits index a torch Sequential/ModuleList, and
+    are read with getattr elsewhere (a custom class's child named '0')."""
     text = "self"
     for part in relative.split("."):
-        text += f"[{part}]" if part.isdigit() else (f".{part}" if part.isidentifier() else f"._modules[{part!r}]")
+        if part.isdigit() and module is not None and _becomes_sequential(module):
+            text += f"[{part}]"
+        elif part.isidentifier():
+            text += f".{part}"
+        else:  # a child called '0' in a custom class, or another name Python cannot spell after a dot
+            text = f"getattr({text}, {part!r})"
+        value = vars(module).get(part) if module is not None else None
+        module = value if isinstance(value, nn.Module) else None
     return text
 
 
@@ -262,7 +274,7 @@ class _ForwardWriter:
             if not name.startswith(self.prefix):
                 raise TorchConversionError(f"to_torch: {type(self.call.module).__name__} uses {name}, a parameter of "
                                            f"another module; torch code can only reach its own")
-            return _attribute(name[len(self.prefix):])
+            return _attribute(self.call.module, name[len(self.prefix):])
         if name in self.graph.constants:
             value = self.graph.constants[name]
             if value.ndim == 0:
@@ -278,7 +290,7 @@ class _ForwardWriter:
             raise TorchConversionError(f"to_torch: {type(self.call.module).__name__} calls '{call.path}', which is not "
                                        f"one of its sub-modules")
         args = ", ".join(self.ref(n) for n in call.inputs)
-        self._assign(call.output, f"{_attribute(call.path[len(self.prefix):])}({args})")
+        self._assign(call.output, f"{_attribute(self.call.module, call.path[len(self.prefix):])}({args})")
 
     def _op(self, node):
         a = node.attrs
@@ -379,6 +391,7 @@ def to_torch(model, example_input=None):
     except ValueError:
         origin = None
     torch_model._convnp_origin = origin or copy.deepcopy(model)
+    torch_model._convnp_source = source
     return torch_model
 
 
