@@ -325,3 +325,32 @@ def test_export_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(Boom):
         convnp.onnx.export(convnp.models.TinyCNN(), np.zeros((1, 1, 8, 8), np.float32), path)
     assert path.read_bytes() == old and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+class TorchPadded(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 3, 3)
+
+    def forward(self, x):  # torch's pad order is (w_begin, w_end, h_begin, h_end): ONNX's Pad is begins then ends
+        return self.conv(torch.nn.functional.pad(x, (1, 2, 0, 1), value=0.5))
+
+
+def test_a_torch_pad_imports_with_its_own_order_and_value(tmp_path):
+    torch.manual_seed(2)
+    twin = TorchPadded().eval()
+    x = np.random.default_rng(11).standard_normal((2, 2, 5, 6)).astype(np.float32)
+    torch.onnx.export(twin, torch.from_numpy(x), tmp_path / "pad.onnx", dynamo=False, opset_version=17)
+    assert "Pad" in {n.op_type for n in onnx.load(str(tmp_path / "pad.onnx")).graph.node}
+    with torch.no_grad():
+        expected = twin(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(convnp_output(convnp.onnx.load(tmp_path / "pad.onnx"), x), expected, atol=1e-5)
+
+
+def test_a_fixed_batch_export(tmp_path):
+    path = convnp.onnx.export(convnp.models.TinyCNN(), np.zeros((3, 1, 8, 8), np.float32), tmp_path / "f.onnx",
+                              dynamic_batch=False)
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [3, 1, 8, 8]
+    with pytest.raises(ValueError, match="opset 12 is not supported"):
+        convnp.onnx.export(convnp.models.TinyCNN(), np.zeros((1, 1, 8, 8), np.float32), tmp_path / "o.onnx", opset=12)

@@ -241,7 +241,7 @@ def _output_shape(graph):
 SUPPORTED = ("Conv", "Gemm", "BatchNormalization", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Exp", "Log", "Neg",
              "Add", "Sub", "Mul", "Div", "Pow", "MatMul", "Flatten", "Reshape", "Transpose", "Concat", "Softmax",
              "LogSoftmax", "MaxPool", "AveragePool", "GlobalAveragePool", "Dropout", "Identity", "Constant", "Pad",
-             "ReduceMean", "ReduceSum", "Shape", "Gather", "Unsqueeze", "Squeeze")
+             "ReduceMean", "ReduceSum", "Shape", "Gather", "Unsqueeze", "Squeeze", "Slice", "Cast", "ConstantOfShape")
 
 
 def load(path):
@@ -546,7 +546,7 @@ class OnnxModel(nn.Module):
             fn = binary[op]
             return lambda args: fn(_t(args[0]), args[1])
         if op == "Pow":
-            return lambda args: _t(args[0]) ** float(_constant(args[1], "Pow's exponent"))
+            return lambda args: _t(args[0]) ** float(_constant(args[1], "Pow's exponent")[0])
         if op == "Gemm":
             def gemm(args):
                 b = _t(args[1]).T if attrs.get("transB", 0) else args[1]
@@ -599,7 +599,7 @@ class OnnxModel(nn.Module):
                 pads = list(attrs["pads"]) if "pads" in attrs else [int(v) for v in _constant(args[1], "Pad's pads")]
                 value = attrs.get("value", 0.0)
                 if len(args) > 2 and args[2] is not None:
-                    value = float(_constant(args[2], "Pad's constant_value"))
+                    value = float(_constant(args[2], "Pad's constant_value")[0])
                 if len(args) > 3 and args[3] is not None:
                     raise ValueError("Pad with an axes input is not supported")
                 return pad(x, pads, value)
@@ -615,6 +615,38 @@ class OnnxModel(nn.Module):
                     return data[(slice(None),) * (axis % data.ndim) + (index,)]
                 return np.take(_array(data), index, axis=axis)
             return gather
+        if op == "ConstantOfShape":
+            from onnx import numpy_helper
+
+            fill = numpy_helper.to_array(attrs["value"]).reshape(-1) if "value" in attrs else np.zeros(1, np.float32)
+            return lambda args: np.full([int(n) for n in _constant(args[0], "ConstantOfShape's shape")], fill[0])
+        if op == "Cast":
+            from onnx import helper
+
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(attrs["to"]))
+
+            def cast(args):
+                x = args[0]
+                if isinstance(x, Tensor) and x.requires_grad:
+                    if x.dtype != dtype:
+                        raise ValueError(f"Cast of a value that needs gradients from {x.dtype} to {dtype}")
+                    return x
+                return _array(x).astype(dtype)
+            return cast
+        if op == "Slice":
+            def run_slice(args):
+                x = args[0]
+                starts, ends = (_constant(a, "Slice's starts/ends") for a in args[1:3])
+                ndim = len(np.shape(_array(x)))
+                axes = _constant(args[3], "Slice's axes") if len(args) > 3 and args[3] is not None else range(len(starts))
+                steps = _constant(args[4], "Slice's steps") if len(args) > 4 and args[4] is not None else [1] * len(starts)
+                index = [slice(None)] * ndim
+                for axis, start, end, step in zip(axes, starts, ends, steps):
+                    index[int(axis) % ndim] = slice(int(start), int(end), int(step))
+                if isinstance(x, Tensor) and x.requires_grad:
+                    return x[tuple(index)]
+                return _array(x)[tuple(index)]
+            return run_slice
         if op in ("Unsqueeze", "Squeeze"):
             def squeeze(args):
                 x = args[0]

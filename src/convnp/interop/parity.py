@@ -12,6 +12,7 @@ import numpy as np
 from .. import functional as F
 from .. import models, nn
 from ..backend import manual_seed
+from ..nn.module import Parameter
 
 
 class ResidualBN(nn.Module):
@@ -86,7 +87,27 @@ class PaddedPools(nn.Sequential):
         )
 
 
-CUSTOM = {"residual-bn": (ResidualBN, (3, 12, 12)), "concat": (ConcatNet, (1, 10, 10)),
+class FunctionalOps(nn.Module):
+    """x: (N, 2, 6, 6) -> (N, 5): the functional surface in a custom forward: reshape and transpose to
+    (N, 36, 4), a Linear on 3-D input, matmul with the module's own Parameter, a normalisation written
+    with mean, sum, sub, div and a power, exp, log and negation, softmax at the end."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.proj = nn.Linear(4, 3)
+        self.mix = Parameter(np.eye(3, dtype=np.float32) + 0.1)
+        self.fc = nn.Linear(36 * 3, 5)
+
+    def forward(self, x):
+        y = self.conv(x)
+        z = self.proj(y.reshape(y.shape[0], 4, 36).transpose(0, 2, 1)) @ self.mix
+        z = (z - z.mean(axis=1, keepdims=True)) / (F.sum(z * z, axis=1, keepdims=True) + 1.0) ** 0.5
+        w = (-z).exp() + (z * z + 1.0).log()
+        return F.softmax(self.fc(F.flatten(w)), dim=-1)
+
+
+CUSTOM = {"functional-ops": (FunctionalOps, (2, 6, 6)), "residual-bn": (ResidualBN, (3, 12, 12)), "concat": (ConcatNet, (1, 10, 10)),
           "depthwise-dilated": (DepthwiseDilated, (3, 15, 15)), "padded-pools": (PaddedPools, (2, 13, 13))}
 BUILT_IN_INPUTS = {"lenet5": (1, 28, 28), "lenet5-classic": (1, 32, 32), "simplecnn": (1, 28, 28),
                    "tinycnn": (1, 8, 8), "mlp": (1, 28, 28), "smallvgg": (3, 32, 32)}
