@@ -32,7 +32,7 @@ def test_outputs_and_every_parameter_gradient_match(index, mode):
     twin = to_torch(model, np.zeros((1, *shape), np.float32))
     assert isinstance(twin, torch.nn.Module) and twin.training == (mode == "train")
     assert list(twin.state_dict()) and set(twin.state_dict()) == set(model.state_dict())
-    x = np.random.default_rng(index).standard_normal((4, *shape)).astype(np.float32)
+    x = np.random.default_rng(index).standard_normal((8, *shape)).astype(np.float32)
     dy_rng = np.random.default_rng(10 + index)
     y = model(convnp.tensor(x))
     dy = dy_rng.standard_normal(y.shape).astype(np.float32)
@@ -42,10 +42,11 @@ def test_outputs_and_every_parameter_gradient_match(index, mode):
     np.testing.assert_allclose(yt.detach().numpy(), y.data, rtol=1e-4, atol=1e-5)
     torch_params = dict(twin.named_parameters())
     # float32 tolerance on the scale of the model's gradients: a bias feeding batch norm has a true
-    # gradient of 0, which both libraries compute as rounding noise of the other gradients' size
+    # gradient of 0, which both libraries compute as rounding noise of the other gradients' size, and
+    # training-mode batch norm divides by the batch's standard deviation, which amplifies rounding
     scale = max(1.0, max(float(np.abs(p.grad).max()) for p in model.parameters()))
     for key, p in model.named_parameters():
-        np.testing.assert_allclose(torch_params[key].grad.numpy(), p.grad, rtol=1e-4, atol=1e-5 * scale, err_msg=key)
+        np.testing.assert_allclose(torch_params[key].grad.numpy(), p.grad, rtol=1e-4, atol=5e-5 * scale, err_msg=key)
     if mode == "train":  # running statistics moved the same way
         buffers = dict(twin.named_buffers())
         for key, b in model.named_buffers():
