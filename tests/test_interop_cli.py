@@ -87,7 +87,8 @@ def test_bad_onnx_files_get_one_line_naming_the_file_and_nothing_is_written(run,
     cut.write_bytes(good.read_bytes()[:300])
     out = tmp_path / "out"
     out.mkdir()
-    for argv in (["export", cut, "--format", "torch", "--out", out / "x"], ["evaluate", cut], ["viz", cut, "--out", out]):
+    commands = (["export", cut, "--format", "torch", "--out", out / "x"], ["evaluate", cut], ["viz", cut, "--out", out])
+    for argv in commands:
         status, stdout, stderr = run_cli(*argv)
         assert status == 1 and str(cut) in stderr and len(stderr.strip().splitlines()) == 1, (argv, stderr)
     assert list(out.iterdir()) == []

@@ -17,7 +17,8 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import convnp.onnx  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's note on its TorchScript exporter
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # torch on its TorchScript exporter
+              pytest.mark.filterwarnings("ignore:Constant folding:UserWarning")]
 MODELS = parity_models()
 IDS = [name for name, _, _ in MODELS]
 
@@ -164,7 +165,8 @@ def test_average_pool_count_include_pad(tmp_path, include):
 def test_export_writes_count_include_pad_and_floor_mode(tmp_path):
     model = nn.Sequential(nn.AvgPool2d(3, 2, 1), nn.MaxPool2d(2))
     path = convnp.onnx.export(model, np.zeros((1, 1, 9, 9), np.float32), tmp_path / "p.onnx")
-    nodes = {n.op_type: {a.name: helper.get_attribute_value(a) for a in n.attribute} for n in onnx.load(str(path)).graph.node}
+    graph = onnx.load(str(path)).graph
+    nodes = {n.op_type: {a.name: helper.get_attribute_value(a) for a in n.attribute} for n in graph.node}
     assert nodes["AveragePool"]["count_include_pad"] == 1 and nodes["AveragePool"]["ceil_mode"] == 0
     assert nodes["MaxPool"]["ceil_mode"] == 0
 
@@ -354,3 +356,24 @@ def test_a_fixed_batch_export(tmp_path):
     assert [d.dim_value for d in dims] == [3, 1, 8, 8]
     with pytest.raises(ValueError, match="opset 12 is not supported"):
         convnp.onnx.export(convnp.models.TinyCNN(), np.zeros((1, 1, 8, 8), np.float32), tmp_path / "o.onnx", opset=12)
+
+
+def test_one_weight_used_by_two_convs_is_one_reused_layer(tmp_path):
+    w = np.random.default_rng(12).standard_normal((2, 2, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "block.weight"], ["a"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["a", "block.weight"], ["y"], kernel_shape=[3, 3], pads=[0, 1, 2, 0])]
+    path = save(graph_model(nodes, [value("x", [1, 2, 6, 6])], value("y", [1, 2, 6, 5]),
+                            [numpy_helper.from_array(w, "block.weight")]), tmp_path / "shared.onnx")
+    model = convnp.onnx.load(path)
+    assert list(model.state_dict()) == ["block.weight"]
+    x = np.random.default_rng(13).standard_normal((1, 2, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(convnp_output(model, x), session(path).run(None, {"x": x})[0], atol=1e-5)
+
+
+def test_without_the_onnx_package_the_error_names_the_extra(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
+    with pytest.raises(ImportError, match=r"pip install 'convnp\[interop\]'"):
+        convnp.onnx.export(convnp.models.TinyCNN(), np.zeros((1, 1, 8, 8), np.float32), tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []

@@ -119,3 +119,21 @@ def test_a_failed_save_leaves_the_old_file_and_no_temporary(tmp_path):
     with pytest.raises(ValueError, match="dtype complex128"):
         convnp.save_safetensors({"a": np.ones(3, np.float32), "z": np.ones(2, complex)}, path)
     assert path.read_bytes() == old and sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
+
+
+def test_a_write_that_fails_half_way_leaves_the_old_file(tmp_path, monkeypatch):
+    import convnp.interop.safetensors as module
+
+    path = tmp_path / "w.safetensors"
+    convnp.save_safetensors({"a": np.ones(3, np.float32)}, path)
+    old = path.read_bytes()
+
+    class FailingStruct:
+        @staticmethod
+        def pack(*args):
+            raise OSError("disk full")
+
+    monkeypatch.setattr(module, "struct", FailingStruct)
+    with pytest.raises(OSError, match="disk full"):
+        convnp.save_safetensors({"a": np.zeros(3, np.float32)}, path)
+    assert path.read_bytes() == old and [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]

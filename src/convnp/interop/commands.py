@@ -25,7 +25,8 @@ def add_export_parser(subparsers):
                     "batch) that evaluate/predict/viz also accept; torch: a .pt state_dict plus a .py file "
                     "defining the torch.nn.Module; safetensors: the weights. Needs: pip install 'convnp[interop]' "
                     "(onnx), PyTorch (torch).")
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz checkpoint written by convnp, or an .onnx file")
+    parser.add_argument("checkpoint", metavar="CHECKPOINT",
+                        help="a .npz checkpoint written by convnp, or an .onnx file")
     parser.add_argument("--format", required=True, choices=FORMATS, help="onnx, torch or safetensors")
     parser.add_argument("--out", required=True, metavar="PATH",
                         help="the file to write (.onnx or .safetensors added when missing; torch: PATH.pt and PATH.py)")

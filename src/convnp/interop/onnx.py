@@ -196,8 +196,9 @@ class _GraphBuilder:
                 raise OnnxExportError(f"convnp.onnx.export: BatchNorm {self.graph.where(node)} has no running "
                                       f"statistics (track_running_stats=False), so it has no inference form")
             channels = shapes[0][1]
-            scale = self.name(node.inputs[1]) if node.inputs[1] else self.constant(np.ones(channels, node.dtype), f"{out}_scale")
-            bias = self.name(node.inputs[2]) if node.inputs[2] else self.constant(np.zeros(channels, node.dtype), f"{out}_bias")
+            ones, zeros = np.ones(channels, node.dtype), np.zeros(channels, node.dtype)  # affine=False
+            scale = self.name(node.inputs[1]) if node.inputs[1] else self.constant(ones, f"{out}_scale")
+            bias = self.name(node.inputs[2]) if node.inputs[2] else self.constant(zeros, f"{out}_bias")
             self.add("BatchNormalization", [x, scale, bias, self.name(attrs["running_mean"]),
                                             self.name(attrs["running_var"])], out, node,
                      epsilon=float(attrs["eps"]), momentum=float(1.0 - attrs["momentum"]))
@@ -211,7 +212,7 @@ class _GraphBuilder:
                                   f"Transpose, Concatenate, BatchNorm, Softmax, LogSoftmax, Sum, Mean, Dropout)")
 
     def finish(self, name):
-        helper, onnx, graph = self.onnx.helper, self.onnx, self.graph
+        helper, graph = self.onnx.helper, self.graph
         final = self.name(graph.output)
         if final != "output":  # the output is the input, a parameter or a constant: name it
             self.nodes.append(helper.make_node("Identity", [final], ["output"], name="model/Identity"))
@@ -308,7 +309,7 @@ class OnnxModel(nn.Module):
 
     def __init__(self, proto, source="<memory>"):
         super().__init__()
-        onnx = require("onnx", "convnp.onnx.load")
+        require("onnx", "convnp.onnx.load")
         from onnx import numpy_helper
 
         self._source = source
@@ -335,7 +336,7 @@ class OnnxModel(nn.Module):
         dims = inputs[0].type.tensor_type.shape.dim
         self._input_shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
         self._output = graph.output[0].name
-        self._layers, self._steps = {}, []
+        self._layers, self._steps, self._params = {}, [], {}  # weight name -> (layer, its initializers)
         used = {name for node in graph.node for name in node.input}
         for name, array in inits.items():  # initializers the layers do not take: parameters, or constants
             if name in used and (array.dtype.kind != "f" or array.size == 1):  # shapes, axes, scalars
@@ -344,8 +345,9 @@ class OnnxModel(nn.Module):
             folded = node.op_type == "Identity" and node.input[0] in inits
             if node.op_type != "Constant" and not folded:
                 self._steps.append(self._compile(index, node, inits))
+        taken = {name for _, names in self._layers.values() for name in names}
         for name, array in inits.items():
-            if name in used and array.dtype.kind == "f" and array.size > 1 and name not in self._taken:
+            if name in used and array.dtype.kind == "f" and array.size > 1 and name not in taken:
                 self._param_for(name, array)
 
     # -- what cannot be read, all at once ------------------------------------------------------------------
@@ -362,7 +364,9 @@ class OnnxModel(nn.Module):
                 note(op if node.domain in ("", "ai.onnx") else f"{node.domain}.{op}")
             elif attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
                 note(f"{op}(auto_pad={attrs['auto_pad'].decode()})")
-            elif op == "Conv" and (node.input[1] in inits and inits[node.input[1]].ndim != 4):
+            elif op == "Conv" and node.input[1] not in inits:
+                note("Conv(weight computed in the graph)")
+            elif op == "Conv" and inits[node.input[1]].ndim != 4:
                 note(f"Conv({inits[node.input[1]].ndim - 2}-D)")
             elif op == "MaxPool" and (any(d != 1 for d in attrs.get("dilations", [])) or attrs.get("storage_order", 0)
                                       or len(node.output) > 1):
@@ -382,14 +386,10 @@ class OnnxModel(nn.Module):
         return problems
 
     # -- placing layers and parameters at the initializers' dotted names -----------------------------------
-    @property
-    def _taken(self):
-        return {name for layer_names in self._layers.values() for name in layer_names[1]}
-
     def _place(self, dotted, value, fallback):
         """Set ``value`` at the dotted path (containers made as needed); the fallback name, then numbered
         variants of it, where the path is taken or unusable."""
-        for number, candidate in enumerate([dotted, fallback] + [f"{fallback}_{i}" for i in range(1, 100)]):
+        for candidate in [dotted, fallback] + [f"{fallback}_{i}" for i in range(1, 100)]:
             parts = [re.sub(r"\W", "_", part) for part in candidate.split(".")]
             if not all(parts) or parts[0].startswith("_"):
                 continue
@@ -421,15 +421,13 @@ class OnnxModel(nn.Module):
         param = Parameter(np.array(array))
         self._place(name, param, "param")
         self._constants.pop(name, None)
-        self._params = getattr(self, "_params", {})
         self._params[name] = param
 
     def _value(self, values, name):
         if name in values:
             return values[name]
-        params = getattr(self, "_params", {})
-        if name in params:
-            return params[name]
+        if name in self._params:
+            return self._params[name]
         return self._constants[name]
 
     # -- compiling one node to a convnp call ------------------------------------------------------------------
@@ -460,9 +458,9 @@ class OnnxModel(nn.Module):
 
             layer = self._layer(ins[1], make, [ins[1]] + ([bias] if bias else []), ins[1], fallback)
             if layer.padding != (tuple(pads[:2]) if symmetric else (0, 0)):  # one weight, two paddings
-                return _Step(op, ins[:1], out, lambda args: F.conv2d(pad(args[0], [0, 0, *pads], 0.0), layer.weight,
-                                                                     layer.bias, layer.stride, 0, layer.dilation,
-                                                                     layer.groups))
+                full = [0, 0, *pads[:2], 0, 0, *pads[2:]]
+                return _Step(op, ins[:1], out, lambda args: F.conv2d(pad(args[0], full, 0.0), layer.weight, layer.bias,
+                                                                     layer.stride, 0, layer.dilation, layer.groups))
             if symmetric:  # called as a module, so tracing tools (summary, viz) see a Conv2d call
                 return _Step(op, ins[:1], out, lambda args: layer(args[0]))
             return _Step(op, ins[:1], out, lambda args: layer(pad(args[0], [0, 0, *pads[:2], 0, 0, *pads[2:]], 0.0)))
@@ -638,8 +636,10 @@ class OnnxModel(nn.Module):
                 x = args[0]
                 starts, ends = (_constant(a, "Slice's starts/ends") for a in args[1:3])
                 ndim = len(np.shape(_array(x)))
-                axes = _constant(args[3], "Slice's axes") if len(args) > 3 and args[3] is not None else range(len(starts))
-                steps = _constant(args[4], "Slice's steps") if len(args) > 4 and args[4] is not None else [1] * len(starts)
+                given = len(args) > 3 and args[3] is not None
+                axes = _constant(args[3], "Slice's axes") if given else range(len(starts))
+                given = len(args) > 4 and args[4] is not None
+                steps = _constant(args[4], "Slice's steps") if given else [1] * len(starts)
                 index = [slice(None)] * ndim
                 for axis, start, end, step in zip(axes, starts, ends, steps):
                     index[int(axis) % ndim] = slice(int(start), int(end), int(step))

@@ -107,7 +107,8 @@ class FunctionalOps(nn.Module):
         return F.softmax(self.fc(F.flatten(w)), dim=-1)
 
 
-CUSTOM = {"functional-ops": (FunctionalOps, (2, 6, 6)), "residual-bn": (ResidualBN, (3, 12, 12)), "concat": (ConcatNet, (1, 10, 10)),
+CUSTOM = {"functional-ops": (FunctionalOps, (2, 6, 6)), "residual-bn": (ResidualBN, (3, 12, 12)),
+          "concat": (ConcatNet, (1, 10, 10)),
           "depthwise-dilated": (DepthwiseDilated, (3, 15, 15)), "padded-pools": (PaddedPools, (2, 13, 13))}
 BUILT_IN_INPUTS = {"lenet5": (1, 28, 28), "lenet5-classic": (1, 32, 32), "simplecnn": (1, 28, 28),
                    "tinycnn": (1, 8, 8), "mlp": (1, 28, 28), "smallvgg": (3, 32, 32)}

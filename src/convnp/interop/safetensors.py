@@ -105,7 +105,8 @@ def load_safetensors(path, model=None):
     with open(path, "rb") as file:
         head = file.read(8)
         if len(head) < 8:
-            raise SafetensorsError(f"{path} is not a safetensors file: {size} bytes, shorter than its 8-byte header size")
+            raise SafetensorsError(f"{path} is not a safetensors file: {size} bytes, shorter than its 8-byte "
+                                   f"header size")
         (header_bytes,) = struct.unpack("<Q", head)
         if header_bytes > min(MAX_HEADER_BYTES, size - 8):
             raise SafetensorsError(f"{path} is not a safetensors file (or is truncated): its header claims "

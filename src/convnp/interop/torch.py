@@ -171,7 +171,7 @@ class _SourceWriter:
             inner = _arguments([self.expression(c, _join(path, n)) for n, c in children]).replace("\n", "\n        ")
             text = f"class {name}(nn.Sequential):\n    def __init__(self):\n        super().__init__({inner})\n"
             return self._class(name, text) + "()"
-        lines = [f"class {{name}}(nn.Module):", "    def __init__(self):", "        super().__init__()"]
+        lines = ["class {name}(nn.Module):", "    def __init__(self):", "        super().__init__()"]
         from ..nn.module import Parameter
 
         buffers = set(m._buffer_names)
@@ -491,5 +491,6 @@ def _via_onnx(torch_module, example_input, torch):
                           do_constant_folding=False)
     finally:
         torch_module.train(was_training)
-    model = OnnxModel(onnx.load_from_string(buffer.getvalue()), source=f"torch.onnx.export of {type(torch_module).__name__}")
+    source = f"torch.onnx.export of {type(torch_module).__name__}"
+    model = OnnxModel(onnx.load_from_string(buffer.getvalue()), source=source)
     return model.train(was_training)
