@@ -236,8 +236,7 @@ class TorchResidual(torch.nn.Module):
         return torch.log_softmax(self.fc(torch.flatten(self.pool(y), 1)), dim=1)
 
 
-@pytest.mark.parametrize("name", ["lenet5", "smallvgg", "residual-bn", "concat", "depthwise-dilated", "padded-pools",
-                                  "hand-written"])
+@pytest.mark.parametrize("name", IDS + ["hand-written"])
 def test_files_from_torch_onnx_export_import_and_match_torch(tmp_path, name):
     if name == "hand-written":
         torch.manual_seed(0)

@@ -141,35 +141,88 @@ def parity_models(seed=0):
 
 
 def parity_table(batches=(1, 7), folder=None):
-    """[(model, target, batch, max |difference| from convnp)] for the targets onnxruntime (our export),
-    convnp.onnx.load (our export, read back) and to_torch (eval mode)."""
+    """[(model, target, batch, max |difference|)] for the targets:
+
+    onnxruntime          convnp's ONNX export run by onnxruntime, against convnp
+    convnp.onnx.load     that file read back into convnp, against convnp
+    to_torch             the torch module, eval mode, against convnp
+    to_torch grads       train mode: the largest difference over the output and every parameter gradient
+                         (upstream gradient: standard normal), against convnp's; in float32 and float64
+    torch.onnx.export    torch's own export of the to_torch module read by convnp.onnx.load, against torch
+    """
+    import io
     import tempfile
+    import warnings
     from pathlib import Path
 
     import onnxruntime
     import torch
 
     from ..tensor import Tensor, no_grad
-    from .onnx import export, load
+    from .onnx import OnnxModel, export, load, require
     from .torch import to_torch
 
+    onnx = require("onnx", "parity_table")
     rows = []
     folder = Path(folder or tempfile.mkdtemp(prefix="convnp-parity-"))
     rng = np.random.default_rng(1)
     for name, model, shape in parity_models():
         model.eval()
-        path = export(model, np.zeros((1, *shape), np.float32), folder / f"{name}.onnx")
+        example = np.zeros((1, *shape), np.float32)
+        path = export(model, example, folder / f"{name}.onnx")
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         imported = load(path).eval()
-        torch_model = to_torch(model, np.zeros((1, *shape), np.float32)).eval()
+        torch_model = to_torch(model, example).eval()
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(torch_model, torch.from_numpy(example), buffer, dynamo=False, opset_version=17,
+                              input_names=["input"], dynamic_axes={"input": {0: "batch"}})
+        from_torch_export = OnnxModel(onnx.load_from_string(buffer.getvalue())).eval()
         for batch in batches:
             x = rng.standard_normal((batch, *shape)).astype(np.float32)
             with no_grad():
                 expected = model(Tensor(x)).data
                 back = imported(Tensor(x)).data
+                theirs_imported = from_torch_export(Tensor(x)).data
             with torch.no_grad():
                 theirs = torch_model(torch.from_numpy(x)).numpy()
             ort_out = session.run(None, {"input": x})[0]
-            for target, got in (("onnxruntime", ort_out), ("convnp.onnx.load", back), ("to_torch", theirs)):
-                rows.append((name, target, batch, float(np.abs(got - expected).max())))
+            rows += [(name, "onnxruntime", batch, _max_difference(ort_out, expected)),
+                     (name, "convnp.onnx.load", batch, _max_difference(back, expected)),
+                     (name, "to_torch", batch, _max_difference(theirs, expected)),
+                     (name, "to_torch grads (train)", batch, _train_difference(model, x, rng, to_torch, torch)),
+                     (name, "to_torch grads (train, float64)", batch,
+                      _train_difference(model, x.astype(np.float64), rng, to_torch, torch)),
+                     (name, "torch.onnx.export -> load", batch, _max_difference(theirs_imported, theirs))]
     return rows
+
+
+def _max_difference(a, b):
+    return float(np.abs(np.asarray(a) - np.asarray(b)).max())
+
+
+def _train_difference(model, x, rng, to_torch, torch):
+    """Train mode (dropout off), in x's dtype: the largest difference over the output and every parameter
+    gradient.  In float32, training-mode batch norm (dividing by a batch's standard deviation) amplifies
+    rounding; the float64 row shows that the two computations are the same."""
+    import copy
+
+    from ..tensor import Tensor
+
+    if len(x) < 2:  # batch norm cannot train on one value per channel
+        return float("nan")
+    model = copy.deepcopy(model).astype(x.dtype).train()
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+    twin = to_torch(model, x[:1]).train()
+    y = model(Tensor(x))
+    dy = rng.standard_normal(y.shape).astype(x.dtype)
+    y.backward(dy)
+    yt = twin(torch.from_numpy(x))
+    yt.backward(torch.from_numpy(dy))
+    grads = dict(twin.named_parameters())
+    errors = [_max_difference(yt.detach().numpy(), y.data)]
+    errors += [_max_difference(grads[key].grad.numpy(), p.grad) for key, p in model.named_parameters()]
+    return max(errors)
