@@ -78,6 +78,11 @@ def test_export_safetensors_keeps_weights_and_preprocessing(run, tmp_path):
     for key, value in info.model_state.items():
         np.testing.assert_array_equal(weights.state_dict[key], value)
     assert weights.metadata["model"] == "tinycnn" and weights.metadata["preprocessing"] == info.preprocessing
+    _, from_checkpoint, _ = run_cli("evaluate", run / "last.npz")
+    status, from_weights, stderr = run_cli("evaluate", tmp_path / "w.safetensors")
+    assert status == 0, stderr
+    assert from_weights.replace(str(tmp_path / "w.safetensors"), "FILE") == \
+        from_checkpoint.replace(str(run / "last.npz"), "FILE")
 
 
 def test_bad_onnx_files_get_one_line_naming_the_file_and_nothing_is_written(run, tmp_path):

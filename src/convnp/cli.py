@@ -129,8 +129,8 @@ def build_parser():
     # evaluate
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a checkpoint",
                        description="Evaluate a checkpoint on a dataset split, preprocessed as in training.")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz checkpoint written by convnp train (or an "
-                   ".onnx file from convnp export)")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz checkpoint written by convnp train (or a "
+                   ".onnx or .safetensors file from convnp export)")
     p.add_argument("--dataset", type=str.lower, choices=list(DATASET_NAMES), metavar="NAME",
                    help="default: the dataset the model was trained on")
     p.add_argument("--split", choices=("test", "train"), default="test", help="default test")

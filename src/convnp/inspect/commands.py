@@ -93,7 +93,7 @@ def add_viz_parser(subparsers):
                     "feature-maps (every conv layer for one image), relu (maps before/after ReLU), saliency, "
                     "curves (the run's training history), confusion and misclassified (need --data), maxpool "
                     "(max pooling on a small integer map).")
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint written by convnp (.npz) or an .onnx file")
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint written by convnp (.npz), or an .onnx or .safetensors file")
     parser.add_argument("--what", nargs="+", default=["all"], metavar="KIND",
                         help=f"what to draw: all (default: every kind the inputs allow) or any of "
                              f"{', '.join(VIZ_KINDS)} (space- or comma-separated)")

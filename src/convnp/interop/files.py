@@ -52,15 +52,43 @@ def load_model_file(path):
     """A model file of any kind convnp reads -> (model in eval mode, info dict).
 
     ``.onnx``: the graph imported by ``convnp.onnx.load``; info holds what the exporter recorded in the
-    file's metadata (model name and arguments, preprocessing) plus ``path``, ``epoch`` (None) and
-    ``model_class``.  Anything else: a convnp checkpoint, through ``convnp.checkpoint.load_model``.
+    file's metadata (model name and arguments, preprocessing, epoch) plus ``path`` and ``model_class``.
+    ``.safetensors``: the convnp model its header names, rebuilt and given the file's weights.
+    Anything else: a convnp checkpoint, through ``convnp.checkpoint.load_model``.
     This is the one function the command line (evaluate, predict, viz, explore) loads models with.
     """
-    if str(path).lower().endswith(".onnx"):
+    suffix = Path(path).suffix.lower()
+    if suffix == ".onnx":
         from .onnx import load_with_info
 
         model, info = load_with_info(path)
         model.eval()
         return model, info
+    if suffix == ".safetensors":
+        return _load_safetensors_model(path)
     checkpoint = importlib.import_module("convnp.checkpoint")  # looked up at call time (tests replace it)
     return checkpoint.load_model(path)
+
+
+def _load_safetensors_model(path):
+    from ..checkpoint import Checkpoint
+    from ..models import MODELS, get_model
+    from .safetensors import SafetensorsError, load_safetensors
+
+    meta = load_safetensors(path).metadata
+    name = meta.get("model")
+    if name not in MODELS:
+        raise SafetensorsError(f"{path} names no model convnp.models lists (model: {name!r}), so it cannot be "
+                               f"rebuilt from the file; build the model and call load_safetensors(path, model)")
+    try:
+        model = get_model(name, **(meta.get("model_args") or {}))
+    except (TypeError, ValueError) as error:
+        raise SafetensorsError(f"{path}: cannot rebuild {name} from {meta.get('model_args')}: {error}") from None
+    load_safetensors(path, model=model)
+    prep = meta.get("preprocessing")
+    info = Checkpoint(path=str(path), model=name, model_class=meta.get("model_class"), model_args=meta.get("model_args"),
+                      preprocessing=prep, epoch=meta.get("epoch"), recipe=None, history=None, extra={},
+                      format="safetensors")
+    for key in ("dataset", "input_size", "classes", "mean", "std"):
+        info[key] = (prep or {}).get(key)
+    return model.eval(), info
