@@ -289,7 +289,7 @@ def _dataset_problem(name, error):
 
 # --- evaluate ------------------------------------------------------------------------------------------------
 def _load_checkpoint_model(path):
-    from .interop.files import load_model_file  # a .npz checkpoint or an .onnx file
+    from .interop.files import load_model_file  # a .npz checkpoint, or an .onnx or .safetensors file
 
     model, info = load_model_file(path)
     if not info.get("preprocessing"):

@@ -86,9 +86,9 @@ def _load_safetensors_model(path):
         raise SafetensorsError(f"{path}: cannot rebuild {name} from {meta.get('model_args')}: {error}") from None
     load_safetensors(path, model=model)
     prep = meta.get("preprocessing")
-    info = Checkpoint(path=str(path), model=name, model_class=meta.get("model_class"), model_args=meta.get("model_args"),
-                      preprocessing=prep, epoch=meta.get("epoch"), recipe=None, history=None, extra={},
-                      format="safetensors")
+    info = Checkpoint(path=str(path), model=name, model_class=meta.get("model_class"),
+                      model_args=meta.get("model_args"), preprocessing=prep, epoch=meta.get("epoch"), recipe=None,
+                      history=None, extra={}, format="safetensors")
     for key in ("dataset", "input_size", "classes", "mean", "std"):
         info[key] = (prep or {}).get(key)
     return model.eval(), info
