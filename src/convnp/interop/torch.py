@@ -10,7 +10,10 @@ plain ``Sequential``/``ModuleList`` stay containers, and each custom class becom
 ``torch.nn.Module`` subclass of the same name whose ``forward`` is written from one traced forward
 pass (``convnp.interop.trace``): its own ops become torch calls (``a + b``, ``torch.cat``,
 ``F.conv2d``, ...) and its children are called as modules, as in the original.  Python control flow in
-a custom ``forward`` is frozen to the path the example input took, as in any tracer.
+a custom ``forward`` is frozen to the path the example input took, as in any tracer; the trace runs in
+eval mode, so a functional ``F.dropout`` in a custom ``forward`` is not carried over (a ``Dropout`` layer
+is).  A model made by ``to_torch`` remembers the convnp model it came from (its name and arguments, or a
+copy for a custom class), which is how ``from_torch`` gives back the same class.
 
 ``from_torch`` converts torch layers and containers convnp has; a torch class with its own
 ``forward`` is converted through ONNX when ``example_input`` is given, and is otherwise an error naming
