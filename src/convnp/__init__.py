@@ -17,6 +17,7 @@ from . import data, functional, models, nn, optim, reference
 from .backend import DEFAULT_DTYPE, default_rng, get_array_module, keep_freed_memory_for_reuse, manual_seed
 from .gradcheck import gradcheck, rel_error
 from .inspect import summary
+from .interop.safetensors import load_safetensors, save_safetensors
 from .parallel import get_num_threads, num_threads, set_num_threads
 from .reference import col2im, im2col
 from .tensor import Tensor, is_grad_enabled, no_grad, tensor
@@ -27,9 +28,10 @@ __all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "functional", "nn",
            "reference", "im2col", "col2im", "gradcheck", "rel_error", "summary", "viz", "train", "checkpoint",
            "manual_seed",
            "default_rng", "get_array_module", "set_num_threads", "get_num_threads", "num_threads",
-           "keep_freed_memory_for_reuse", "DEFAULT_DTYPE", "__version__"]
+           "keep_freed_memory_for_reuse", "DEFAULT_DTYPE", "__version__",
+           "interop", "onnx", "save_safetensors", "load_safetensors"]
 
-_LAZY = {"viz": ".inspect.viz", "train": ".train", "checkpoint": ".checkpoint"}
+_LAZY = {"viz": ".inspect.viz", "train": ".train", "checkpoint": ".checkpoint", "interop": ".interop", "onnx": ".onnx"}
 
 
 def __getattr__(name):

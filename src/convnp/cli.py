@@ -8,6 +8,7 @@
     convnp summary --model lenet5         convnp viz CHECKPOINT --out DIR           (convnp.inspect)
     convnp experiment --list                                                        (convnp.experiments)
     convnp bench --quick                                                            speed vs PyTorch (convnp.bench)
+    convnp export runs/lenet5/best.npz --format onnx --out lenet5.onnx              ONNX, torch, safetensors
 
 Every command has ``--help``.  The error convention (``convnp.errors``): a sub-command raises
 ``UserError`` for anything the user can fix (missing file, bad value, unknown model or dataset), and
@@ -29,6 +30,7 @@ from .bench import add_bench_parser
 from .errors import UserError, checked, fraction, non_negative_float, positive_float, positive_int
 from .experiments.commands import add_experiment_parser
 from .inspect.commands import add_summary_parser, add_viz_parser
+from .interop.commands import add_export_parser
 from .parallel import available_threads, set_num_threads
 
 EXAMPLES = """examples:
@@ -102,7 +104,8 @@ def build_parser():
     # evaluate
     p = sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a checkpoint",
                        description="Evaluate a checkpoint on a dataset split, preprocessed as in training.")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz checkpoint written by convnp train")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz checkpoint written by convnp train (or a "
+                   ".onnx or .safetensors file from convnp export)")
     p.add_argument("--dataset", type=str.lower, choices=list(DATASET_NAMES), metavar="NAME",
                    help="default: the dataset the model was trained on")
     p.add_argument("--split", choices=("test", "train"), default="test", help="default test")
@@ -127,7 +130,7 @@ def build_parser():
     p.set_defaults(func=datasets_command)
 
     # the commands that live beside their code: summary and viz, experiment, bench
-    for add in (add_summary_parser, add_viz_parser, add_experiment_parser, add_bench_parser):
+    for add in (add_summary_parser, add_viz_parser, add_experiment_parser, add_bench_parser, add_export_parser):
         add(sub)
     return parser
 
@@ -295,9 +298,9 @@ def _dataset_problem(name, error):
 
 # --- evaluate ------------------------------------------------------------------------------------------------
 def _load_checkpoint_model(path):
-    from .checkpoint import load_model
+    from .interop.files import load_model_file  # a .npz checkpoint, or an .onnx or .safetensors file
 
-    model, info = load_model(path)
+    model, info = load_model_file(path)
     if not info.get("preprocessing"):
         raise UserError(f"{path} records no preprocessing (dataset, normalisation); it was not written by "
                         f"convnp train, so evaluate/predict cannot reproduce its inputs")

@@ -11,6 +11,11 @@ computes the gradient of the image, and evaluation saves nothing for a backward 
 """
 from .tensor import Tensor, is_grad_enabled
 
+# Tracing (convnp.interop.trace): while set, ``trace_hook(cls, inputs, attrs, output)`` is called after
+# every op with the op's class, its input Tensors (or None), its keyword attributes and its output.
+# None otherwise, so an ordinary forward pays one comparison per op.
+trace_hook = None
+
 
 class Function:
     def __init__(self):
@@ -50,4 +55,6 @@ class Function:
             fn.inputs = tuple(tensors)
         else:
             fn.saved = ()
+        if trace_hook is not None:
+            trace_hook(cls, tensors, attrs, out)
         return out

@@ -78,7 +78,8 @@ def add_viz_parser(subparsers):
                     "feature-maps (every conv layer for one image), relu (maps before/after ReLU), saliency, "
                     "curves (the run's training history), confusion and misclassified (need --data), maxpool "
                     "(max pooling on a small integer map).")
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint written by convnp (.npz)")
+    parser.add_argument("checkpoint", metavar="CHECKPOINT",
+                        help="a checkpoint written by convnp (.npz), or an .onnx or .safetensors file")
     parser.add_argument("--what", nargs="+", default=["all"], metavar="KIND",
                         help=f"what to draw: all (default: every kind the inputs allow) or any of "
                              f"{', '.join(VIZ_KINDS)} (space- or comma-separated)")
@@ -161,7 +162,7 @@ def viz_command(args):
     if not Path(args.checkpoint).is_file():
         raise UserError(f"checkpoint {args.checkpoint} does not exist")
     try:
-        from ..checkpoint import load_model
+        from ..interop.files import load_model_file as load_model  # .npz, .onnx or .safetensors
     except ImportError as error:
         raise UserError(f"checkpoints cannot be read here (convnp.checkpoint: "
                         f"{_one_line(error)})") from None
