@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 import convnp
-from convnp import functional as F
-from convnp import nn
+from convnp import functional as F, nn
 from convnp.interop.onnx import OnnxExportError, OnnxImportError, OnnxModel
 from convnp.interop.parity import parity_models
 

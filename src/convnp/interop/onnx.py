@@ -34,8 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import functional as F
-from .. import nn
+from .. import functional as F, nn
 from ..nn.module import Parameter
 from ..tensor import Tensor
 from .files import atomic_write, require

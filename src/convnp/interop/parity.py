@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import functional as F
-from .. import models, nn
+from .. import functional as F, models, nn
 from ..backend import manual_seed
 from ..nn.module import Parameter
 
