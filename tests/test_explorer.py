@@ -512,3 +512,23 @@ def test_serving_binds_the_loopback_address_by_default_and_warns_otherwise():
         srv.server_close()
     thread_names = [t.name for t in threading.enumerate()]
     assert thread_names.count("convnp-explore") <= 1
+
+
+def test_no_grad_in_one_thread_leaves_the_graph_of_another_alone():
+    inside, outside = threading.Event(), threading.Event()
+    seen = {}
+
+    def evaluate():
+        with no_grad():
+            inside.set()
+            outside.wait(10)
+
+    worker = threading.Thread(target=evaluate)
+    worker.start()
+    inside.wait(10)
+    x = Tensor(np.ones(3, np.float32), requires_grad=True)
+    seen["grad"] = convnp.is_grad_enabled()
+    (x * 2).sum().backward()  # the training thread keeps its graph while the server evaluates
+    outside.set()
+    worker.join()
+    assert seen["grad"] and np.array_equal(x.grad, [2, 2, 2])

@@ -525,10 +525,12 @@ def _fields(s, calls, image_hw):
         if isinstance(call.module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) and source["jump"] is not None:
             pad = (padding, padding) if isinstance(padding, int) else tuple(padding)
             start = [start[0] - pad[0] * source["jump"][0], start[1] - pad[1] * source["jump"][1]]
+        spatial = call.output.ndim == 4
         field = {"size": None if row.rf_size is None else list(row.rf_size),
                  "jump": None if row.rf_jump is None else list(row.rf_jump),
-                 "start": start, "global": row.rf_global,
-                 "spatial": call.output.ndim == 4 and row.rf_size is not None and not row.rf_global}
+                 "start": start, "global": row.rf_global, "spatial": spatial,
+                 # the (C, H, W) grid the units sit on: a flattened vector's unit k is pixel k of it
+                 "grid": list(call.output.shape[1:]) if spatial else source.get("grid")}
         if row.rf_global:
             field["size"] = list(image_hw)
         result.append(field)
@@ -542,9 +544,18 @@ def unit_field(field, shape, unit, image_hw):
     height, width = image_hw
     if field["size"] is None:
         raise RequestError("the receptive field of this layer is unknown (it does not act on image pixels)")
-    if field["global"] or not field["spatial"]:
+    if field["global"] or (not field["spatial"] and not field.get("grid")):
         return {"global": True, "box": [0, 0, height - 1, width - 1], "window": [0, 0, height - 1, width - 1],
                 "size": [height, width], "jump": None, "unit": unit}
+    if not field["spatial"]:  # a flattened map: unit [0, k] is channel k // (H W), pixel k % (H W)
+        channels, rows, cols = field["grid"]
+        if (not isinstance(unit, list) or len(unit) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                                       for v in unit)
+                or not 0 <= unit[1] < channels * rows * cols):
+            raise RequestError(f"unit must be [0, k] with k below {channels * rows * cols}, got {unit!r}")
+        flat = unit[1]
+        unit = [(flat // cols) % rows, flat % cols]
+        shape = (rows, cols)
     rows, cols = shape[-2], shape[-1]
     if (not isinstance(unit, list) or len(unit) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
                                                                    for v in unit)

@@ -1,7 +1,7 @@
 // Panel 4: the cake builder. Add, remove and reorder blocks; POST /api/stack builds the nn.Sequential with
 // convnp and returns convnp.summary's rows (output shape, parameters, MACs, FLOPs, receptive field) and
 // totals, or convnp's error and the block it names.
-import { api, el, big, setState } from "./util.js";
+import { api, el, big, setState, pending } from "./util.js";
 
 const cakeView = { blocks: [], presets: {}, timer: null, reply: null };
 const FIELDS = {  // the settings each block type shows (blank: convnp's default / inferred from the input)
@@ -14,8 +14,8 @@ const NAMES = { conv: "Conv2d", maxpool: "MaxPool2d", avgpool: "AvgPool2d", gap:
   relu: "ReLU", flatten: "Flatten", linear: "Linear", dropout: "Dropout" };
 
 function cakeSchedule() {
-  clearTimeout(cakeView.timer);
-  cakeView.timer = setTimeout(cakeUpdate, 120);
+  if (cakeView.timer) clearTimeout(cakeView.timer); else pending(1);
+  cakeView.timer = setTimeout(() => { cakeView.timer = null; cakeUpdate().finally(() => pending(-1)); }, 120);
 }
 
 function inputShape() {

@@ -147,7 +147,8 @@ export async function convInit(presets, state) {
   document.getElementById("conv-play").addEventListener("click", () => {
     if (convView.timer) { convStop(); return; }
     document.getElementById("conv-play").textContent = "pause";
-    convView.timer = setInterval(() => { if (!convStep()) convStop(); }, 350);
+    const speed = Math.max(10, Number(document.getElementById("conv-speed").value) || 350);
+    convView.timer = setInterval(() => { if (!convStep()) convStop(); }, speed);
   });
   convView.drawing = drawingCanvas(document.getElementById("conv-draw"), null, null, 12);
   document.getElementById("conv-draw-clear").addEventListener("click", () => convView.drawing.clear());

@@ -110,7 +110,7 @@ async function select(event, layer, channel, canvas) {
   view.replaceChildren(el("p", { id: "selected-unit", text: `${layer.name} channel ${channel} at (${unit[0]}, ${unit[1]}) = ${fmt(unitValue(layer, channel, unit))}` }));
   try {
     // the input pixels this unit can see
-    const field = layer.shape.length === 3 ? await api("/api/field", { layer: layer.index, unit }) : await api("/api/field", { layer: layer.index, unit: [0, 0] });
+    const field = await api("/api/field", { layer: layer.index, unit });
     paintInput(document.getElementById("input-canvas"), forwardView.input);
     outline(document.getElementById("input-canvas"), field.box);
     view.append(el("p", { id: "field-text", "data-box": JSON.stringify(field.box),
@@ -167,14 +167,14 @@ export function mapsInit() {
     setState({ scale: document.getElementById("scale").value });
     if (forwardView.reply) mapsRender();
   });
-  let pending = false, again = false;
+  let busy = false, again = false;
   const send = async () => {  // one request at a time; the latest drawing wins
-    if (pending) { again = true; return; }
-    pending = true;
+    if (busy) { again = true; return; }
+    busy = true;
     select.value = "";
     setState({ sample: null });
     await mapsForward({ drawing: drawing.pixels() });
-    pending = false;
+    busy = false;
     if (again) { again = false; send(); }
   };
   let lastSent = 0;

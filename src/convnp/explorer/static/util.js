@@ -4,7 +4,18 @@
 // In a static copy (convnp explore --export) the replies were computed in advance.
 const STATIC_REPLIES = window.CONVNP_STATIC || null;
 
+// How many answers the page is still waiting for (document.body.dataset.pending; tests wait for "0").
+export function pending(delta) {
+  const count = Number(document.body.dataset.pending || 0) + delta;
+  document.body.dataset.pending = String(count);
+}
+
 export async function api(path, body) {
+  pending(1);
+  try { return await ask(path, body); } finally { pending(-1); }
+}
+
+async function ask(path, body) {
   const key = body === undefined ? "GET " + path : "POST " + path + " " + JSON.stringify(body);
   if (STATIC_REPLIES) {
     if (key in STATIC_REPLIES) return structuredClone(STATIC_REPLIES[key]);
