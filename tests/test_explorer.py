@@ -532,3 +532,29 @@ def test_no_grad_in_one_thread_leaves_the_graph_of_another_alone():
     outside.set()
     worker.join()
     assert seen["grad"] and np.array_equal(x.grad, [2, 2, 2])
+
+
+def test_convnp_explore_serves_prints_the_url_and_stops_cleanly_on_ctrl_c(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    model, info, _ = make_model("tinycnn")
+    checkpoint.save(tmp_path / "tiny.npz", model, preprocessing=info["preprocessing"])
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, "-m", "convnp", "explore", str(tmp_path / "tiny.npz"), "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        line = process.stdout.readline()
+        assert "serving TinyCNN at http://127.0.0.1:" in line, line + process.stderr.read()
+        url = line.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url + "api/model", timeout=30) as response:
+            assert json.loads(response.read())["model"] == "TinyCNN"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "stopped" in out and "Traceback" not in err

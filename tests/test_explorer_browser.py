@@ -23,6 +23,7 @@ import pytest
 import convnp
 from convnp import checkpoint, models, optim
 from convnp.explorer import Explorer, TrainingMonitor, decode, start
+from convnp.explorer.commands import train_digits_model
 from convnp.explorer.export import export
 from convnp.inspect import summary
 from convnp.predict import predict_files
@@ -55,15 +56,21 @@ def browser():
 
 
 class Servers:
-    """One explorer server per model, started when first needed."""
+    """One explorer server per model, started when first needed.  LeNet-5 is trained for two epochs on the
+    bundled digits (a few seconds), so its pictures show a model that has learnt something."""
 
-    def __init__(self):
-        self.running = {}
+    def __init__(self, folder):
+        self.running, self.folder = {}, folder
 
     def get(self, name):
         if name not in self.running:
-            model, info, samples = make_model(name)
-            explorer = Explorer(model, info, samples=samples)
+            if name == "lenet5":
+                train_digits_model(self.folder, epochs=2, progress=False)
+                model, info = checkpoint.load_model(self.folder / "last.npz")
+                explorer = Explorer(model, info)
+            else:
+                model, info, samples = make_model(name)
+                explorer = Explorer(model, info, samples=samples)
             self.running[name] = (start(explorer), explorer, model, info)
         return self.running[name]
 
@@ -74,8 +81,8 @@ class Servers:
 
 
 @pytest.fixture(scope="module")
-def servers():
-    s = Servers()
+def servers(tmp_path_factory):
+    s = Servers(tmp_path_factory.mktemp("digits-lenet5"))
     yield s
     s.close()
 
