@@ -558,3 +558,16 @@ def test_convnp_explore_serves_prints_the_url_and_stops_cleanly_on_ctrl_c(tmp_pa
             process.kill()
     assert process.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err
+
+
+def test_the_forward_latency_benchmark_runs(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_explorer.py"
+    spec = importlib.util.spec_from_file_location("bench_explorer", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--requests", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "POST /api/forward, LeNet-5" in out and "median" in out

@@ -67,7 +67,7 @@ class Servers:
             if name == "lenet5":
                 train_digits_model(self.folder, epochs=2, progress=False)
                 model, info = checkpoint.load_model(self.folder / "last.npz")
-                explorer = Explorer(model, info)
+                explorer = Explorer(model, info, source="digits-lenet5/last.npz")
             else:
                 model, info, samples = make_model(name)
                 explorer = Explorer(model, info, samples=samples)

@@ -112,7 +112,7 @@ class Explorer:
         self.source = source
         self.model = None
         if model is not None:
-            self.set_model(model, info, input_size=input_size, samples=samples)
+            self.set_model(model, info, input_size=input_size, samples=samples, source=source)
 
     # --- the model ---------------------------------------------------------------------------------------
     def set_model(self, model, info=None, *, input_size=None, samples=None, source=None):
