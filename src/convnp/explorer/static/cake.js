@@ -3,7 +3,7 @@
 // totals, or convnp's error and the block it names.
 import { api, el, big, setState, pending } from "./util.js";
 
-const cakeView = { blocks: [], presets: {}, timer: null, reply: null };
+const cakeView = { blocks: [], presets: {}, timer: null, reply: null, asked: 0 };
 const FIELDS = {  // the settings each block type shows (blank: convnp's default / inferred from the input)
   conv: [["out_channels", "channels", 8], ["kernel", "kernel", 3], ["stride", "stride", 1], ["padding", "padding", 0]],
   maxpool: [["kernel", "kernel", 2], ["stride", "stride", ""], ["padding", "padding", 0]],
@@ -27,11 +27,13 @@ export async function cakeUpdate() {
   setState({ stack: JSON.stringify(request) });
   const errorNode = document.getElementById("cake-error");
   let reply;
+  const asked = ++cakeView.asked;  // only the latest request's answer is shown
   try {
     reply = await api("/api/stack", request);
   } catch (error) {
     reply = { error: error.message, block: null, rows: [] };
   }
+  if (asked !== cakeView.asked) return;
   cakeView.reply = reply;
   errorNode.hidden = !reply.error;
   errorNode.textContent = reply.error ? (reply.block === null ? reply.error : `block ${reply.block + 1}: ${reply.error}`) : "";

@@ -3,7 +3,7 @@
 // from POST /api/conv (convnp.functional.conv2d and the products of the window it sums).
 import { api, decodeArray, fmt, el, showError, colour, range, getState, setState, drawingCanvas } from "./util.js";
 
-const convView = { reply: null, position: -1, timer: null, drawing: null, drawn: null };
+const convView = { reply: null, position: -1, timer: null, drawing: null, drawn: null, asked: 0 };
 
 function convRequest() {
   const kernel = document.getElementById("conv-kernel").value;
@@ -31,8 +31,10 @@ export async function convUpdate() {
     custom: document.getElementById("conv-kernel").value === "custom" ? document.getElementById("conv-custom").value.trim().replace(/\n/g, ";") : null,
     stride: document.getElementById("conv-stride").value, padding: document.getElementById("conv-padding").value });
   if (input === "drawn" && !convView.drawn) { showError(errorNode, "draw something, then press \"use drawing\""); return; }
+  const asked = ++convView.asked;  // only the latest request's answer is shown
   try {
     const reply = await api("/api/conv", convRequest());
+    if (asked !== convView.asked) return;
     convView.reply = {
       padded: decodeArray(reply.padded), kernel: decodeArray(reply.kernel), output: decodeArray(reply.output),
       windows: decodeArray(reply.windows), products: decodeArray(reply.products),
@@ -42,6 +44,7 @@ export async function convUpdate() {
     convView.position = -1;
     convRender();
   } catch (error) {
+    if (asked !== convView.asked) return;
     convView.reply = null;
     showError(errorNode, error.message);
     for (const id of ["conv-image", "conv-output", "conv-kernel-grid"]) document.getElementById(id).replaceChildren();

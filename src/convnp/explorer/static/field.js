@@ -4,7 +4,7 @@
 import { api, el, showError, paint, range, unitAt, setState, paintInput, outline } from "./util.js";
 import { forwardView } from "./maps.js";
 
-const fieldView = { race: null, step: 0, unit: null };
+const fieldView = { race: null, step: 0, unit: null, asked: 0 };
 
 function fieldText(size, isGlobal) {
   return isGlobal ? "the whole image" : `${size[0]}×${size[1]} pixels`;
@@ -25,7 +25,9 @@ export async function fieldUpdate() {
   if (!forwardView.model) return;
   try {
     const patch = Number(document.getElementById("vit-patch").value);
-    fieldView.race = await api("/api/race", { patch });
+    const race = await api("/api/race", { patch });
+    if (Number(document.getElementById("vit-patch").value) !== patch) return;
+    fieldView.race = race;
     fieldView.step = Math.min(fieldView.step, fieldView.race.cnn.length - 1);
     await fieldRender();
   } catch (error) {
@@ -52,7 +54,9 @@ async function fieldRender() {
   const shape = layer.output_shape;
   const spatial = shape.length === 3;
   const unit = fieldView.unit && spatial ? fieldView.unit : spatial ? [Math.floor(shape[1] / 2), Math.floor(shape[2] / 2)] : [0, 0];
+  const asked = ++fieldView.asked;  // a newer step or click wins
   const field = await api("/api/field", { layer: step, unit });
+  if (asked !== fieldView.asked) return;
   const cnn = document.getElementById("rf-cnn");
   paintInput(cnn, forwardView.input);
   outline(cnn, field.box);

@@ -3,7 +3,7 @@
 // probabilities; POST /api/filter a convolution's weights; POST /api/field the input pixels a unit sees.
 import { api, decodeArray, fmt, el, showError, range, paint, unitAt, setState, drawingCanvas, paintInput, outline } from "./util.js";
 
-export const forwardView = { model: null, reply: null, layers: [], input: null, filters: {}, selected: null, listeners: [] };
+export const forwardView = { model: null, reply: null, layers: [], input: null, filters: {}, selected: null, listeners: [], asked: 0 };
 
 export function mapsSetModel(model, state) {
   forwardView.model = model;
@@ -20,8 +20,10 @@ export function mapsSetModel(model, state) {
 
 export async function mapsForward(request) {
   const errorNode = document.getElementById("page-error");
+  const asked = ++forwardView.asked;  // only the latest request's answer is shown
   try {
     const reply = await api("/api/forward", request);
+    if (asked !== forwardView.asked) return;
     showError(errorNode, null);
     forwardView.reply = reply;
     forwardView.request = request;
@@ -104,6 +106,7 @@ async function select(event, layer, channel, canvas) {
   for (const c of document.querySelectorAll(".maps canvas.selected")) c.classList.remove("selected");
   canvas.classList.add("selected");
   const unit = layerUnit(event, layer, canvas);
+  const clicked = forwardView.clicks = (forwardView.clicks || 0) + 1;  // a newer click wins
   forwardView.selected = { layer: layer.index, channel, unit };
   setState({ layer: layer.index, channel });
   const view = document.getElementById("filter-view");
@@ -111,12 +114,14 @@ async function select(event, layer, channel, canvas) {
   try {
     // the input pixels this unit can see
     const field = await api("/api/field", { layer: layer.index, unit });
+    if (clicked !== forwardView.clicks) return;
     paintInput(document.getElementById("input-canvas"), forwardView.input);
     outline(document.getElementById("input-canvas"), field.box);
     view.append(el("p", { id: "field-text", "data-box": JSON.stringify(field.box),
       text: field.global ? "it sees the whole input" : `it sees input rows ${field.box[0]}-${field.box[2]}, columns ${field.box[1]}-${field.box[3]} (receptive field ${field.size.join("×")})` }));
     if (!layer.has_filter) return;
     if (!forwardView.filters[layer.index]) forwardView.filters[layer.index] = await api("/api/filter", { layer: layer.index });
+    if (clicked !== forwardView.clicks) return;
     const f = forwardView.filters[layer.index];
     const weight = decodeArray(f.weight);
     const [, cin, kh, kw] = weight.shape;
