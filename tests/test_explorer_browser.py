@@ -235,8 +235,11 @@ def test_feature_maps_of_a_drawn_digit_hover_and_click(page, servers, tmp_path):
     page.wait_for_function("() => document.querySelectorAll('#filter-slices canvas').length === 6")
     settle(page)
     pooled = decode(reply["layers"][2]["output"], "p")
-    window = [float(v) for v in page.eval_on_selector_all("#window-table td", "c => c.map(td => td.dataset.value)")]
-    assert window == pooled[0, 2:7, 3:8].ravel().tolist()
+    assert page.locator("#windows table").count() == 6  # one window per input channel
+    for c in range(6):
+        table = "#window-table" if c == 0 else f"#window-table-{c}"
+        window = [float(v) for v in page.eval_on_selector_all(f"{table} td", "c => c.map(td => td.dataset.value)")]
+        assert window == pooled[c, 2:7, 3:8].ravel().tolist()
     assert json.loads(page.get_attribute("#field-text", "data-box")) == explorer.field({"layer": 3, "unit": [2, 3]})["box"]
     page.select_option("#scale", "global")
     page.select_option("#scale", "layer")

@@ -268,7 +268,7 @@ def train_command(args):
     except FileNotFoundError as error:
         raise UserError(_dataset_problem(recipe.dataset, error)) from None
     finally:
-        if server is not None:
+        if server is not None:  # the page then says that the server stopped
             server.shutdown()
             server.server_close()
     history = result.history

@@ -141,24 +141,35 @@ async function select(event, layer, channel, canvas) {
   }
 }
 
-// The input window of the selected unit (values of the layer's input, first input channel), beside the filter.
+// The input window of the selected unit: the values of the layer's input under each filter slice (up to 16
+// input channels), beside the filter.
+const MAX_WINDOW_CHANNELS = 16;
+
 function windowTable(layer, weight, unit, f) {
   const source = layer.input_from >= 0 ? forwardView.layers[layer.input_from].array : decodeArray(forwardView.reply.input);
   const [, h, w] = source.shape;
-  const [, , kh, kw] = weight.shape;
-  const table = el("table", { class: "grid", id: "window-table" });
+  const [outChannels, cin, kh, kw] = weight.shape;
+  const group = Math.floor(forwardView.selected.channel / (outChannels / f.groups));
   const top = unit[0] * f.stride[0] - f.padding[0], left = unit[1] * f.stride[1] - f.padding[1];
-  for (let a = 0; a < kh; a++) {
-    const tr = el("tr");
-    for (let b = 0; b < kw; b++) {
-      const i = top + a * f.dilation[0], j = left + b * f.dilation[1];
-      const inside = i >= 0 && j >= 0 && i < h && j < w;
-      const v = inside ? source.data[i * w + j] : 0;
-      tr.append(el("td", { class: inside ? "" : "pad", "data-value": String(v), text: fmt(v) }));
+  const box = el("div", { id: "windows" }, el("p", { text: `its input window: rows ${top}-${top + (kh - 1) * f.dilation[0]}, ` +
+    `columns ${left}-${left + (kw - 1) * f.dilation[1]} of the layer's input (shaded: padding)` +
+    (cin > MAX_WINDOW_CHANNELS ? `; the first ${MAX_WINDOW_CHANNELS} of ${cin} input channels` : "") }));
+  for (let c = 0; c < Math.min(cin, MAX_WINDOW_CHANNELS); c++) {
+    const channel = group * cin + c;
+    const table = el("table", { class: "grid window-table", id: c === 0 ? "window-table" : `window-table-${c}`, title: `input channel ${channel}` });
+    for (let a = 0; a < kh; a++) {
+      const tr = el("tr");
+      for (let b = 0; b < kw; b++) {
+        const i = top + a * f.dilation[0], j = left + b * f.dilation[1];
+        const inside = i >= 0 && j >= 0 && i < h && j < w;
+        const v = inside ? source.data[(channel * h + i) * w + j] : 0;
+        tr.append(el("td", { class: inside ? "" : "pad", "data-value": String(v), text: fmt(v) }));
+      }
+      table.append(tr);
     }
-    table.append(tr);
+    box.append(el("figure", { class: "window" }, el("figcaption", { text: `channel ${channel}` }), table));
   }
-  return el("div", {}, el("p", { text: `its input window (input channel 0, rows ${top}-${top + (kh - 1) * f.dilation[0]}, columns ${left}-${left + (kw - 1) * f.dilation[1]}; shaded: padding)` }), table);
+  return box;
 }
 
 export function mapsInit() {
