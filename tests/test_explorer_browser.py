@@ -23,7 +23,7 @@ import pytest
 import convnp
 from convnp import checkpoint, models, optim
 from convnp.explorer import Explorer, TrainingMonitor, decode, start
-from convnp.explorer.commands import train_digits_model
+from convnp.explorer.commands import load_custom_model, load_model_code, train_digits_model
 from convnp.explorer.export import export
 from convnp.inspect import summary
 from convnp.predict import predict_files
@@ -68,8 +68,15 @@ class Servers:
                 train_digits_model(self.folder, epochs=2, progress=False)
                 model, info = checkpoint.load_model(self.folder / "last.npz")
                 explorer = Explorer(model, info, source="digits-lenet5/last.npz")
-            else:
+            else:  # through a checkpoint file, loaded the way `convnp explore` loads it
                 model, info, samples = make_model(name)
+                path = self.folder / f"{name}.npz"
+                checkpoint.save(path, model, preprocessing=info["preprocessing"])
+                if name == "custom":  # convnp explore CHECKPOINT --model-code explorer_helpers.py:BranchyNet
+                    cls = load_model_code(f"{Path(__file__).with_name('explorer_helpers.py')}:BranchyNet")
+                    model, info = load_custom_model(cls, path)
+                else:
+                    model, info = checkpoint.load_model(path)
                 explorer = Explorer(model, info, samples=samples)
             self.running[name] = (start(explorer), explorer, model, info)
         return self.running[name]
@@ -173,16 +180,36 @@ def test_convolution_panel_steps_and_plays_the_hand_computation(page, servers):
     assert page.locator("#conv-output tr").count() == truth.shape[0]
     assert page.locator("#conv-image td.pad").count() == 6 * 6 - 16
     assert "stride=2" in page.url and "padding=1" in page.url
-    # an impossible setting shows convnp's own message
-    page.allowed_errors.append("status of 400")
+    # a drawing: the page sends the canvas, convnp resizes it to 14x14 and convolves it
     page.fill("#conv-padding", "0")
     page.dispatch_event("#conv-padding", "change")
+    page.fill("#conv-stride", "1")
+    page.dispatch_event("#conv-stride", "change")
+    page.select_option("#conv-input", "drawn")
+    draw_seven(page, "#conv-draw")
+    page.click("#conv-draw-use")
+    settle(page)
+    page.click("#conv-step")
+    pixels = page.evaluate("""() => {
+        const c = document.getElementById('conv-draw');
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data.filter((_, i) => i % 4 === 0));
+    }""")
+    canvas = np.array(pixels, dtype=np.uint8).reshape(140, 140)
+    drawing = {"dtype": "uint8", "shape": [140, 140], "data": base64.b64encode(canvas.tobytes()).decode()}
+    truth = decode(explorer.conv({"input": {"drawing": drawing}, "kernel": "horizontal_bar", "stride": 1,
+                                  "padding": 0})["output"], "o")
+    assert truth.shape == (12, 12) and page.locator("#conv-output td").count() == 144
+    assert float(page.get_attribute("#conv-sum", "data-value")) == float(truth[0, 0])
+    assert np.abs(truth).max() > 0  # the drawing reached the server
+    # an impossible setting shows convnp's own message
+    page.allowed_errors.append("status of 400")
+    page.select_option("#conv-input", "ticket4")
     page.select_option("#conv-kernel", "custom")
     page.fill("#conv-custom", "\n".join(["1 1 1 1 1"] * 5))
     page.dispatch_event("#conv-custom", "change")
     settle(page)
     with pytest.raises(ValueError) as truth_error:
-        convnp.functional.conv2d(np.zeros((1, 1, 4, 4), np.float32), np.ones((1, 1, 5, 5), np.float32), stride=2)
+        convnp.functional.conv2d(np.zeros((1, 1, 4, 4), np.float32), np.ones((1, 1, 5, 5), np.float32))
     assert page.inner_text("#conv-error") == str(truth_error.value)
 
 
