@@ -388,6 +388,7 @@ def test_the_training_monitor_publishes_history_batches_and_layer_stats():
     assert layers["0"]["weight"]["max"] == pytest.approx(float(w.max()))
     assert layers["0"]["grad"] is not None and layers["0"]["activation"]["max"] >= 0
     assert decode(layers["0"]["weight_picture"], "w").shape == (3, 3, 3)
+    assert decode(layers["0"]["grad_picture"], "g").shape == (3, 3, 3)
 
 
 def test_the_monitor_does_not_change_training():
@@ -486,6 +487,26 @@ def test_the_default_model_is_trained_on_the_bundled_digits_and_cached(tmp_path,
     (tmp_path / "runs" / "demo").mkdir(parents=True)
     (tmp_path / "runs" / "demo" / "last.npz").write_bytes(path.read_bytes())
     assert str(commands.default_checkpoint(log=lines.append)) == "runs/demo/last.npz"
+
+
+def test_the_default_model_goes_to_the_home_cache_when_the_data_folder_is_read_only(tmp_path, monkeypatch):
+    import os
+
+    from convnp.explorer import commands
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CONVNP_DATA", str(shared))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    real_access = os.access  # a read-only mount: access() says no even to root
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path).startswith(str(shared))
+                        else real_access(path, mode))
+    trained = []
+    monkeypatch.setattr(commands, "train_digits_model", lambda folder, progress=True: trained.append(folder))
+    path = commands.default_checkpoint(log=lambda line: None)
+    assert trained == [tmp_path / "home" / ".cache" / "convnp" / "explorer" / "digits-lenet5"]
+    assert path == trained[0] / "last.npz"
 
 
 def test_explore_help_and_a_missing_checkpoint_are_one_line(tmp_path, capsys):

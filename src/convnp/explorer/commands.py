@@ -79,21 +79,40 @@ def load_custom_model(cls, checkpoint_path, where="convnp explore"):
 
 
 def default_checkpoint(log=print, progress=None):
-    """runs/demo/last.npz when it exists, else the cached digits LeNet-5 (trained now if missing)."""
+    """runs/demo/last.npz when it exists, else the cached digits LeNet-5 (trained now if missing).
+
+    The cache is the data directory's explorer/digits-lenet5/ folder, or ~/.cache/convnp/... when the data
+    directory cannot be written (a shared read-only dataset folder)."""
     if DEMO_CHECKPOINT.is_file():
         log(f"convnp explore: no checkpoint given; using the demo's {DEMO_CHECKPOINT}")
         return DEMO_CHECKPOINT
     from ..data import data_dir
 
-    folder = Path(data_dir()) / "explorer" / "digits-lenet5"
-    path = folder / "last.npz"
-    if path.is_file():
-        log(f"convnp explore: no checkpoint given; using {path} (LeNet-5 trained on the bundled digits)")
-        return path
+    folders = [Path(data_dir()) / "explorer" / "digits-lenet5",
+               Path.home() / ".cache" / "convnp" / "explorer" / "digits-lenet5"]
+    for folder in folders:
+        if (folder / "last.npz").is_file():
+            log(f"convnp explore: no checkpoint given; using {folder / 'last.npz'} (LeNet-5 trained on the "
+                f"bundled digits)")
+            return folder / "last.npz"
+    folder = next((f for f in folders if _writable(f)), None)
+    if folder is None:
+        raise SystemExit(f"convnp explore: no checkpoint given, and neither {folders[0]} nor {folders[1]} can be "
+                         f"written to keep a default model; give a CHECKPOINT")
     log(f"convnp explore: no checkpoint given and no {DEMO_CHECKPOINT}; training LeNet-5 on scikit-learn's "
         f"bundled digits for a few seconds (kept in {folder})")
     train_digits_model(folder, progress=True if progress is None else progress)
-    return path
+    return folder / "last.npz"
+
+
+def _writable(folder):
+    """Whether ``folder`` exists and can be written, or can be created."""
+    import os
+
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            return parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
+    return False
 
 
 def train_digits_model(folder, epochs=3, progress=True, log=None):

@@ -76,7 +76,8 @@ class TrainingMonitor(Callback):
     def on_before_step(self, state):
         now = time.perf_counter()
         if now - self._last >= self.interval:
-            self._grads = {name: _stats(p.grad) for name, p in state.model.named_parameters() if p.grad is not None}
+            self._grads = {name: (_stats(p.grad), encode(_weight_picture(p.grad)))
+                           for name, p in state.model.named_parameters() if p.grad is not None}
 
     def on_batch_end(self, state):
         self._steps_done += 1
@@ -133,9 +134,9 @@ class TrainingMonitor(Callback):
             weight = getattr(module, "weight", None)
             if weight is None or not hasattr(weight, "data") or any(True for _ in module.children()):
                 continue
+            grad, grad_picture = self._grads.get(f"{name}.weight", (None, None))
             layer = {"name": name, "type": type(module).__name__, "weight": _stats(weight.data),
-                     "weight_picture": encode(_weight_picture(weight.data)),
-                     "grad": self._grads.get(f"{name}.weight")}
+                     "weight_picture": encode(_weight_picture(weight.data)), "grad": grad, "grad_picture": grad_picture}
             out = activations.get(name)
             if out is not None:
                 layer["activation"] = _stats(out)

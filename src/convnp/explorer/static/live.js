@@ -71,12 +71,13 @@ function liveRender(snapshot) {
     { x: epochs, y: history.val_accuracy || [], colour: "#d0522b", label: "validation" }]);
   plot(document.getElementById("live-lr"), [{ x: snapshot.batches.step, y: snapshot.batches.lr, colour: "#2a8a3a", label: "lr" }]);
   const table = document.getElementById("live-layers");
-  table.replaceChildren(el("tr", {}, ...["layer", "weights", "weights min / mean / max", "gradient min / mean / max",
+  table.replaceChildren(el("tr", {}, ...["layer", "weights", "weights min / mean / max", "gradients", "gradient min / mean / max",
     "activations", "activations min / mean / max"].map((text) => el("th", { text }))));
   for (const layer of snapshot.layers) {
     table.append(el("tr", { "data-layer": layer.name },
       el("td", { text: `${layer.name} (${layer.type})` }), el("td", {}, picture(layer.weight_picture)),
-      el("td", { class: "weight-stats", text: stats(layer.weight) }), el("td", { class: "grad-stats", text: stats(layer.grad) }),
+      el("td", { class: "weight-stats", text: stats(layer.weight) }), el("td", {}, picture(layer.grad_picture)),
+      el("td", { class: "grad-stats", text: stats(layer.grad) }),
       el("td", {}, picture(layer.activation_picture)), el("td", { text: stats(layer.activation) })));
   }
 }
