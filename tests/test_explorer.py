@@ -19,7 +19,6 @@ from convnp.explorer.commands import load_custom_model, load_model_code
 from convnp.inspect import summary, trace
 from convnp.predict import preprocess
 from convnp.tensor import Tensor, no_grad
-
 from explorer_helpers import MODEL_NAMES, make_model
 
 
@@ -373,8 +372,8 @@ def test_the_training_monitor_publishes_history_batches_and_layer_stats():
     monitor = TrainingMonitor(interval=0.0)
     loader = DataLoader((x, y), 16, shuffle=True, seed=0)
     state_before = loader.rng.bit_generator.state
-    history = fit(model, loader, DataLoader((x, y), 32), optim.Adam(model.parameters(), 1e-2), epochs=2, callbacks=[monitor],
-                  progress=False, log=None)
+    history = fit(model, loader, DataLoader((x, y), 32), optim.Adam(model.parameters(), 1e-2), epochs=2,
+                  callbacks=[monitor], progress=False, log=None)
     assert loader.rng.bit_generator.state != state_before  # (it was used by training, as always)
     snap = json.loads(json.dumps(monitor.snapshot()))
     assert snap["finished"] and snap["epochs"] == 2 and snap["steps_per_epoch"] == 4

@@ -27,8 +27,7 @@ from convnp.explorer.commands import load_custom_model, load_model_code, train_d
 from convnp.explorer.export import export
 from convnp.inspect import summary
 from convnp.predict import predict_files
-
-from explorer_helpers import MODEL_NAMES, make_model, js_fmt
+from explorer_helpers import MODEL_NAMES, js_fmt, make_model
 
 SHOTS = Path(__file__).resolve().parents[1] / "docs" / "explorer"
 HOW = ("pip install playwright (the dev extra has it) and apt-get install chromium; never `playwright install`")
@@ -176,7 +175,8 @@ def test_convolution_panel_steps_and_plays_the_hand_computation(page, servers):
     page.fill("#conv-stride", "2")
     page.dispatch_event("#conv-stride", "change")
     settle(page)
-    truth = decode(explorer.conv({"input": "ticket4", "kernel": "horizontal_bar", "stride": 2, "padding": 1})["output"], "o")
+    request = {"input": "ticket4", "kernel": "horizontal_bar", "stride": 2, "padding": 1}
+    truth = decode(explorer.conv(request)["output"], "o")
     assert page.locator("#conv-output tr").count() == truth.shape[0]
     assert page.locator("#conv-image td.pad").count() == 6 * 6 - 16
     assert "stride=2" in page.url and "padding=1" in page.url
@@ -235,7 +235,8 @@ def test_feature_maps_of_a_drawn_digit_hover_and_click(page, servers, tmp_path):
     data_url = page.evaluate("() => document.getElementById('draw-canvas').toDataURL('image/png')")
     (tmp_path / "drawn.png").write_bytes(base64.b64decode(data_url.split(",", 1)[1]))
     (_, expected), = predict_files(model, info, [tmp_path / "drawn.png"], top=5)
-    shown = page.eval_on_selector_all("#top-k li", "items => items.map(i => [i.dataset.class, Number(i.dataset.probability)])")
+    shown = page.eval_on_selector_all("#top-k li",
+                                      "items => items.map(i => [i.dataset.class, Number(i.dataset.probability)])")
     assert [name for name, _ in shown] == [name for name, _ in expected]
     np.testing.assert_allclose([p for _, p in shown], [p for _, p in expected], rtol=1e-5, atol=1e-7)
     assert page.locator("#layers .layer").count() == 12
@@ -267,7 +268,8 @@ def test_feature_maps_of_a_drawn_digit_hover_and_click(page, servers, tmp_path):
         table = "#window-table" if c == 0 else f"#window-table-{c}"
         window = [float(v) for v in page.eval_on_selector_all(f"{table} td", "c => c.map(td => td.dataset.value)")]
         assert window == pooled[c, 2:7, 3:8].ravel().tolist()
-    assert json.loads(page.get_attribute("#field-text", "data-box")) == explorer.field({"layer": 3, "unit": [2, 3]})["box"]
+    shown_box = json.loads(page.get_attribute("#field-text", "data-box"))
+    assert shown_box == explorer.field({"layer": 3, "unit": [2, 3]})["box"]
     page.select_option("#scale", "global")
     page.select_option("#scale", "layer")
     assert "scale=layer" in page.url and "sample=1" in page.url
@@ -318,7 +320,8 @@ def test_every_panel_works_on_each_model(page, servers, name):
     c, h, w = first_conv["shape"]
     unit = (h // 2, w // 3)
     page.mouse.move(*centre_of(page, f'#layer-{first_conv["index"]} canvas[data-channel="{c - 1}"]', unit, (h, w)))
-    assert float(page.get_attribute("#hover-info", "data-value")) == float(decode(first_conv["output"], "o")[c - 1, unit[0], unit[1]])
+    value = decode(first_conv["output"], "o")[c - 1, unit[0], unit[1]]
+    assert float(page.get_attribute("#hover-info", "data-value")) == float(value)
     page.mouse.click(*centre_of(page, f'#layer-{first_conv["index"]} canvas[data-channel="{c - 1}"]', unit, (h, w)))
     page.wait_for_selector("#window-table")
     settle(page)
@@ -395,8 +398,9 @@ def test_cake_builder_builds_breaks_and_copies_a_stack(page, servers):
     assert [b["type"] for b in stack["blocks"]][:4] == ["conv", "maxpool", "relu", "conv"]
     assert len(stack["blocks"]) == 12 and stack["blocks"][-1] == {"type": "linear", "out_features": 10}
     truth = explorer.stack(stack)
-    assert cake_rows(page) == [["×".join(map(str, r["output_shape"][1:])), f"{r['params']:,}", f"{r['macs']:,}",
-                                "global" if r["rf_global"] else "×".join(map(str, r["rf_size"]))] for r in truth["rows"]]
+    assert cake_rows(page) == [
+        ["×".join(map(str, r["output_shape"][1:])), f"{r['params']:,}", f"{r['macs']:,}",
+         "global" if r["rf_global"] else "×".join(map(str, r["rf_size"]))] for r in truth["rows"]]
     assert page.inner_text("#cake-totals .params") == f"{truth['totals']['params']:,}"
     page.click("#cake-copy")
     assert page.inner_text("#cake-code") == truth["code"]
@@ -436,8 +440,8 @@ def test_live_training_view_and_opening_its_checkpoint(page, tmp_path):
         assert page.locator("#panel-live").is_visible()
         page.wait_for_function("() => document.getElementById('live-status').textContent.startsWith('training:')",
                                timeout=20_000)
-        page.wait_for_function("() => document.getElementById('live-status').textContent.startsWith('training finished')",
-                               timeout=60_000)
+        page.wait_for_function(
+            "() => document.getElementById('live-status').textContent.startsWith('training finished')", timeout=60_000)
         worker.join()
         snap = monitor.snapshot()
         assert page.locator("#live-layers tr[data-layer]").count() == len(snap["layers"]) == 2
@@ -473,11 +477,11 @@ def test_the_exported_copy_opens_from_disk_without_a_server(page, tmp_path):
     assert top == [t["probability"] for t in explorer.forward({"sample": 0})["top"]]
     page.mouse.click(*centre_of(page, '#layer-3 canvas[data-channel="0"]', (1, 6), (8, 8)))
     page.wait_for_selector("#window-table")
-    assert json.loads(page.get_attribute("#field-text", "data-box")) == explorer.field({"layer": 3, "unit": [1, 6]})["box"]
+    shown_box = json.loads(page.get_attribute("#field-text", "data-box"))
+    assert shown_box == explorer.field({"layer": 3, "unit": [1, 6]})["box"]
     page.click('#tabs button[data-panel="conv"]')
     page.click("#conv-step")
-    assert page.get_attribute("#conv-sum", "data-value") == str(
-        float(decode(explorer.conv({"input": "edge8", "kernel": "sobel_x", "stride": 1, "padding": 0})["output"], "o")[0, 0])
-    ).removesuffix(".0")
+    first = decode(explorer.conv({"input": "edge8", "kernel": "sobel_x", "stride": 1, "padding": 0})["output"], "o")
+    assert page.get_attribute("#conv-sum", "data-value") == str(float(first[0, 0])).removesuffix(".0")
     page.click('#tabs button[data-panel="cake"]')
     assert page.inner_text("#cake-totals .params") == "44,426"

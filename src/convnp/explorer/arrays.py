@@ -51,7 +51,8 @@ def decode(value, what, ndim=None):
         try:
             array = np.array(value, dtype=np.float32)
         except (TypeError, ValueError):
-            raise RequestError(f"{what}: expected a rectangular list of lists of numbers, got {str(value)[:60]}") from None
+            raise RequestError(f"{what}: expected a rectangular list of lists of numbers, "
+                               f"got {str(value)[:60]}") from None
         if array.dtype == object or array.size == 0:
             raise RequestError(f"{what}: expected a non-empty rectangular list of numbers")
     else:
