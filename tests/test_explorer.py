@@ -591,3 +591,14 @@ def test_the_forward_latency_benchmark_runs(capsys):
     assert bench.main(["--requests", "5"]) == 0
     out = capsys.readouterr().out
     assert "POST /api/forward, LeNet-5" in out and "median" in out
+
+
+def test_the_page_refers_to_no_other_host():
+    from convnp.explorer.server import STATIC
+
+    files = sorted(STATIC.iterdir())
+    assert {f.name for f in files} >= {"index.html", "style.css", "main.js", "util.js"}
+    for file in files:
+        text = file.read_text()
+        for marker in ("http://", "https://", "//cdn", "@import", "url("):
+            assert marker not in text, f"{file.name} contains {marker!r}"
