@@ -29,6 +29,7 @@ from .backend import keep_freed_memory_for_reuse
 from .bench import add_bench_parser
 from .errors import UserError, checked, fraction, non_negative_float, positive_float, positive_int
 from .experiments.commands import add_experiment_parser
+from .explorer.commands import add_explore_parser
 from .inspect.commands import add_summary_parser, add_viz_parser
 from .interop.commands import add_export_parser
 from .parallel import available_threads, set_num_threads
@@ -99,6 +100,8 @@ def build_parser():
                    help="continue an interrupted run from CHECKPOINT (alone: OUT/last.npz) with its recipe")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: when stderr is a terminal; else one line per epoch)")
+    p.add_argument("--explore", nargs="?", type=int, const=8765, metavar="PORT",
+                   help="serve the explorer page with a live view of the training (default port 8765)")
     p.set_defaults(func=train_command)
 
     # evaluate
@@ -130,7 +133,8 @@ def build_parser():
     p.set_defaults(func=datasets_command)
 
     # the commands that live beside their code: summary and viz, experiment, bench
-    for add in (add_summary_parser, add_viz_parser, add_experiment_parser, add_bench_parser, add_export_parser):
+    for add in (add_summary_parser, add_viz_parser, add_experiment_parser, add_bench_parser, add_export_parser,
+                add_explore_parser):
         add(sub)
     return parser
 
@@ -262,13 +266,23 @@ def train_command(args):
     print(f"convnp train: {recipe.model} on {recipe.dataset}: {recipe.describe()}", flush=True)
     if info is not None:
         print(f"resuming from {info.path} after epoch {info.epoch}", flush=True)
+    callbacks, server = [], None
+    if args.explore is not None:  # the explorer's live view (convnp.explorer)
+        from .explorer.live import start_live_view
+
+        monitor, server = start_live_view(out, port=args.explore, log=lambda line: print(line, flush=True))
+        callbacks.append(monitor)
     try:
         # Overflow on the way to a NaN is reported by the NaN guard, in one line, not as NumPy warnings.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             result = run(recipe, out=out, resume=info, progress=args.progress,
-                         log=lambda line: print(line, flush=True))
+                         log=lambda line: print(line, flush=True), callbacks=callbacks)
     except FileNotFoundError as error:
         raise UserError(_dataset_problem(recipe.dataset, error)) from None
+    finally:
+        if server is not None:  # the page then says that the server stopped
+            server.shutdown()
+            server.server_close()
     history = result.history
     if history["diverged"]:
         kept = f"; the last good checkpoint is {result.files['last']}" if result.files["last"].exists() else ""

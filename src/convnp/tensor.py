@@ -7,27 +7,29 @@ Gradients ACCUMULATE: a tensor used twice receives the sum of both contributions
 ``.grad`` is added to, never overwritten, until ``zero_grad()`` clears it.
 """
 import contextlib
+import threading
 
 import numpy as np
 
 from .backend import DEFAULT_DTYPE, get_array_module
 
-_grad_enabled = True
+# Per thread, as in PyTorch: a server thread evaluating under no_grad() (convnp train --explore) must not
+# switch off the graph of the training thread.
+_grad_mode = threading.local()
 
 
 def is_grad_enabled():
-    return _grad_enabled
+    return getattr(_grad_mode, "enabled", True)
 
 
 @contextlib.contextmanager
 def no_grad():
-    """Context manager: ops inside it record no graph (for evaluation and parameter updates)."""
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, False
+    """Context manager: ops inside it record no graph (for evaluation and parameter updates); per thread."""
+    previous, _grad_mode.enabled = is_grad_enabled(), False
     try:
         yield
     finally:
-        _grad_enabled = previous
+        _grad_mode.enabled = previous
 
 
 def _as_array(data, dtype=None):
