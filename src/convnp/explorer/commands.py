@@ -141,10 +141,10 @@ def explore_command(args):
             info = None
             print(f"convnp explore: no checkpoint: {cls.__name__} with freshly initialised weights")
     else:
-        from ..cli import _load_checkpoint_model
+        from ..interop.files import load_model_file  # a .npz checkpoint, or an .onnx or .safetensors file
 
         path = args.checkpoint or default_checkpoint()
-        model, info = _load_checkpoint_model(path)
+        model, info = load_model_file(path)
     try:
         explorer = Explorer(model, info, input_size=args.input_size, source=args.checkpoint)
     except ValueError as error:
