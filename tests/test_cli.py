@@ -213,9 +213,9 @@ def _bad_files(tmp_path):
     (["train", "--resume", "{tmp}/missing.npz"], "missing.npz: no such checkpoint file"),
     (["train", "--resume"], "--resume without a CHECKPOINT needs --out"),
     (["evaluate", "{tmp}/missing.npz"], "missing.npz: no such checkpoint file"),
-    (["evaluate", "{tmp}/random.npz"], "random.npz is not a readable convnp checkpoint"),
+    (["evaluate", "{tmp}/random.npz"], "random.npz is not a convnp checkpoint (.npz)"),
     (["evaluate"], "the following arguments are required: CHECKPOINT"),
-    (["predict", "{tmp}/random.npz", "x.png"], "random.npz is not a readable convnp checkpoint"),
+    (["predict", "{tmp}/random.npz", "x.png"], "random.npz is not a convnp checkpoint (.npz)"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])
 def test_user_errors_end_with_one_line_and_a_non_zero_status(fake_data, tmp_path, argv, expected):

@@ -26,20 +26,14 @@ INK_THRESHOLD = 0.2
 
 
 def load_image(path):
-    """Open an image file with Pillow; FileNotFoundError / ValueError name the file."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    """Open an image file with Pillow (``convnp.data.images.open_image_checked``: regular files only, a pixel
+    cap, decoder errors named); FileNotFoundError / ImageError (a ValueError) name the file."""
+    from .data.images import open_image_checked
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such image file")
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder, not an image file")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return ImageOps.exif_transpose(image)
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(f"{path}: not a readable image ({' '.join(str(error).split())})") from None
+    return open_image_checked(path, exif_transpose=True)
 
 
 def _grayscale(image):

@@ -136,21 +136,27 @@ def _load_image(path, channels, size):
     if not path.is_file():
         raise SystemExit(f"convnp viz: --image {path} does not exist")
     if path.suffix.lower() == ".npy":
-        array = np.load(path, allow_pickle=False).astype(np.float32)
+        try:  # memory-mapped: a header that declares more data than the file holds is an error, not an allocation
+            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+            if not isinstance(mapped, np.ndarray) or mapped.dtype.kind not in "fiub" or mapped.size > 1 << 28:
+                raise ValueError(f"holds {getattr(mapped, 'dtype', 'no array')} "
+                                 f"{getattr(mapped, 'shape', '')}; expected a real-valued image array")
+            array = np.array(mapped, dtype=np.float32)
+        except (OSError, ValueError, EOFError) as error:
+            raise SystemExit(f"convnp viz: cannot read --image {path}: {_one_line(error)}") from None
         if array.ndim == 2:
             array = array[None]
         if array.ndim != 3:
             raise SystemExit(f"convnp viz: --image {path} holds shape {array.shape}; expected (H, W) or (C, H, W)")
         return array
     try:
-        from PIL import Image
+        from ..data.images import open_image_checked
 
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            if size is not None:
-                image = image.resize((size[1], size[0]))
-            array = np.asarray(image, dtype=np.float32) / 255.0
-    except OSError as error:
+        image = open_image_checked(path).convert("L" if channels == 1 else "RGB")
+        if size is not None:
+            image = image.resize((size[1], size[0]))
+        array = np.asarray(image, dtype=np.float32) / 255.0
+    except (OSError, ValueError) as error:
         raise SystemExit(f"convnp viz: cannot read --image {path}: {_one_line(error)}") from None
     return array[None] if array.ndim == 2 else np.transpose(array, (2, 0, 1))
 
