@@ -297,14 +297,19 @@ def _load_checkpoint_model(path):
 
 def evaluate_command(args):
     from .data import DataLoader, load_dataset
-    from .recipes import DEFAULTS, normalizer
+    from .recipes import DEFAULTS, check_dataset_options, normalizer
     from .train import evaluate
 
     model, info = _load_checkpoint_model(args.checkpoint)
     prep = info["preprocessing"]
     name = args.dataset or prep["dataset"]
     recipe = info.get("recipe") or {}
-    options = recipe.get("dataset_options") if recipe.get("dataset") == name else DEFAULTS.get(name).dataset_options
+    if name not in DEFAULTS:
+        raise UserError(f"{args.checkpoint} was trained on dataset {name[:40]!r}, which convnp cannot load; "
+                        f"give --dataset")
+    # Options from the file: allowed keys and ranges only (never a data root or a download switch).
+    options = recipe.get("dataset_options") if recipe.get("dataset") == name else DEFAULTS[name].dataset_options
+    options = check_dataset_options(name, options or {}, field=f"{args.checkpoint}: recipe.dataset_options")
     try:
         dataset = load_dataset(name, args.split, **(options or {}))
     except FileNotFoundError as error:
