@@ -322,7 +322,10 @@ def evaluate_command(args):
         raise UserError(f"dataset {name} has {len(classes)} classes but the model in {args.checkpoint} "
                         f"predicts {len(prep['classes'])}")
     loader = DataLoader(dataset, args.batch_size, transform=normalizer(prep))
-    metrics = evaluate(model, loader, num_classes=len(classes))
+    try:
+        metrics = evaluate(model, loader, num_classes=len(classes))
+    except ValueError as error:  # non-finite outputs: name the checkpoint
+        raise UserError(f"{args.checkpoint}: {error}") from None
     trained = "" if name == prep["dataset"] else f" (trained on {prep['dataset']})"
     print(f"{info['model_class']} from {args.checkpoint} (epoch {info.epoch}) on {name} {args.split}{trained}: "
           f"{metrics['count']:,} images")
@@ -359,12 +362,19 @@ def format_confusion(confusion):
 def predict_command(args):
     import numpy as np
 
-    from .predict import load_image, predict_arrays, preprocess, to_model_input
+    import warnings
+
+    from .predict import BlankImageWarning, load_image, predict_arrays, preprocess, to_model_input
 
     model, info = _load_checkpoint_model(args.checkpoint)
     prep = info["preprocessing"]
-    inputs = [preprocess(path, prep) for path in args.images]
-    results = predict_arrays(model, np.stack(inputs), prep.get("classes"), top=min(args.top, len(prep["classes"])))
+    with warnings.catch_warnings(record=True) as caught:  # a blank picture: one warning line each
+        warnings.simplefilter("always", BlankImageWarning)
+        inputs = [preprocess(path, prep) for path in args.images]
+    for warning in caught:
+        print(f"convnp predict: warning: {warning.message}", file=sys.stderr)
+    results = predict_arrays(model, np.stack(inputs), prep.get("classes"), top=min(args.top, len(prep["classes"])),
+                             where=args.checkpoint)
     for path, top in zip(args.images, results):
         print(f"{path}: " + "   ".join(f"{name} {_percent(p)}" for name, p in top))
     if args.save_input:

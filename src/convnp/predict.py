@@ -115,9 +115,20 @@ def _lanczos():
     return Image.Resampling.LANCZOS
 
 
+class BlankImageWarning(UserWarning):
+    """A picture given to predict is blank or of one colour: its prediction means nothing."""
+
+
 def preprocess(path, preprocessing):
-    """An image file -> the normalised float32 (C, H, W) array the model takes."""
+    """An image file -> the normalised float32 (C, H, W) array the model takes.
+
+    Warns (BlankImageWarning) when the prepared picture is blank: one colour, or no drawing found."""
+    import warnings
+
     x = to_model_input(load_image(path), preprocessing)
+    if x.size and float(x.max()) == float(x.min()):
+        warnings.warn(f"{path}: the picture is blank or of one colour (nothing to classify), so its "
+                      f"prediction means nothing", BlankImageWarning, stacklevel=2)
     mean = np.asarray(preprocessing.get("mean") or [0.0], dtype=np.float32)[:, None, None]
     std = np.asarray(preprocessing.get("std") or [1.0], dtype=np.float32)[:, None, None]
     return (x - mean) / std
@@ -129,17 +140,25 @@ def softmax(logits):
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def predict_arrays(model, x, class_names, top=3):
-    """x: (N, C, H, W) normalised -> for each image, the ``top`` (class name, probability) pairs."""
+def predict_arrays(model, x, class_names, top=3, where="the model"):
+    """x: (N, C, H, W) normalised -> for each image, the ``top`` (class name, probability) pairs.
+
+    Non-finite outputs (NaN/inf weights, a zero std) raise ValueError naming ``where`` (e.g. the
+    checkpoint): they would otherwise show up as a confident-looking ranking of NaNs."""
     from .tensor import Tensor, no_grad
 
     was_training = model.training
     model.eval()
     try:
-        with no_grad():
-            probs = softmax(np.asarray(model(Tensor(np.asarray(x, dtype=np.float32))).data, dtype=np.float64))
+        with no_grad(), np.errstate(all="ignore"):
+            logits = np.asarray(model(Tensor(np.asarray(x, dtype=np.float32))).data, dtype=np.float64)
     finally:
         model.train(was_training)
+    bad = ~np.isfinite(logits).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{where}: the model's outputs are not finite (NaN or inf) for {int(bad.sum())} of "
+                         f"{len(logits)} input(s): its weights or its normalisation (std) are broken")
+    probs = softmax(logits)
     names = list(class_names) if class_names else [str(k) for k in range(probs.shape[1])]
     order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
     return [[(names[k], float(p[k])) for k in row] for row, p in zip(order, probs)]
@@ -152,4 +171,5 @@ def predict_files(model, info, paths, top=3):
         raise ValueError(f"{info.get('path', 'the checkpoint')} records no preprocessing (input size, "
                          f"normalisation), so pictures cannot be prepared for it")
     x = np.stack([preprocess(path, preprocessing) for path in paths])
-    return list(zip(paths, predict_arrays(model, x, preprocessing.get("classes"), top)))
+    where = info.get("path", "the model") if isinstance(info, dict) else "the model"
+    return list(zip(paths, predict_arrays(model, x, preprocessing.get("classes"), top, where=where)))

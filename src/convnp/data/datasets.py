@@ -81,6 +81,8 @@ def _idx_dataset(name, files_by_split, classes, split, root, download):
     if labels.ndim != 1 or labels.dtype != np.uint8:
         raise CorruptDataError(f"{labels_path}: expected uint8 labels (N,), "
                                f"got {labels.dtype} {labels.shape}")
+    if len(images) == 0:
+        raise CorruptDataError(f"{images_path}: holds no images (an empty dataset)")
     if len(images) != len(labels):
         raise CorruptDataError(
             f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels"
