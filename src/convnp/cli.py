@@ -225,6 +225,11 @@ def _resumed_recipe(args, info):
         if recipe.scheduler in ("cosine", "onecycle"):
             raise UserError(f"the run's {recipe.scheduler} schedule was planned for {recipe.epochs} epochs; resume "
                             f"with --epochs {recipe.epochs} (or start a new run)")
+        if recipe.scheduler == "step":  # the saved StepLR keeps its step size: say so rather than surprise
+            step = (info.scheduler_state or {}).get("step_size", max(1, recipe.epochs // 3))
+            print(f"convnp train: the step schedule keeps its step size of {step} epoch(s) from the "
+                  f"{recipe.epochs}-epoch plan: the lr is divided by 10 every {step} epochs up to epoch "
+                  f"{args.epochs}", flush=True)
         recipe.epochs = args.epochs
     return recipe
 

@@ -343,13 +343,30 @@ def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=()):
     ``resume``: a checkpoint (path or loaded) from an earlier run of the same recipe; training continues
     after its epoch, up to ``recipe.epochs``, with every state restored (weights, optimizer, scheduler,
     global and loader RNGs, history).  Returns a RunResult.
+
+    ``out`` is locked for the run (``convnp.files.RunLock``: a second run into the same folder is refused,
+    naming the first one's pid), and temporary files a killed write left there are removed first.
     """
+    check_recipe(recipe)
+    if out is not None:  # one run per folder at a time; the lock is released when this run ends
+        from .files import RunLock
+
+        with RunLock(out):
+            return _run_locked(recipe, out, resume, log, progress, callbacks)
+    return _run_locked(recipe, out, resume, log, progress, callbacks)
+
+
+def _run_locked(recipe, out, resume, log, progress, callbacks):
     from . import checkpoint
     from .backend import manual_seed
     from .data import DataLoader
+    from .files import remove_stale_temporaries
     from .train import ModelCheckpoint, NaNGuard, fit
 
-    check_recipe(recipe)
+    if out is not None:
+        stale = remove_stale_temporaries(out)
+        if stale and log is not None:
+            log(f"removed {len(stale)} temporary file(s) an interrupted write left in {out}: {', '.join(stale)}")
     info = None
     if resume is not None:
         info = resume if isinstance(resume, checkpoint.Checkpoint) else checkpoint.load(resume)
@@ -396,7 +413,7 @@ def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=()):
 
 
 def write_history(path, history, recipe, preprocessing):
-    path = Path(path)
-    path.write_text(json.dumps({"recipe": recipe.to_dict(), "preprocessing": preprocessing, "history": history},
-                               indent=1) + "\n")
-    return path
+    from .files import atomic_write_text
+
+    return atomic_write_text(Path(path), json.dumps({"recipe": recipe.to_dict(), "preprocessing": preprocessing,
+                                                     "history": history}, indent=1) + "\n")

@@ -449,6 +449,8 @@ def plot_history(history, path, title="Training curves"):
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    from .files import atomic_write
+
+    atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=100))
     plt.close(fig)
     return path
