@@ -70,6 +70,10 @@ class Conv2d(Function):
         f, c_group, kh, kw = w.shape
         h_out = output_size(h, kh, stride[0], padding[0], dilation[0])
         w_out = output_size(w_in, kw, stride[1], padding[1], dilation[1])
+        if n == 0:  # an empty batch: an empty output; backward gives zero gradients
+            self.empty_batch = (x.shape, w.shape, None if b is None else b.shape)
+            return xp.zeros((0, f, h_out, w_out), dtype=xp.result_type(x, w))
+        self.empty_batch = None
         per_pixel = c * kh * kw * n  # numbers in im2col's columns for one output pixel (all images)
         rows_per_chunk = max(1, CHUNK_NUMBERS // (per_pixel * w_out))
         rows_per_chunk = min(rows_per_chunk, -(-h_out // pieces_for(per_pixel * w_out * h_out, h_out)))
@@ -116,6 +120,10 @@ class Conv2d(Function):
         return tiled.transpose(2, 3, 0, 1, 4)
 
     def backward(self, dy):
+        if self.empty_batch is not None:
+            xp = get_array_module(dy)
+            return tuple(None if shape is None or not needed else xp.zeros(shape, dtype=dy.dtype)
+                         for shape, needed in zip(self.empty_batch, self.needs_input_grad))
         x_pad, w_mat = self.saved
         x_shape, dtype, order, (kh, kw), stride, padding, dilation, g, (h_out, w_out), tile_width = self.geometry
         xp = get_array_module(dy)
