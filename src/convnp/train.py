@@ -227,7 +227,7 @@ def evaluate(model, data, loss=None, num_classes=None, batch_size=1000, finite=T
     total_loss, count = 0.0, 0
     confusion = None
     try:
-        with no_grad():
+        with no_grad(), np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # checked just below
             for images, labels in loader:
                 labels = np.asarray(labels)
                 logits = model(Tensor(images))
