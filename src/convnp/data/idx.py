@@ -56,19 +56,31 @@ def read_idx(path):
         return _read_idx_stream(path, raw_file)
 
 
+READ_CHUNK = 1 << 22  # bytes read at a time: memory grows with what a file holds, not with what it claims
+
+
 def _read_exactly(path, stream, count):
-    """Up to ``count`` bytes from ``stream`` (fewer only at its end); a broken gzip stream names the file."""
-    buffer = np.empty(count, dtype=np.uint8)  # not touched (so not in memory) until filled
-    view, filled = memoryview(buffer), 0
+    """Up to ``count`` bytes from ``stream`` (fewer only at its end) -> uint8 array; a broken gzip stream
+    names the file."""
+    chunks, total = [], 0
     try:
-        while filled < count:
-            got = stream.readinto(view[filled:])
-            if not got:
+        while total < count:
+            chunk = np.empty(min(READ_CHUNK, count - total), dtype=np.uint8)
+            view, filled = memoryview(chunk), 0
+            while filled < len(chunk):
+                got = stream.readinto(view[filled:])
+                if not got:
+                    break
+                filled += got
+            chunks.append(chunk[:filled])
+            total += filled
+            if filled < len(chunk):
                 break
-            filled += got
     except (OSError, EOFError, zlib.error) as error:
         raise CorruptDataError(f"{path}: corrupt gzip data ({error})") from None
-    return buffer if filled == count else buffer[:filled]
+    if len(chunks) == 1:
+        return chunks[0]
+    return np.concatenate(chunks) if chunks else np.empty(0, dtype=np.uint8)
 
 
 def _read_idx_stream(path, stream):
@@ -80,7 +92,7 @@ def _read_idx_stream(path, stream):
         raise CorruptDataError(
             f"{path}: not an IDX file: magic number starts with {head[:2].tobytes().hex()}, expected 0000"
         )
-    type_code, ndim = head[2], head[3]
+    type_code, ndim = int(head[2]), int(head[3])
     if type_code not in IDX_TYPE_CODES:
         known = ", ".join(f"0x{code:02X}" for code in IDX_TYPE_CODES)
         raise CorruptDataError(f"{path}: unknown IDX type code 0x{type_code:02X} (known: {known})")

@@ -39,6 +39,7 @@ def open_image_checked(path, exif_transpose=False):
     with open_regular(path, "image", ImageError) as file:
         try:
             with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=UserWarning, module="PIL")  # "Corrupt EXIF data"
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 with Image.open(file) as image:
                     width, height = image.size
