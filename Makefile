@@ -10,7 +10,7 @@ ifneq ($(wildcard $(SHARED_DATA)/mnist),)
 export CONVNP_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: demo test bench accuracy clean
+.PHONY: demo test fuzz bench accuracy clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2
+
+# The long run of the hardening tests: many fuzz examples per parser (fresh randomness) and many SIGKILLs.
+FUZZ_EXAMPLES ?= 2000
+KILLS ?= 40
+fuzz: $(STAMP)
+	CONVNP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CONVNP_KILLS=$(KILLS) $(BIN)/python -m pytest -n 2 -s -p no:randomly \
+		tests/test_fuzz.py tests/test_crash_consistency.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lenet.py
