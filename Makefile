@@ -32,7 +32,7 @@ test: $(STAMP)
 FUZZ_EXAMPLES ?= 2000
 KILLS ?= 40
 fuzz: $(STAMP)
-	CONVNP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CONVNP_KILLS=$(KILLS) $(BIN)/python -m pytest -n 2 -s -p no:randomly \
+	CONVNP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CONVNP_KILLS=$(KILLS) $(BIN)/python -m pytest -n 2 -s \
 		tests/test_fuzz.py tests/test_crash_consistency.py
 
 bench: $(STAMP)

@@ -317,3 +317,15 @@ def test_resuming_a_step_schedule_with_more_epochs_says_what_it_does(tmp_path, c
     history = json.loads((tmp_path / "run" / "history.json").read_text())["history"]
     lrs = history["lr"]
     assert len(lrs) == 4 and np.allclose(np.array(lrs[1:]) / np.array(lrs[:-1]), 0.1)  # as announced
+
+
+def test_save_refuses_what_load_would_refuse(tmp_path):
+    model = models.TinyCNN(num_classes=3)
+    for preprocessing, fragment in (({"classes": []}, "preprocessing.classes: must have 1.."),
+                                    ({"std": [0.0]}, r"preprocessing.std\[0\]: must be > 0"),
+                                    ({"notes": "x"}, r"preprocessing: unknown key\(s\) notes")):
+        with pytest.raises(ValueError, match=fr"save .*bad\.npz: {fragment}"):
+            checkpoint.save(tmp_path / "bad.npz", model, preprocessing=preprocessing)
+    with pytest.raises(ValueError, match=r"arrays/0: holds dtype <U1"):
+        checkpoint.save(tmp_path / "bad.npz", model, labels=np.array(["a", "b"]))
+    assert list(tmp_path.iterdir()) == []  # nothing written

@@ -22,6 +22,19 @@ input size, channels, class names), the training history, and any extra keyword 
 Values JSON cannot hold are encoded: arrays as {"__array__": name}, tuples as {"__tuple__": [...]},
 dicts with non-string keys (the optimizer numbers its parameters) as {"__items__": [[key, value]...]}.
 
+Validated, not trusted
+----------------------
+``load`` never calls ``np.load``: it reads the zip directory, refuses duplicate, unknown, encrypted or
+over-compressed members (a deflated member may expand at most MAX_COMPRESSION_RATIO times) and a total
+over MAX_CHECKPOINT_BYTES, reads each member's .npy header and checks that its shape and dtype (real
+numbers only; weights real floating point) account for exactly the bytes that follow, and only then
+allocates.  Every metadata field is then checked by ``convnp.checkpoint_schema`` (types, ranges, sizes:
+model arguments, optimizer/scheduler/RNG state, epoch, history, preprocessing, the stored recipe, whose
+dataset options are allowlisted so that a file cannot choose where data is read or trigger a download).
+Any violation is a CheckpointError naming the file and the field.  ``save`` runs the same checks first,
+so it never writes a checkpoint ``load`` would refuse.  A FIFO, device or folder is refused after a stat,
+never opened.
+
 Atomic writes
 -------------
 ``save`` writes a temporary file in the target's folder, flushes and fsyncs it, then renames it over
@@ -119,6 +132,7 @@ def save(path, model, optimizer=None, scheduler=None, epoch=0, *, loader=None, p
         "history": encode(history),
         "extra": encode(extra),
     }
+    _check_before_saving(path, meta, arrays, model.state_dict())
     entries = {MODEL_PREFIX + key: np.asarray(value) for key, value in model.state_dict().items()}
     entries.update((ARRAY_PREFIX + name, value) for name, value in arrays.items())
     text = json.dumps(meta, allow_nan=True)
@@ -126,6 +140,23 @@ def save(path, model, optimizer=None, scheduler=None, epoch=0, *, loader=None, p
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, entries)
     return path
+
+
+def _check_before_saving(path, meta, arrays, state):
+    """Refuse to write what ``load`` would refuse (a preprocessing key it does not know, an empty class
+    list, ...): a run must never leave checkpoints it cannot read back."""
+    from .checkpoint_schema import SchemaError, check_metadata, check_model_state_key, check_weight
+
+    try:
+        for key, value in state.items():
+            check_model_state_key(key)
+            check_weight(key, np.asarray(value))
+        for name, value in arrays.items():
+            if value.dtype.kind not in ALLOWED_ARRAY_KINDS:
+                raise SchemaError(f"arrays/{name}", f"holds dtype {value.dtype} (real numbers only)")
+        check_metadata(json.loads(json.dumps(meta, allow_nan=True)), arrays)
+    except SchemaError as error:
+        raise ValueError(f"save {path}: {' '.join(str(error).split())}") from None
 
 
 def _write_npz(file, entries):
