@@ -7,7 +7,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -59,6 +58,7 @@ def test_the_corpus_covers_each_class_of_bad_input(corpus):
     assert sizes["checkpoints"] >= 60 and sizes["images"] >= 9 and sizes["idx"] >= 9, sizes
     biggest = max(p.stat().st_size for p in corpus.root.rglob("*") if p.is_file())
     assert biggest < 1 << 20  # small files only (the bombs are small on disk)
+    print(f"bad-input corpus: {sum(sizes.values())} files ({sizes}), the largest {biggest:,} bytes")
 
 
 # --- the API -------------------------------------------------------------------------------------------------

@@ -123,9 +123,14 @@ def test_model_arguments_from_a_file_are_bounded(good, tmp_path):
                                                                   "num_classes": 3}}
     path = _rewrite(good, tmp_path / "mlp.npz", change)
     start = time.perf_counter()
-    with pytest.raises(CheckpointError, match=r"mlp\.npz: model\.args: asks for layers of up to 1048576 x 1048576"):
+    with pytest.raises(CheckpointError, match=r"mlp\.npz: model\.args\.in_features: is 1048576, which is no axis "
+                                              r"length of the stored weights"):
         checkpoint.load_model(path)
     assert time.perf_counter() - start < 5  # refused from the metadata, not after building a 4 TB model
+    from convnp.checkpoint_schema import SchemaError, check_model
+
+    with pytest.raises(SchemaError, match=r"model\.args: asks for layers of up to 1048576 x 1048576"):
+        check_model({"name": "mlp", "class": "MLP", "args": {"in_features": 1 << 20, "hidden": [1 << 20]}})
 
 
 def test_an_idx_gzip_bomb_is_read_only_up_to_its_declared_size(tmp_path):

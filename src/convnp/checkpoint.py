@@ -154,7 +154,8 @@ def _check_before_saving(path, meta, arrays, state):
         for name, value in arrays.items():
             if value.dtype.kind not in ALLOWED_ARRAY_KINDS:
                 raise SchemaError(f"arrays/{name}", f"holds dtype {value.dtype} (real numbers only)")
-        check_metadata(json.loads(json.dumps(meta, allow_nan=True)), arrays)
+        sizes = {size for value in state.values() for size in np.shape(value)}
+        check_metadata(json.loads(json.dumps(meta, allow_nan=True)), arrays, sizes)
     except SchemaError as error:
         raise ValueError(f"save {path}: {' '.join(str(error).split())}") from None
 
@@ -254,7 +255,7 @@ def load(path):
         for key, value in model_state.items():
             check_model_state_key(key)
             check_weight(key, value)
-        checked = check_metadata(meta, arrays)
+        checked = check_metadata(meta, arrays, {size for value in model_state.values() for size in value.shape})
     except SchemaError as error:
         raise CheckpointError(f"{path}: {_one_line(error)}") from None
     optimizer, scheduler = checked["optimizer"], checked["scheduler"]

@@ -15,7 +15,7 @@ import numpy as np
 
 # Sizes a file may ask for.  Generous for real use, far below what would exhaust memory.
 MAX_MODEL_ARG = 1 << 20          # any integer constructor argument (in_features of a 1024x1024 image)
-MAX_ARG_LIST = 64                # a list argument (MLP hidden widths, VGG widths)
+MAX_ARG_LIST = 16                # a list argument (MLP hidden widths, VGG widths)
 MAX_LAYER_WEIGHTS = 1 << 28      # the two largest integer arguments multiplied: a bound on one layer
 MAX_CHANNELS = 64
 MAX_SIDE = 4096                  # input height and width
@@ -157,8 +157,12 @@ class Decoder:
 
 
 # --- the fields -----------------------------------------------------------------------------------------------
-def check_model(model):
-    """{'name': short name or None, 'class': class name, 'args': constructor arguments or None}."""
+def check_model(model, weight_sizes=None):
+    """{'name': short name or None, 'class': class name, 'args': constructor arguments or None}.
+
+    ``weight_sizes``: every axis length of the stored weights.  Each integer argument must be one of them
+    (num_classes is the last layer's output size, in_channels the first kernel's depth, ...), so a file
+    cannot ask for a model larger than the weights it actually holds."""
     from .models import MODELS, constructor_parameters
 
     _dict(model, "model", keys=("name", "class", "args"), required=("name", "class", "args"))
@@ -179,10 +183,16 @@ def check_model(model):
             raise SchemaError(field, f"{MODELS[name].__name__} takes no argument {key!r} "
                                      f"(it takes: {', '.join(accepted)})")
         if isinstance(value, (list, tuple)):
-            _list(value, field, MAX_ARG_LIST, min_length=1)
-            sizes += [check_int(item, f"{field}[{i}]", 1, MAX_MODEL_ARG) for i, item in enumerate(value)]
+            _list(value, field, MAX_ARG_LIST)
+            items = [(f"{field}[{i}]", check_int(item, f"{field}[{i}]", 1, MAX_MODEL_ARG))
+                     for i, item in enumerate(value)]
         else:
-            sizes.append(check_int(value, field, 1, MAX_MODEL_ARG))
+            items = [(field, check_int(value, field, 1, MAX_MODEL_ARG))]
+        for where, size in items:
+            if weight_sizes is not None and size not in weight_sizes:
+                raise SchemaError(where, f"is {size}, which is no axis length of the stored weights "
+                                         f"(the model built from it would not fit them)")
+            sizes.append(size)
     largest = sorted(sizes)[-2:]
     if math.prod(largest) > MAX_LAYER_WEIGHTS:
         raise SchemaError("model.args", f"asks for layers of up to {largest[0]} x {largest[-1]} weights "
@@ -351,8 +361,9 @@ def check_weight(key, array):
         raise SchemaError(field, f"has {array.ndim} axes")
 
 
-def check_metadata(meta, arrays):
-    """Check the JSON metadata ``meta`` and decode it with ``arrays`` ({name: array of arrays/<name>}).
+def check_metadata(meta, arrays, weight_sizes=None):
+    """Check the JSON metadata ``meta`` and decode it with ``arrays`` ({name: array of arrays/<name>});
+    ``weight_sizes``: the set of axis lengths of the stored weights (see ``check_model``).
 
     Returns a dict: model, epoch, optimizer, scheduler (each {'class', 'state'} or None), rng_state,
     loader_rng_state, preprocessing, history, extra -- all checked.  Raises SchemaError.
@@ -364,7 +375,7 @@ def check_metadata(meta, arrays):
     if meta.get("convnp_version") is not None:
         check_str(meta["convnp_version"], "convnp_version", max_length=100)
     decode = Decoder(arrays)
-    out = {"model": check_model(meta["model"]), "epoch": check_int(meta["epoch"], "epoch", 0, MAX_EPOCHS)}
+    out = {"model": check_model(meta["model"], weight_sizes), "epoch": check_int(meta["epoch"], "epoch", 0, MAX_EPOCHS)}
     for what, check in (("optimizer", check_optimizer_state), ("scheduler", check_scheduler_state)):
         entry = meta.get(what)
         if entry is not None:

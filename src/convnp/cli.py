@@ -365,9 +365,9 @@ def format_confusion(confusion):
 
 # --- predict -------------------------------------------------------------------------------------------------
 def predict_command(args):
-    import numpy as np
-
     import warnings
+
+    import numpy as np
 
     from .predict import BlankImageWarning, load_image, predict_arrays, preprocess, to_model_input
 

@@ -96,8 +96,8 @@ def _read_idx_stream(path, stream):
     if type_code not in IDX_TYPE_CODES:
         known = ", ".join(f"0x{code:02X}" for code in IDX_TYPE_CODES)
         raise CorruptDataError(f"{path}: unknown IDX type code 0x{type_code:02X} (known: {known})")
-    if ndim == 0:
-        raise CorruptDataError(f"{path}: IDX header says the array has 0 dimensions")
+    if ndim == 0 or ndim > 32:
+        raise CorruptDataError(f"{path}: IDX header says the array has {ndim} dimensions (1..32 supported)")
     header_size = 4 + 4 * ndim
     sizes_bytes = _read_exactly(path, stream, 4 * ndim)
     if len(sizes_bytes) < 4 * ndim:
@@ -112,7 +112,7 @@ def _read_idx_stream(path, stream):
     sizes = "x".join(str(size) for size in shape)
     if dtype.itemsize > 1:
         sizes += f" x {dtype.itemsize}-byte {dtype.name}"
-    if expected > MAX_IDX_BYTES:
+    if math.prod(size for size in shape if size) * dtype.itemsize > MAX_IDX_BYTES:  # zeros aside: absurd
         raise CorruptDataError(f"{path}: IDX header says {sizes} = {expected:,} bytes of data, more than the "
                                f"{MAX_IDX_BYTES:,} convnp reads")
     payload = _read_exactly(path, stream, expected + 1)  # one byte more tells trailing data from none
