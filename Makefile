@@ -32,8 +32,8 @@ test: $(STAMP)
 FUZZ_EXAMPLES ?= 2000
 KILLS ?= 40
 fuzz: $(STAMP)
-	CONVNP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CONVNP_KILLS=$(KILLS) $(BIN)/python -m pytest -n 2 -s \
-		tests/test_fuzz.py tests/test_crash_consistency.py
+	CONVNP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -n 2 tests/test_fuzz.py
+	CONVNP_KILLS=$(KILLS) $(BIN)/python -m pytest -s tests/test_crash_consistency.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lenet.py
