@@ -10,7 +10,7 @@ ifneq ($(wildcard $(SHARED_DATA)/mnist),)
 export CONVNP_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: demo test test-fast lint bench accuracy clean
+.PHONY: demo test test-fast lint fuzz bench accuracy clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ test-fast: $(STAMP)
 # pyflakes, pycodestyle, import order and a few bugbear rules ([tool.ruff] in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# The long run of the hardening tests: many fuzz examples per parser (fresh randomness) and many SIGKILLs.
+FUZZ_EXAMPLES ?= 2000
+KILLS ?= 40
+fuzz: $(STAMP)
+	CONVNP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -n 2 tests/test_fuzz.py
+	CONVNP_KILLS=$(KILLS) $(BIN)/python -m pytest -s tests/test_crash_consistency.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lenet.py

@@ -212,9 +212,9 @@ def _bad_files(tmp_path):
     (["train", "--resume", "{tmp}/missing.npz"], "missing.npz: no such checkpoint file"),
     (["train", "--resume"], "--resume without a CHECKPOINT needs --out"),
     (["evaluate", "{tmp}/missing.npz"], "missing.npz: no such checkpoint file"),
-    (["evaluate", "{tmp}/random.npz"], "random.npz is not a readable convnp checkpoint"),
+    (["evaluate", "{tmp}/random.npz"], "random.npz is not a convnp checkpoint (.npz)"),
     (["evaluate"], "the following arguments are required: CHECKPOINT"),
-    (["predict", "{tmp}/random.npz", "x.png"], "random.npz is not a readable convnp checkpoint"),
+    (["predict", "{tmp}/random.npz", "x.png"], "random.npz is not a convnp checkpoint (.npz)"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     # every flag's error names the flag
     (["train", "--seed", "-1"], "argument --seed: expected a whole number in [0, 2**32), got '-1'"),

@@ -147,3 +147,88 @@ def test_data_dir_precedence(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert data_dir() == tmp_path / "home" / ".cache" / "convnp"
+
+
+# --- deadline and size cap -------------------------------------------------------------------------------
+class TrickleHandler(http.server.BaseHTTPRequestHandler):
+    """Promises 1,000 bytes and sends one every 0.05 s (a server trickling bytes), or, at /big, sends
+    ``BIG`` bytes more than any expected file (with an honest or a missing Content-Length)."""
+
+    BIG = 3 << 20
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        import time
+
+        self.send_response(200)
+        if self.path.startswith("/big"):
+            if self.path == "/big-declared":
+                self.send_header("Content-Length", str(self.BIG))
+            self.end_headers()
+            try:
+                for _ in range(self.BIG >> 16):
+                    self.wfile.write(b"\0" * (1 << 16))
+            except OSError:  # the client hung up: what it should do
+                pass
+            return
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        try:
+            for _ in range(1000):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def trickle_server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TrickleHandler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+def test_a_trickling_server_hits_the_deadline(trickle_server, tmp_path):
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=r"not complete after the 0\.5 s deadline") as error:
+        download(trickle_server + "/slow.gz", tmp_path / "slow.gz", "0" * 32, timeout=2, deadline=0.5)
+    elapsed = time.monotonic() - start
+    assert 0.5 <= elapsed < 2.5, elapsed  # each read brought a byte within the timeout: only the deadline ends it
+    assert "slow.gz" in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("path, message", [("/big-declared", "offers 3,145,728 bytes, more than the 100,000"),
+                                           ("/big", "larger than the 100,000 bytes expected; cut off")])
+def test_a_response_larger_than_expected_is_cut_off(trickle_server, tmp_path, monkeypatch, path, message):
+    written = []
+    real_stream = download_module._stream_to_file
+
+    def watching(url, file, *args):
+        try:
+            return real_stream(url, file, *args)
+        finally:
+            written.append(file.tell())
+
+    monkeypatch.setattr(download_module, "_stream_to_file", watching)
+    with pytest.raises(DownloadError, match=message):
+        download(trickle_server + path, tmp_path / "f.gz", "0" * 32, max_bytes=100_000)
+    assert written and written[0] <= 100_000  # never more than the cap reached the disk
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_caps_each_file_at_its_published_size(monkeypatch, tmp_path):
+    caps = []
+    monkeypatch.setattr(download_module, "download", lambda url, path, md5, max_bytes: caps.append(max_bytes))
+    fetch("mnist", {"t10k-labels-idx1-ubyte.gz": "0" * 32}, mirrors=["http://127.0.0.1:9/"], root=tmp_path)
+    assert caps == [4542]  # the published size of MNIST's test labels

@@ -432,8 +432,10 @@ def run(args):
             rows.append(row)
             print(format_row(row), flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"threads": args.threads, "repeats": args.repeats, "quick": args.quick,
-                                     "numpy": np.__version__, "rows": rows}, indent=2))
+    from .files import atomic_write_text
+
+    atomic_write_text(args.json, json.dumps({"threads": args.threads, "repeats": args.repeats, "quick": args.quick,
+                                             "numpy": np.__version__, "rows": rows}, indent=2))
     print(f"\nwrote {args.json}")
     return 0
 

@@ -240,6 +240,11 @@ def _resumed_recipe(args, info):
         if recipe.scheduler in ("cosine", "onecycle"):
             raise UserError(f"the run's {recipe.scheduler} schedule was planned for {recipe.epochs} epochs; resume "
                             f"with --epochs {recipe.epochs} (or start a new run)")
+        if recipe.scheduler == "step":  # the saved StepLR keeps its step size: say so rather than surprise
+            step = (info.scheduler_state or {}).get("step_size", max(1, recipe.epochs // 3))
+            print(f"convnp train: the step schedule keeps its step size of {step} epoch(s) from the "
+                  f"{recipe.epochs}-epoch plan: the lr is divided by 10 every {step} epochs up to epoch "
+                  f"{args.epochs}", flush=True)
         recipe.epochs = args.epochs
     return recipe
 
@@ -323,14 +328,19 @@ def _load_checkpoint_model(path):
 
 def evaluate_command(args):
     from .data import DataLoader, load_dataset
-    from .recipes import DEFAULTS, normalizer
+    from .recipes import DEFAULTS, check_dataset_options, normalizer
     from .train import evaluate
 
     model, info = _load_checkpoint_model(args.checkpoint)
     prep = info["preprocessing"]
     name = args.dataset or prep["dataset"]
     recipe = info.get("recipe") or {}
-    options = recipe.get("dataset_options") if recipe.get("dataset") == name else DEFAULTS.get(name).dataset_options
+    if name not in DEFAULTS:
+        raise UserError(f"{args.checkpoint} was trained on dataset {name[:40]!r}, which convnp cannot load; "
+                        f"give --dataset")
+    # Options from the file: allowed keys and ranges only (never a data root or a download switch).
+    options = recipe.get("dataset_options") if recipe.get("dataset") == name else DEFAULTS[name].dataset_options
+    options = check_dataset_options(name, options or {}, field=f"{args.checkpoint}: recipe.dataset_options")
     try:
         dataset = load_dataset(name, args.split, **(options or {}))
     except FileNotFoundError as error:
@@ -343,7 +353,10 @@ def evaluate_command(args):
         raise UserError(f"dataset {name} has {len(classes)} classes but the model in {args.checkpoint} "
                         f"predicts {len(prep['classes'])}")
     loader = DataLoader(dataset, args.batch_size, transform=normalizer(prep))
-    metrics = evaluate(model, loader, num_classes=len(classes))
+    try:
+        metrics = evaluate(model, loader, num_classes=len(classes))
+    except ValueError as error:  # non-finite outputs: name the checkpoint
+        raise UserError(f"{args.checkpoint}: {error}") from None
     trained = "" if name == prep["dataset"] else f" (trained on {prep['dataset']})"
     print(f"{info['model_class']} from {args.checkpoint} (epoch {info.epoch}) on {name} {args.split}{trained}: "
           f"{metrics['count']:,} images")
@@ -378,14 +391,21 @@ def format_confusion(confusion):
 
 # --- predict -------------------------------------------------------------------------------------------------
 def predict_command(args):
+    import warnings
+
     import numpy as np
 
-    from .predict import load_model_input, predict_arrays, preprocess
+    from .predict import BlankImageWarning, load_model_input, predict_arrays, preprocess
 
     model, info = _load_checkpoint_model(args.checkpoint)
     prep = info["preprocessing"]
-    inputs = [preprocess(path, prep) for path in args.images]
-    results = predict_arrays(model, np.stack(inputs), prep.get("classes"), top=min(args.top, len(prep["classes"])))
+    with warnings.catch_warnings(record=True) as caught:  # a blank picture: one warning line each
+        warnings.simplefilter("always", BlankImageWarning)
+        inputs = [preprocess(path, prep) for path in args.images]
+    for warning in caught:
+        print(f"convnp predict: warning: {warning.message}", file=sys.stderr)
+    results = predict_arrays(model, np.stack(inputs), prep.get("classes"), top=min(args.top, len(prep["classes"])),
+                             where=args.checkpoint)
     for path, top in zip(args.images, results):
         print(f"{path}: " + "   ".join(f"{name} {_percent(p)}" for name, p in top))
     if args.save_input:

@@ -23,7 +23,15 @@ __all__ = [
 
 
 def _tensor(x):
-    return x if isinstance(x, Tensor) else Tensor(x)
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    if x.data.dtype.kind not in "fiub":  # complex, strings, objects: refused at the door (one attribute check)
+        raise TypeError(f"convnp ops take real numbers (float, int or bool arrays), got dtype {x.data.dtype}")
+    return x
+
+
+def _check_mean_of_empty(n, reduction, where):
+    if reduction == "mean" and n == 0:
+        raise ValueError(f"{where}: the batch is empty, so its mean loss is undefined (use reduction='sum')")
 
 
 # --- convolution and pooling ----------------------------------------------------------------------
@@ -265,6 +273,7 @@ def cross_entropy(logits: TensorLike, target: TensorLike, reduction: str = "mean
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    _check_mean_of_empty(logits.shape[0] if logits.ndim else 1, reduction, "cross_entropy")
     return loss.CrossEntropy.apply(logits, target, reduction=reduction, label_smoothing=label_smoothing)
 
 
@@ -275,4 +284,5 @@ def mse_loss(x: TensorLike, target: TensorLike, reduction: str = "mean") -> Tens
         raise ValueError(f"mse_loss: input shape {x.shape} and target shape {target.shape} differ")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"mse_loss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    _check_mean_of_empty(x.size, reduction, "mse_loss")
     return loss.MSELoss.apply(x, target, reduction=reduction)

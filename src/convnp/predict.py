@@ -21,6 +21,7 @@ Datasets without such a layout (CIFAR-10, the 8x8 lines) are simply resized.
 This is the one image loader: ``convnp predict``, ``convnp viz --image`` and the explorer all prepare
 pictures with ``load_model_input`` (an image file or a .npy array) and ``normalize``.
 """
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,20 +33,14 @@ INK_THRESHOLD = 0.2
 
 
 def load_image(path):
-    """Open an image file with Pillow; FileNotFoundError / ValueError name the file."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    """Open an image file with Pillow (``convnp.data.images.open_image_checked``: regular files only, a pixel
+    cap, decoder errors named); FileNotFoundError / ImageError (a ValueError) name the file."""
+    from .data.images import open_image_checked
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such image file")
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder, not an image file")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return ImageOps.exif_transpose(image)
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(f"{path}: not a readable image ({' '.join(str(error).split())})") from None
+    return open_image_checked(path, exif_transpose=True)
 
 
 def _grayscale(image):
@@ -158,9 +153,19 @@ def normalize(images, preprocessing):
     return (images - mean) / std
 
 
+class BlankImageWarning(UserWarning):
+    """A picture given to predict is blank or of one colour: its prediction means nothing."""
+
+
 def preprocess(path, preprocessing):
-    """An image file (or .npy array) -> the normalised float32 (C, H, W) array the model takes."""
-    return normalize(load_model_input(path, preprocessing), preprocessing)
+    """An image file (or .npy array) -> the normalised float32 (C, H, W) array the model takes.
+
+    Warns (BlankImageWarning) when the prepared picture is blank: one colour, or no drawing found."""
+    x = load_model_input(path, preprocessing)
+    if x.size and float(x.max()) == float(x.min()):
+        warnings.warn(f"{path}: the picture is blank or of one colour (nothing to classify), so its "
+                      f"prediction means nothing", BlankImageWarning, stacklevel=2)
+    return normalize(x, preprocessing)
 
 
 def softmax(logits):
@@ -169,10 +174,18 @@ def softmax(logits):
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def predict_arrays(model, x, class_names, top=3):
-    """x: (N, C, H, W) normalised -> for each image, the ``top`` (class name, probability) pairs."""
-    with eval_mode(model), no_grad():
-        probs = softmax(np.asarray(model(Tensor(np.asarray(x, dtype=np.float32))).data, dtype=np.float64))
+def predict_arrays(model, x, class_names, top=3, where="the model"):
+    """x: (N, C, H, W) normalised -> for each image, the ``top`` (class name, probability) pairs.
+
+    Non-finite outputs (NaN/inf weights, a zero std) raise ValueError naming ``where`` (e.g. the
+    checkpoint): they would otherwise show up as a confident-looking ranking of NaNs."""
+    with eval_mode(model), no_grad(), np.errstate(all="ignore"):
+        logits = np.asarray(model(Tensor(np.asarray(x, dtype=np.float32))).data, dtype=np.float64)
+    bad = ~np.isfinite(logits).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{where}: the model's outputs are not finite (NaN or inf) for {int(bad.sum())} of "
+                         f"{len(logits)} input(s): its weights or its normalisation (std) are broken")
+    probs = softmax(logits)
     names = list(class_names) if class_names else [str(k) for k in range(probs.shape[1])]
     order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
     return [[(names[k], float(p[k])) for k in row] for row, p in zip(order, probs)]
@@ -185,4 +198,5 @@ def predict_files(model, info, paths, top=3):
         raise ValueError(f"{info.get('path', 'the checkpoint')} records no preprocessing (input size, "
                          f"normalisation), so pictures cannot be prepared for it")
     x = np.stack([preprocess(path, preprocessing) for path in paths])
-    return list(zip(paths, predict_arrays(model, x, preprocessing.get("classes"), top)))
+    where = info.get("path", "the model") if isinstance(info, dict) else "the model"
+    return list(zip(paths, predict_arrays(model, x, preprocessing.get("classes"), top, where=where)))

@@ -36,6 +36,7 @@ import numpy as np
 from . import checkpoint, optim
 from .backend import manual_seed
 from .data import DATASET_NAMES, ArrayDataset, Compose, DataLoader, Normalize, RandomShift, load_dataset
+from .files import RunLock, remove_stale_temporaries
 from .models import constructor_parameters, get_model, model_class
 from .nn import eval_mode
 from .tensor import Tensor, no_grad
@@ -81,8 +82,9 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, values):
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in known})
+        """A recipe from ``to_dict()``'s dict, e.g. read from a checkpoint: every field is checked
+        (``check_saved_recipe``; a SchemaError names the field)."""
+        return check_saved_recipe(values)
 
     def describe(self):
         schedule = {"none": "constant lr", "cosine": "cosine decay", "onecycle": "one-cycle schedule",
@@ -139,6 +141,86 @@ def check_recipe(recipe):
         raise ValueError(f"augment must be >= 0 pixels, got {recipe.augment}")
     if not 0 <= recipe.val_fraction < 1:
         raise ValueError(f"val-fraction must be in [0, 1), got {recipe.val_fraction}")
+
+
+# --- recipes read from files ----------------------------------------------------------------------------------
+# The dataset options a stored recipe may set, per dataset, with their (low, high) ranges.  Nothing else:
+# a file may not choose a data root, turn downloads on or off, or pass other keywords to a dataset.
+DATASET_OPTIONS = {
+    "mnist": {},
+    "fashion-mnist": {},
+    "cifar10": {},
+    "digits": {"size": (4, 256), "test_fraction": (0.0, 1.0), "seed": (0, 2**32 - 1)},
+    "geometric": {"n": (1, 100_000), "seed": (0, 2**32 - 1), "shift": (0, 13)},
+    "lines": {"n": (1, 100_000), "val_fraction": (0.0, 1.0), "seed": (0, 2**32 - 1)},
+}
+
+
+def check_dataset_options(dataset, options, field="dataset_options"):
+    """``options`` for ``load_dataset(dataset, split, **options)``, allowed keys and ranges only -> a copy.
+
+    Raises SchemaError (a ValueError) naming the field."""
+    from .checkpoint_schema import SchemaError, check_int, check_number
+
+    if dataset not in DATASET_OPTIONS:
+        raise SchemaError("dataset", f"unknown dataset {str(dataset)[:40]!r}; known: {', '.join(DATASET_OPTIONS)}")
+    if not isinstance(options, dict):
+        raise SchemaError(field, f"must be an object, got {type(options).__name__}")
+    allowed = DATASET_OPTIONS[dataset]
+    checked = {}
+    for key, value in options.items():
+        if key not in allowed:
+            raise SchemaError(f"{field}.{key}", f"is not an option of dataset {dataset} that a saved recipe may set "
+                                                f"(allowed: {', '.join(allowed) or 'none'})")
+        low, high = allowed[key]
+        if isinstance(low, int):
+            checked[key] = check_int(value, f"{field}.{key}", low, high)
+        else:
+            check_number(value, f"{field}.{key}")
+            if not low < value < high:
+                raise SchemaError(f"{field}.{key}", f"must lie strictly between {low:g} and {high:g}, got {value}")
+            checked[key] = float(value)
+    return checked
+
+
+def check_saved_recipe(values):
+    """A Recipe from a stored dict (a checkpoint's 'recipe'): every field known, typed and in range."""
+    from .checkpoint_schema import MAX_EPOCHS, SchemaError, check_int, check_number, check_str
+    from .models import MODELS
+
+    if not isinstance(values, dict):
+        raise SchemaError("recipe", f"must be an object, got {type(values).__name__}")
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    unknown = sorted(str(key) for key in values if key not in fields)
+    if unknown:
+        raise SchemaError("recipe", f"unknown field(s) {', '.join(unknown)}")
+    recipe = Recipe()
+    for key, value in values.items():
+        field = f"recipe.{key}"
+        if key in ("dataset", "model", "optimizer", "scheduler"):
+            choices = {"dataset": DATASET_OPTIONS, "model": MODELS, "optimizer": OPTIMIZERS,
+                       "scheduler": SCHEDULERS}[key]
+            if check_str(value, field) not in choices:
+                raise SchemaError(field, f"must be one of {', '.join(choices)}, got {value[:40]!r}")
+        elif key in ("epochs", "batch_size"):
+            check_int(value, field, 1, MAX_EPOCHS if key == "epochs" else 1 << 20)
+        elif key == "augment":
+            check_int(value, field, 0, 64)
+        elif key == "seed":
+            check_int(value, field, 0, 2**63 - 1)
+        elif key in ("lr", "weight_decay", "momentum", "val_fraction"):
+            check_number(value, field)
+            if key == "lr" and not value > 0:
+                raise SchemaError(field, f"must be > 0, got {value}")
+            if value < 0:
+                raise SchemaError(field, f"must be >= 0, got {value}")
+            if key in ("momentum", "val_fraction") and not value < 1:
+                raise SchemaError(field, f"must be < 1, got {value}")
+        if key != "dataset_options":
+            setattr(recipe, key, value)
+    recipe.dataset_options = check_dataset_options(recipe.dataset, values.get("dataset_options", {}),
+                                                   field="recipe.dataset_options")
+    return recipe
 
 
 # --- building blocks ----------------------------------------------------------------------------------------
@@ -263,8 +345,22 @@ def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=()):
     ``resume``: a checkpoint (path or loaded) from an earlier run of the same recipe; training continues
     after its epoch, up to ``recipe.epochs``, with every state restored (weights, optimizer, scheduler,
     global and loader RNGs, history).  Returns a RunResult.
+
+    ``out`` is locked for the run (``convnp.files.RunLock``: a second run into the same folder is refused,
+    naming the first one's pid), and temporary files a killed write left there are removed first.
     """
     check_recipe(recipe)
+    if out is not None:  # one run per folder at a time; the lock is released when this run ends
+        with RunLock(out):
+            return _run_locked(recipe, out, resume, log, progress, callbacks)
+    return _run_locked(recipe, out, resume, log, progress, callbacks)
+
+
+def _run_locked(recipe, out, resume, log, progress, callbacks):
+    if out is not None:
+        stale = remove_stale_temporaries(out)
+        if stale and log is not None:
+            log(f"removed {len(stale)} temporary file(s) an interrupted write left in {out}: {', '.join(stale)}")
     info = None
     if resume is not None:
         info = resume if isinstance(resume, checkpoint.Checkpoint) else checkpoint.load(resume)
@@ -311,7 +407,7 @@ def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=()):
 
 
 def write_history(path, history, recipe, preprocessing):
-    path = Path(path)
-    path.write_text(json.dumps({"recipe": recipe.to_dict(), "preprocessing": preprocessing, "history": history},
-                               indent=1) + "\n")
-    return path
+    from .files import atomic_write_text
+
+    return atomic_write_text(Path(path), json.dumps({"recipe": recipe.to_dict(), "preprocessing": preprocessing,
+                                                     "history": history}, indent=1) + "\n")

@@ -213,8 +213,11 @@ def _monitored(state, key, who):
 
 
 # --- evaluation ---------------------------------------------------------------------------------------------
-def evaluate(model, data, loss=None, num_classes=None, batch_size=1000):
+def evaluate(model, data, loss=None, num_classes=None, batch_size=1000, finite=True):
     """Run ``model`` in eval mode over ``data`` (a loader, or a dataset with .x and .y) without a graph.
+
+    ``finite``: non-finite outputs (NaN/inf weights, a zero std in the normalisation) raise ValueError
+    instead of counting as predictions of class 0 (``fit`` passes False: its NaN guard reports divergence).
 
     Returns {'loss': mean loss, 'accuracy', 'per_class_accuracy' (K,) (NaN for a class with no examples),
     'confusion' (K, K) int: rows true class, columns predicted, 'count'}.  ``loss`` is a mean-reducing
@@ -223,10 +226,14 @@ def evaluate(model, data, loss=None, num_classes=None, batch_size=1000):
     loader = _as_loader(data, batch_size, shuffle=False)
     total_loss, count = 0.0, 0
     confusion = None
-    with eval_mode(model), no_grad():
-        for images, labels in loader:
+    with eval_mode(model), no_grad(), np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        for images, labels in loader:  # non-finite outputs are checked just below
             labels = np.asarray(labels)
             logits = model(Tensor(images))
+            if finite and not np.isfinite(logits.data).all():
+                raise ValueError(f"evaluate: the model's outputs are not finite (NaN or inf) after "
+                                 f"{count + len(labels):,} images: its weights or its normalisation (std) "
+                                 f"are broken")
             if loss is None:
                 total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
             else:
@@ -309,7 +316,10 @@ def train_epoch(model, loader, optimizer, loss, state=None, callbacks=(), schedu
             tqdm_bar.update(len(labels) if counts_images else 1)
             if step % 10 == 0:
                 tqdm_bar.set_postfix_str(f"loss {total_loss / count:.4f} acc {correct / count:.4f}", refresh=False)
-    return total_loss / max(count, 1), correct / max(count, 1), time.perf_counter() - start, count
+    if count == 0:
+        raise ValueError("fit: the training data yielded no batches (an empty dataset, or drop_last with "
+                         "fewer images than one batch)")
+    return total_loss / count, correct / count, time.perf_counter() - start, count
 
 
 def fit(model, train_data, val_data=None, optimizer=None, loss=None, epochs=1, scheduler=None, callbacks=(), *,
@@ -371,7 +381,7 @@ def fit(model, train_data, val_data=None, optimizer=None, loss=None, epochs=1, s
                     scheduler.step()
                 metrics = {"train_loss": train_loss, "train_accuracy": train_acc}
                 if val_loader is not None:
-                    val = evaluate(model, val_loader, loss)
+                    val = evaluate(model, val_loader, loss, finite=False)
                     metrics.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
                 if bar is not None:
                     bar[0].set_postfix_str(_summary(metrics), refresh=True)

@@ -11,6 +11,10 @@ class ArrayDataset:
     """
 
     def __init__(self, x, y, classes, name="arrays"):
+        if np.iscomplexobj(x) or np.iscomplexobj(y):
+            raise TypeError(f"{name}: images and labels must be real numbers, got complex values")
+        if len(classes) == 0:
+            raise ValueError(f"{name}: the class list is empty; a dataset needs at least one class name")
         x = np.asarray(x, dtype=np.float32)
         y = np.asarray(y, dtype=np.int64)
         if x.ndim != 4:

@@ -13,6 +13,7 @@ import numpy as np
 from convnp.data.array_dataset import ArrayDataset, check_split
 from convnp.data.download import MIRRORS, data_dir, fetch
 from convnp.data.idx import CorruptDataError, read_idx
+from convnp.data.images import open_image_checked
 from convnp.data.synthetic import geometric_digits, oriented_lines, oriented_lines_patterns  # noqa: F401
 from convnp.data.transforms import resize_bilinear
 
@@ -80,6 +81,8 @@ def _idx_dataset(name, files_by_split, classes, split, root, download):
     if labels.ndim != 1 or labels.dtype != np.uint8:
         raise CorruptDataError(f"{labels_path}: expected uint8 labels (N,), "
                                f"got {labels.dtype} {labels.shape}")
+    if len(images) == 0:
+        raise CorruptDataError(f"{images_path}: holds no images (an empty dataset)")
     if len(images) != len(labels):
         raise CorruptDataError(
             f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels"
@@ -156,8 +159,8 @@ def image_folder(path, size=(28, 28), mode="L", skip_bad=False):
             raise ValueError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
         for file in files:
             try:
-                with Image.open(file) as image:
-                    converted = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+                image = open_image_checked(file)
+                converted = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
             except (OSError, ValueError) as error:
                 bad_files.append(f"  {file}: {error}")
                 continue

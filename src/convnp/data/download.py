@@ -10,6 +10,7 @@ import hashlib
 import http.client
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,7 +26,16 @@ MIRRORS = {
     ],
 }
 
-DOWNLOAD_TIMEOUT_S = 30.0
+DOWNLOAD_TIMEOUT_S = 30.0       # each connect and each read (a silent server)
+DOWNLOAD_DEADLINE_S = 600.0     # the whole file (a server trickling bytes)
+MAX_DOWNLOAD_BYTES = 256 << 20  # a file whose size is not known below
+# The published files' sizes in bytes: a response larger than this is cut off and rejected.
+EXPECTED_SIZES = {
+    "mnist": {"train-images-idx3-ubyte.gz": 9912422, "train-labels-idx1-ubyte.gz": 28881,
+              "t10k-images-idx3-ubyte.gz": 1648877, "t10k-labels-idx1-ubyte.gz": 4542},
+    "fashion-mnist": {"train-images-idx3-ubyte.gz": 26421880, "train-labels-idx1-ubyte.gz": 29515,
+                      "t10k-images-idx3-ubyte.gz": 4422102, "t10k-labels-idx1-ubyte.gz": 5148},
+}
 
 
 class DownloadError(OSError):
@@ -40,11 +50,14 @@ def data_dir():
     return Path(cache).expanduser() / "convnp"
 
 
-def download(url, dest, md5, timeout=DOWNLOAD_TIMEOUT_S):
+def download(url, dest, md5, timeout=DOWNLOAD_TIMEOUT_S, deadline=DOWNLOAD_DEADLINE_S,
+             max_bytes=MAX_DOWNLOAD_BYTES):
     """Download ``url`` to ``dest``, verifying its MD5; returns ``dest`` as a Path.
 
     The bytes are streamed to a temporary file next to ``dest`` and renamed into place only when the
-    checksum matches, so ``dest`` never holds a partial or wrong file. Raises ``DownloadError``.
+    checksum matches, so ``dest`` never holds a partial or wrong file. ``timeout``: seconds each connect
+    or read may wait; ``deadline``: seconds the whole download may take; ``max_bytes``: a larger response
+    (declared or actual) is cut off and rejected before it fills the disk. Raises ``DownloadError``.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +65,7 @@ def download(url, dest, md5, timeout=DOWNLOAD_TIMEOUT_S):
                                       delete=False)
     try:
         with tmp:
-            actual_md5 = _stream_to_file(url, tmp, timeout)
+            actual_md5 = _stream_to_file(url, tmp, timeout, deadline, max_bytes)
         if actual_md5 != md5:
             raise DownloadError(f"{url}: checksum mismatch: expected md5 {md5}, got {actual_md5}")
         os.replace(tmp.name, dest)
@@ -62,14 +75,34 @@ def download(url, dest, md5, timeout=DOWNLOAD_TIMEOUT_S):
     return dest
 
 
-def _stream_to_file(url, file, timeout):
-    """Copy ``url`` into the open ``file`` in chunks; returns the MD5 hex digest of what was copied."""
+def _stream_to_file(url, file, timeout, deadline=DOWNLOAD_DEADLINE_S, max_bytes=MAX_DOWNLOAD_BYTES):
+    """Copy ``url`` into the open ``file`` in chunks; returns the MD5 hex digest of what was copied.
+
+    Each socket operation waits at most ``timeout`` s; between reads the overall ``deadline`` is checked
+    (``read1`` returns what one socket read brings, so a trickling server is noticed); at most
+    ``max_bytes`` are written."""
     digest = hashlib.md5()
+    start = time.monotonic()
+    written = 0
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            while chunk := response.read(1 << 20):
+            declared = response.headers.get("Content-Length")
+            if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
+                raise DownloadError(f"{url}: the server offers {int(declared):,} bytes, more than the "
+                                    f"{max_bytes:,} expected; not downloaded")
+            while True:
+                if time.monotonic() - start > deadline:
+                    raise DownloadError(f"{url}: not complete after the {deadline:g} s deadline "
+                                        f"({written:,} bytes received); the server is too slow")
+                chunk = response.read1(1 << 16)
+                if not chunk:
+                    break
+                if written + len(chunk) > max_bytes:
+                    raise DownloadError(f"{url}: the response is larger than the {max_bytes:,} bytes expected; "
+                                        f"cut off and rejected")
                 digest.update(chunk)
                 file.write(chunk)
+                written += len(chunk)
     except urllib.error.HTTPError as error:
         raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from None
     except urllib.error.URLError as error:
@@ -78,6 +111,8 @@ def _stream_to_file(url, file, timeout):
         raise DownloadError(f"{url}: {error.reason}") from None
     except TimeoutError:
         raise DownloadError(f"{url}: timed out after {timeout:g} s while reading") from None
+    except DownloadError:
+        raise
     except (OSError, http.client.HTTPException) as error:
         raise DownloadError(f"{url}: {type(error).__name__}: {error}") from None
     return digest.hexdigest()
@@ -100,21 +135,23 @@ def fetch(dataset_name, files, mirrors=None, root=None, download=True):
         reason = "downloading is off (download=False)"
         raise FileNotFoundError(_missing_message(dataset_name, folder, missing, reason))
     mirrors = MIRRORS.get(dataset_name, []) if mirrors is None else mirrors
+    sizes = EXPECTED_SIZES.get(dataset_name, {})
     for index, path in enumerate(missing):
-        failures = _download_from_mirrors(path, files[path.name], mirrors)
+        failures = _download_from_mirrors(path, files[path.name], mirrors,
+                                          sizes.get(path.name, MAX_DOWNLOAD_BYTES))
         if failures:
             reason = "every download failed:\n" + "\n".join(f"  {failure}" for failure in failures)
             raise FileNotFoundError(_missing_message(dataset_name, folder, missing[index:], reason))
     return paths
 
 
-def _download_from_mirrors(path, md5, mirrors):
+def _download_from_mirrors(path, md5, mirrors, max_bytes=MAX_DOWNLOAD_BYTES):
     """Try each mirror for ``path.name``; returns the list of failure messages (empty on success)."""
     failures = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + path.name
         try:
-            download(url, path, md5)
+            download(url, path, md5, max_bytes=max_bytes)
             return []
         except OSError as error:
             failures.append(str(error))

@@ -184,8 +184,10 @@ class Report:
         self.results["figures"] = list(self.figures)
         self.results["notes"] = list(self.ctx.notes)
         report = out / "report.md"
-        report.write_text(self.markdown())
-        (out / "results.json").write_text(json.dumps(_jsonable(self.results), indent=1) + "\n")
+        from ..files import atomic_write_text
+
+        atomic_write_text(report, self.markdown())
+        atomic_write_text(out / "results.json", json.dumps(_jsonable(self.results), indent=1) + "\n")
         return report
 
 

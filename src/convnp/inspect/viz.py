@@ -25,6 +25,7 @@ from .. import (
     functional as F,  # noqa: E402
     nn,  # noqa: E402
 )
+from ..files import atomic_write  # noqa: E402
 from ..metrics import confusion_matrix  # noqa: E402  (re-exported: viz.confusion_matrix)
 from ..nn import eval_mode  # noqa: E402
 from ..tensor import Tensor, no_grad  # noqa: E402
@@ -44,15 +45,18 @@ DIVERGING = "RdBu_r"       # negative blue, zero white, positive red
 
 # --- helpers ----------------------------------------------------------------------------------------------
 def _save(fig, path, title, extra=None):
-    """Write ``fig`` to ``path`` as PNG (title in the Title text chunk), close it, return the path."""
+    """Write ``fig`` to ``path`` as PNG (title in the Title text chunk, written atomically), close it,
+    return the path."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"viz: figures are written as PNG, got the path {str(path)!r} (use a .png name)")
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"Title": title, "Software": "convnp.viz"}
     metadata.update(extra or {})
-    fig.savefig(path, dpi=DPI, metadata=metadata)
-    plt.close(fig)
+    try:  # atomically: a killed run leaves the old picture or the new one, never half a PNG
+        atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=DPI, metadata=metadata))
+    finally:
+        plt.close(fig)
     return path
 
 

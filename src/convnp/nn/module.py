@@ -145,25 +145,34 @@ class Module:
                 problems.append(f"missing keys: {', '.join(missing)}")
             if unexpected:
                 problems.append(f"unexpected keys: {', '.join(unexpected)}")
-        arrays = {}
+        converted = {}
         for key in own:
             if key not in state_dict:
                 continue
             value = state_dict[key]
             if hasattr(value, "detach"):  # a torch tensor, possibly one that requires grad (named_parameters)
                 value = value.detach().cpu()
-            value = np.asarray(value)
+            try:
+                value = np.asarray(value)
+            except (TypeError, ValueError) as error:
+                problems.append(f"{key}: not an array ({' '.join(str(error).split())})")
+                continue
+            target = own[key].dtype
             if value.shape != own[key].shape:
                 problems.append(f"{key}: checkpoint has shape {value.shape}, this model has {own[key].shape}")
-            arrays[key] = value
+            elif value.dtype.kind not in ("fiu" if target.kind == "f" else "iu"):
+                problems.append(f"{key}: dtype {value.dtype} cannot be loaded into a {target} "
+                                f"{'weight' if target.kind == 'f' else 'counter'} (real numbers only)")
+            else:  # every conversion is made before anything is assigned: all or nothing
+                converted[key] = value.astype(target, copy=True)
         if problems:
             raise ValueError(f"load_state_dict into {type(self).__name__} failed: " + "; ".join(problems))
         targets = dict(self._state_targets())
-        for key, value in arrays.items():
+        for key, value in converted.items():
             module, name = targets[key]
             current = getattr(module, name)
             if isinstance(current, Parameter):
-                current.data = value.astype(current.data.dtype, copy=True)
+                current.data = value
             else:  # a buffer: written in place, so ops holding it see the new values
                 current[...] = value
         return IncompatibleKeys(missing, unexpected)

@@ -82,8 +82,14 @@ class Conv2d(Function):
     def forward(self, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
         xp = get_array_module(x)
         x = batch_innermost(x)
-        self.geometry = geo = conv_geometry(x, w.shape, stride, padding, dilation, groups)
         f, c_group, kh, kw = w.shape
+        self.empty_batch = None
+        if x.shape[0] == 0:  # an empty batch: an empty output; backward gives zero gradients
+            self.empty_batch = (x.shape, w.shape, None if b is None else b.shape)
+            h_out = output_size(x.shape[2], kh, stride[0], padding[0], dilation[0])
+            w_out = output_size(x.shape[3], kw, stride[1], padding[1], dilation[1])
+            return xp.zeros((0, f, h_out, w_out), dtype=xp.result_type(x, w))
+        self.geometry = geo = conv_geometry(x, w.shape, stride, padding, dilation, groups)
         h_out, w_out = geo.out_size
         n = x.shape[0]
 
@@ -104,6 +110,10 @@ class Conv2d(Function):
         return y_mat.reshape(f, h_out, w_out, n).transpose(3, 0, 1, 2)  # (F, H, W, N) memory
 
     def backward(self, dy):
+        if self.empty_batch is not None:
+            xp = get_array_module(dy)
+            return tuple(None if shape is None or not needed else xp.zeros(shape, dtype=dy.dtype)
+                         for shape, needed in zip(self.empty_batch, self.needs_input_grad))
         """One list of independent jobs for convnp's threads: the input gradient of parts of the
         channels, and the weight gradient of chunks of rows.  Threads take the next job as they become
         free, so with dx in one long job (LeNet-5's conv2), one thread computes it while another takes dW."""
