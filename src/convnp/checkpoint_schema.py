@@ -269,7 +269,7 @@ def check_preprocessing(prep):
     if prep is None:
         return None
     _dict(prep, "preprocessing", keys=PREPROCESSING_KEYS)
-    if "dataset" in prep:
+    if prep.get("dataset") is not None:  # None: not trained on a named dataset (a user's own data)
         check_str(prep["dataset"], "preprocessing.dataset")
     channels = None
     if "input_size" in prep:
