@@ -18,13 +18,26 @@ from .backend import DEFAULT_DTYPE, default_rng, get_array_module, manual_seed
 from .gradcheck import gradcheck, rel_error
 from .inspect import summary
 from .parallel import get_num_threads, set_num_threads
-from .tensor import Tensor, is_grad_enabled, no_grad, tensor
+from .tensor import Tensor, enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+# The torch.* surface: creating and joining tensors, devices, dtypes, save/load.
+from .backend import Generator, cuda, device
+from .dtypes import (bool_, double, float16, float32, float64, half, int8, int16, int32, int64, long, short,
+                     uint8)
+from .serialization import load, save
+from .tensor_functions import *  # noqa: F401,F403 - tensor, zeros, arange, cat, stack, where, flatten, ...
+from .tensor_functions import __all__ as _tensor_functions_all
+from . import utils, vision  # noqa: E402 - torch.utils.data and torchvision's shape
+
+float, int, bool = float32, int32, bool_  # noqa: A001 - torch.float, torch.int, torch.bool (only names here)
 
 __version__ = "0.1.0"
 
 __all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "functional", "nn", "optim", "models", "data",
            "reference", "gradcheck", "rel_error", "summary", "viz", "train", "checkpoint", "manual_seed",
-           "default_rng", "get_array_module", "set_num_threads", "get_num_threads", "DEFAULT_DTYPE", "__version__"]
+           "default_rng", "get_array_module", "set_num_threads", "get_num_threads", "DEFAULT_DTYPE", "__version__",
+           "enable_grad", "set_grad_enabled", "inference_mode", "Generator", "cuda", "device", "save", "load",
+           "utils", "vision", "float16", "float32", "float64", "half", "double", "int8", "int16", "int32",
+           "int64", "long", "short", "uint8", "bool_", *_tensor_functions_all]
 
 _LAZY = {"viz": ".inspect.viz", "train": ".train", "checkpoint": ".checkpoint"}
 

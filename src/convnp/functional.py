@@ -167,8 +167,9 @@ def reshape(x, shape_):
     return shape.Reshape.apply(_tensor(x), shape=tuple(shape_))
 
 
-def flatten(x, start_dim=1, end_dim=-1):
-    """(N, C, H, W) -> (N, C*H*W) by default (like ``torch.flatten(x, 1)`` and ``nn.Flatten``)."""
+def flatten(x, start_dim=0, end_dim=-1):
+    """Merge dims start_dim..end_dim: everything by default, like ``torch.flatten``; ``flatten(x, 1)``
+    gives (N, C*H*W) from (N, C, H, W), as ``nn.Flatten()`` (whose start_dim is 1) does."""
     return shape.flatten(_tensor(x), start_dim, end_dim)
 
 

@@ -219,12 +219,29 @@ class Dropout(Module):
 
 
 class Sequential(Module):
-    """Chains modules: Sequential(a, b, c)(x) = c(b(a(x))).  Children are named '0', '1', ... (PyTorch's keys)."""
+    """Chains modules: Sequential(a, b, c)(x) = c(b(a(x))).  Children are named '0', '1', ... (PyTorch's
+    keys), or by the keys of an ``OrderedDict`` given as the one argument.  ``seq[i]`` is a child,
+    ``seq[1:]`` a new Sequential of the same children, ``append(m)`` adds one at the end."""
 
     def __init__(self, *modules):
         super().__init__()
-        for index, module in enumerate(modules):
-            setattr(self, str(index), module)
+        if len(modules) == 1 and isinstance(modules[0], dict):  # Sequential(OrderedDict([...]))
+            for name, module in modules[0].items():
+                self._add(str(name), module)
+        else:
+            for index, module in enumerate(modules):
+                self._add(str(index), module)
+
+    def _add(self, name, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}: child {name!r} is a {type(module).__name__}, not a Module")
+        if hasattr(type(self), name) or name in vars(self) and not isinstance(vars(self)[name], Module):
+            raise KeyError(f"{type(self).__name__}: {name!r} cannot name a child (it is an attribute)")
+        setattr(self, name, module)
+
+    def append(self, module):
+        self._add(str(len(self)), module)
+        return self
 
     def __iter__(self):
         return self.children()
@@ -233,7 +250,14 @@ class Sequential(Module):
         return len(list(self.children()))
 
     def __getitem__(self, index):
-        return list(self.children())[index]
+        items = list(self.named_children())
+        if isinstance(index, slice):
+            return Sequential(dict(items[index]))  # the children keep their names, as in PyTorch
+        return items[index][1]
+
+    def __setitem__(self, index, module):
+        name = list(self.named_children())[index][0]
+        self._add(name, module)
 
     def forward(self, x):
         for module in self.children():
@@ -242,7 +266,25 @@ class Sequential(Module):
 
 
 class ModuleList(Sequential):
-    """A list of modules registered as children '0', '1', ... (no forward: the owner decides the order)."""
+    """A list of modules registered as children '0', '1', ... (no forward: the owner decides the order).
+
+    ``ModuleList([a, b])`` as in PyTorch (``ModuleList(a, b)`` also works); ``append``, ``extend``,
+    indexing and slicing (a ModuleList) like a list."""
+
+    def __init__(self, modules=None, *more):
+        if isinstance(modules, Module):
+            modules = (modules,) + more
+        super().__init__(*(() if modules is None else tuple(modules)))
+
+    def extend(self, modules):
+        for module in modules:
+            self.append(module)
+        return self
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return ModuleList([module for _, module in list(self.named_children())[index]])
+        return super().__getitem__(index)
 
     def forward(self, *args):
         raise NotImplementedError("ModuleList has no forward(); iterate over it")

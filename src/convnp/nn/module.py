@@ -85,7 +85,7 @@ class Module:
         return (b for _, b in self.named_buffers())
 
     def num_parameters(self, trainable_only=False):
-        return int(sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only))
+        return int(sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only))
 
     # --- modes and gradients ---------------------------------------------------------------------
     def train(self, mode=True):

@@ -1,0 +1,464 @@
+"""The PyTorch idioms a user types, run in convnp and in torch on the same inputs: values, dtypes,
+shapes and gradients must agree (issue 12).  Every new op is also gradient-checked in float64."""
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+
+import convnp
+from convnp import Tensor
+from convnp import functional as F
+from convnp import nn
+from helpers import assert_close, assert_parity
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def gradcheck(fn, *arrays):
+    """float64 finite differences through convnp.gradcheck (raises on a mismatch)."""
+    inputs = [Tensor(np.asarray(a, dtype=np.float64), requires_grad=True) for a in arrays]
+    assert convnp.gradcheck(fn, inputs)
+
+
+# --- the silent traps -----------------------------------------------------------------------------------
+def test_transpose_swaps_two_dims_like_torch():
+    x0 = rng().standard_normal((3, 4))
+    out, _ = assert_parity(lambda x: x.transpose(0, 1), lambda x: x.transpose(0, 1), x0)
+    assert out.shape == (4, 3)  # the old NumPy-style transpose(0, 1) returned x unchanged
+    x4 = rng().standard_normal((2, 3, 4, 5))
+    assert_parity(lambda x: x.transpose(1, -1), lambda x: x.transpose(1, -1), x4)
+    assert_parity(lambda x: x.permute(0, 2, 3, 1), lambda x: x.permute(0, 2, 3, 1), x4)
+    assert_parity(lambda x: x.permute((3, 2, 1, 0)), lambda x: x.permute((3, 2, 1, 0)), x4)
+    assert_parity(lambda x: x.mT, lambda x: x.mT, x4)
+    assert_parity(lambda x: x.t(), lambda x: x.t(), x0)
+    assert_parity(lambda x: x.T, lambda x: x.T, x0)
+    with pytest.raises(ValueError, match="permutation"):
+        Tensor(x4).permute(0, 1, 2)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean", "amax", "var", "prod", "logsumexp"])
+def test_reduction_axis_out_of_range_raises_index_error(reduction):
+    x = Tensor(np.ones((2, 3)))
+    with pytest.raises(IndexError):
+        getattr(torch.ones(2, 3), reduction)(2)
+    with pytest.raises(IndexError, match="out of range"):
+        getattr(x, reduction)(2)
+    with pytest.raises(IndexError):
+        getattr(x, reduction)(-3)
+    with pytest.raises(IndexError):
+        F.sum(x, axis=2)
+
+
+def test_flatten_starts_at_dim_0_like_torch():
+    x0 = rng().standard_normal((2, 3, 4))
+    assert_parity(lambda x: F.flatten(x), torch.flatten, x0)
+    assert_parity(lambda x: convnp.flatten(x), torch.flatten, x0)
+    assert_parity(lambda x: x.flatten(), lambda x: x.flatten(), x0)
+    assert_parity(lambda x: convnp.flatten(x, 1), lambda x: torch.flatten(x, 1), x0)
+    assert nn.Flatten()(Tensor(x0)).shape == torch.nn.Flatten()(torch.from_numpy(x0)).shape == (2, 12)
+    with pytest.raises(IndexError):
+        F.flatten(Tensor(x0), 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int64, np.int32, np.uint8, np.bool_])
+@pytest.mark.parametrize("number", [1.5, 2, True])
+def test_python_numbers_keep_the_tensor_dtype(dtype, number):
+    x0 = (np.arange(1, 7).reshape(2, 3) % 2 if dtype is np.bool_ else np.arange(1, 7).reshape(2, 3)).astype(dtype)
+    for ours, theirs in [(lambda a: a + number, lambda a: a + number), (lambda a: number - a, lambda a: number - a),
+                         (lambda a: a * number, lambda a: a * number), (lambda a: a / number, lambda a: a / number)]:
+        try:
+            expected = theirs(torch.from_numpy(x0))
+        except RuntimeError:  # torch refuses subtraction with bool tensors
+            continue
+        actual = ours(Tensor(x0))
+        assert actual.dtype == expected.numpy().dtype, (dtype, number)
+        np.testing.assert_allclose(actual.data.astype(np.float64), expected.numpy().astype(np.float64), rtol=1e-3)
+
+
+def test_zero_dim_tensors_do_not_widen_and_floats_win_over_ints():
+    cases = [(np.float32, (3,), np.float64, ()), (np.int64, (3,), np.float64, ()), (np.float16, (3,), np.float32, ()),
+             (np.float32, (3,), np.float64, (3,)), (np.int32, (3,), np.int64, ()), (np.int64, (3,), np.float32, (3,))]
+    for dtype_a, shape_a, dtype_b, shape_b in cases:
+        a0, b0 = np.full(shape_a, 3).astype(dtype_a), np.full(shape_b, 2).astype(dtype_b)
+        for op in (lambda a, b: a + b, lambda a, b: a * b, lambda a, b: b - a, lambda a, b: a / b):
+            expected = op(torch.from_numpy(a0), torch.from_numpy(b0))
+            actual = op(Tensor(a0), Tensor(b0))
+            assert actual.dtype == expected.numpy().dtype, (dtype_a, shape_a, dtype_b, shape_b)
+            np.testing.assert_allclose(actual.data, expected.numpy(), rtol=1e-6)
+    # and the gradient of a promoted input comes back in its own dtype
+    a, b = Tensor(np.ones(3, np.float32), requires_grad=True), Tensor(np.float64(2.0), requires_grad=True)
+    (a * b).sum().backward()
+    assert a.grad.dtype == np.float32 and b.grad.dtype == np.float64 and b.grad == 3.0
+
+
+def test_sequential_from_ordered_dict_builds_named_children():
+    layers = OrderedDict([("conv", nn.Conv2d(1, 2, 3)), ("act", nn.ReLU()), ("flat", nn.Flatten()),
+                          ("fc", nn.Linear(8, 3))])
+    model = nn.Sequential(layers)
+    twin = torch.nn.Sequential(OrderedDict([("conv", torch.nn.Conv2d(1, 2, 3)), ("act", torch.nn.ReLU()),
+                                            ("flat", torch.nn.Flatten()), ("fc", torch.nn.Linear(8, 3))]))
+    assert list(model.state_dict()) == list(twin.state_dict()) == ["conv.weight", "conv.bias", "fc.weight", "fc.bias"]
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    x = rng().standard_normal((2, 1, 4, 4)).astype(np.float32)
+    assert_close(model(Tensor(x)).data, twin(torch.from_numpy(x)), 1e-5, 1e-6)
+    assert len(model) == 4 and model[0] is layers["conv"] and model.conv is layers["conv"]
+    assert list(model[1:].state_dict()) == list(twin[1:].state_dict()) == ["fc.weight", "fc.bias"]
+    assert isinstance(model[-2:], nn.Sequential) and len(model[-2:]) == 2
+    model.append(nn.Softmax(dim=1))
+    assert len(model) == 5 and isinstance(model[4], nn.Softmax)
+
+
+# --- grad mode: per thread, context manager and decorator ----------------------------------------------------
+def test_grad_mode_context_managers_and_decorators():
+    x = Tensor(np.ones(2), requires_grad=True)
+    with convnp.no_grad():
+        assert not convnp.is_grad_enabled() and not (x * 2).requires_grad
+        with convnp.enable_grad():
+            assert (x * 2).requires_grad
+        assert not (x * 2).requires_grad
+    assert convnp.is_grad_enabled()
+
+    @convnp.no_grad()
+    def evaluate():
+        return (x * 2).requires_grad
+
+    @convnp.inference_mode()
+    def infer():
+        return (x * 2).requires_grad
+
+    assert evaluate() is False and infer() is False and convnp.is_grad_enabled()
+    with convnp.set_grad_enabled(False):
+        assert not convnp.is_grad_enabled()
+    assert convnp.is_grad_enabled()
+    convnp.set_grad_enabled(False)  # a plain call switches at once, like torch
+    assert not convnp.is_grad_enabled()
+    convnp.set_grad_enabled(True)
+    with convnp.inference_mode(False):
+        assert convnp.is_grad_enabled()
+
+    @convnp.set_grad_enabled(False)
+    def no_graph():
+        return convnp.is_grad_enabled()
+
+    assert convnp.is_grad_enabled() and no_graph() is False and convnp.is_grad_enabled()
+    with pytest.raises(ZeroDivisionError), convnp.no_grad():
+        1 / 0
+    assert convnp.is_grad_enabled()
+
+
+def test_grad_mode_is_per_thread():
+    inside, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def evaluation_thread():
+        with convnp.no_grad():
+            seen["eval"] = convnp.is_grad_enabled()
+            inside.set()
+            release.wait(5)
+            seen["eval_after"] = (Tensor(np.ones(2), requires_grad=True) * 2).requires_grad
+
+    thread = threading.Thread(target=evaluation_thread)
+    thread.start()
+    assert inside.wait(5)
+    # the other thread is inside no_grad: this one still records graphs
+    assert convnp.is_grad_enabled() and (Tensor(np.ones(2), requires_grad=True) * 2).requires_grad
+    release.set()
+    thread.join(5)
+    assert seen == {"eval": False, "eval_after": False}
+
+    shared = convnp.no_grad()  # one decorator instance used by several threads at once
+    results = []
+
+    @shared
+    def f():
+        results.append(convnp.is_grad_enabled())
+
+    threads = [threading.Thread(target=f) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert results == [False] * 4 and convnp.is_grad_enabled()
+
+
+# --- the Tensor surface ---------------------------------------------------------------------------------------
+def test_size_dim_numel_and_shape_methods():
+    x0 = rng().standard_normal((2, 3, 4))
+    x, t = Tensor(x0), torch.from_numpy(x0)
+    assert x.size() == tuple(t.size()) and x.size(1) == t.size(1) and x.size(-1) == t.size(-1)
+    assert x.dim() == t.dim() and x.numel() == t.numel() and x.size().numel() == t.size().numel()
+    with pytest.raises(IndexError):
+        x.size(3)
+    assert_parity(lambda a: a.view(6, 4), lambda a: a.view(6, 4), x0)
+    assert_parity(lambda a: a.view(-1), lambda a: a.view(-1), x0)
+    assert_parity(lambda a: a.reshape(4, 6), lambda a: a.reshape(4, 6), x0)
+    assert_parity(lambda a: a.view_as(Tensor(np.zeros((6, 4)))), lambda a: a.view_as(torch.zeros(6, 4)), x0)
+    assert_parity(lambda a: a.unflatten(2, (2, 2)), lambda a: a.unflatten(2, (2, 2)), x0)
+    assert_parity(lambda a: a.unflatten(-1, (2, -1)), lambda a: a.unflatten(-1, (2, -1)), x0)
+    assert_parity(lambda a: a.flatten(1, 2), lambda a: a.flatten(1, 2), x0)
+    y0 = rng().standard_normal((2, 1, 3, 1))
+    for dim in (None, 1, -1, 0, (1, 3)):
+        assert_parity(lambda a: a.squeeze(dim) if dim is not None else a.squeeze(),
+                      lambda a: a.squeeze(dim) if dim is not None else a.squeeze(), y0)
+    for dim in (0, 2, -1, 4):
+        assert_parity(lambda a: a.unsqueeze(dim), lambda a: a.unsqueeze(dim), y0)
+
+
+def test_expand_repeat_contiguous_clone():
+    x0 = rng().standard_normal((3, 1))
+    assert_parity(lambda a: a.expand(2, 3, 4), lambda a: a.expand(2, 3, 4), x0)
+    assert_parity(lambda a: a.expand(-1, 5), lambda a: a.expand(-1, 5), x0)
+    assert_parity(lambda a: a.expand_as(Tensor(np.zeros((3, 2)))), lambda a: a.expand_as(torch.zeros(3, 2)), x0)
+    y0 = rng().standard_normal((2, 3))
+    assert_parity(lambda a: a.repeat(2, 3), lambda a: a.repeat(2, 3), y0)
+    assert_parity(lambda a: a.repeat(2, 1, 2), lambda a: a.repeat(2, 1, 2), y0)
+    assert_parity(lambda a: a.t().contiguous() * 2, lambda a: a.t().contiguous() * 2, y0)
+    assert_parity(lambda a: a.clone() * a, lambda a: a.clone() * a, y0)
+    x = Tensor(y0)
+    assert x.contiguous() is x and x.t().contiguous().data.flags.c_contiguous
+    assert not np.shares_memory(x.clone().data, x.data)
+    gradcheck(lambda a: a.repeat(2, 1, 3), y0)
+    gradcheck(lambda a: a.expand(4, 3, 2) * a.expand(4, 3, 2), x0.reshape(1, 3, 1).repeat(2, 2))
+
+
+def test_detach_requires_grad_and_leaf_flags():
+    x = Tensor(np.ones(3, np.float32)).requires_grad_()
+    y = x * 2
+    assert x.requires_grad and x.is_leaf and not y.is_leaf and y.grad_fn is not None
+    assert not y.detach().requires_grad and np.shares_memory(y.detach().data, y.data)
+    with pytest.raises(RuntimeError, match="floating-point"):
+        Tensor(np.ones(3, np.int64)).requires_grad_()
+
+
+@pytest.mark.parametrize("method,dtype", [("float", np.float32), ("double", np.float64), ("half", np.float16),
+                                          ("long", np.int64), ("int", np.int32), ("bool", np.bool_)])
+def test_dtype_conversions_like_torch(method, dtype):
+    x0 = np.array([[-1.5, 0.0, 2.25]], dtype=np.float32)
+    expected = getattr(torch.from_numpy(x0), method)()
+    actual = getattr(Tensor(x0), method)()
+    assert actual.dtype == expected.numpy().dtype == dtype
+    np.testing.assert_array_equal(actual.data, expected.numpy())
+
+
+def test_casts_are_differentiable():
+    x0 = rng().standard_normal((2, 3)).astype(np.float32)
+    assert_parity(lambda a: a.double() * 3, lambda a: a.double() * 3, x0)
+    assert_parity(lambda a: a.to(convnp.float64).exp(), lambda a: a.to(torch.float64).exp(), x0)
+    assert_parity(lambda a: a.half().float() * 2, lambda a: a.half().float() * 2, x0, rtol=1e-3, atol=1e-3)
+    other = np.zeros(1, np.float64)
+    assert_parity(lambda a: a.type_as(Tensor(other)), lambda a: a.type_as(torch.from_numpy(other)), x0)
+    assert_parity(lambda a: a.to(Tensor(other)), lambda a: a.to(torch.from_numpy(other)), x0)
+    x = Tensor(x0, requires_grad=True)
+    x.double().sum().backward()
+    assert x.grad.dtype == np.float32
+    gradcheck(lambda a: a.to(np.float64) * a, x0.astype(np.float64))
+
+
+def test_devices_and_to():
+    x = Tensor(np.ones(2, np.float32))
+    assert x.to("cpu") is x and x.to(convnp.device("cpu")) is x and x.cpu() is x
+    assert x.device == convnp.device("cpu") == "cpu" and str(x.device) == "cpu"
+    assert x.to("cpu", convnp.float64).dtype == np.float64
+    assert x.to(dtype=convnp.float16, device="cpu").dtype == np.float16
+    device = convnp.device("cuda" if convnp.cuda.is_available() else "cpu")
+    assert x.to(device) is x
+    convnp.device("cuda:0")  # naming a GPU is fine ...
+    with pytest.raises(RuntimeError, match="no GPU backend"):  # ... computing on one is not (yet)
+        x.to("cuda")
+    with pytest.raises(RuntimeError, match="no GPU backend"):
+        x.cuda()
+    with pytest.raises(ValueError, match="unknown device"):
+        convnp.device("tpu")
+
+
+def test_numpy_item_tolist_and_python_conversions():
+    x0 = np.array([[1.5, -2.0]], dtype=np.float32)
+    x, t = Tensor(x0), torch.from_numpy(x0)
+    assert x.tolist() == t.tolist() and x[0, 1].item() == t[0, 1].item()
+    assert float(x[0, 0]) == 1.5 and f"{x[0, 0]:.2f}" == f"{t[0, 0]:.2f}" == "1.50"
+    assert x.numpy() is x.data and np.asarray(x) is x.data
+    with pytest.raises(RuntimeError, match="ambiguous"):
+        bool(x)
+
+
+REDUCTIONS = [
+    ("sum", lambda a: a.sum(1), lambda a: a.sum(1)),
+    ("sum keepdim", lambda a: a.sum(dim=(0, 2), keepdim=True), lambda a: a.sum(dim=(0, 2), keepdim=True)),
+    ("mean", lambda a: a.mean(-1), lambda a: a.mean(-1)),
+    ("mean all", lambda a: a.mean(), lambda a: a.mean()),
+    ("amax", lambda a: a.amax(1), lambda a: a.amax(1)),
+    ("amin keepdim", lambda a: a.amin((0, 1), keepdim=True), lambda a: a.amin((0, 1), keepdim=True)),
+    ("max all", lambda a: a.max(), lambda a: a.max()),
+    ("min all", lambda a: a.min(), lambda a: a.min()),
+    ("max dim values", lambda a: a.max(1)[0], lambda a: a.max(1)[0]),
+    ("max dim keepdim", lambda a: a.max(dim=2, keepdim=True).values, lambda a: a.max(dim=2, keepdim=True).values),
+    ("min dim values", lambda a: a.min(0).values, lambda a: a.min(0).values),
+    ("var", lambda a: a.var(1), lambda a: a.var(1)),
+    ("var biased", lambda a: a.var(1, unbiased=False), lambda a: a.var(1, unbiased=False)),
+    ("var correction", lambda a: a.var(dim=(0, 2), correction=0), lambda a: a.var(dim=(0, 2), correction=0)),
+    ("var all", lambda a: a.var(), lambda a: a.var()),
+    ("std", lambda a: a.std(2, keepdim=True), lambda a: a.std(2, keepdim=True)),
+    ("std all", lambda a: a.std(), lambda a: a.std()),
+    ("prod", lambda a: a.prod(1), lambda a: a.prod(1)),
+    ("prod all", lambda a: a.prod(), lambda a: a.prod()),
+    ("logsumexp", lambda a: a.logsumexp(1), lambda a: a.logsumexp(1)),
+    ("logsumexp keepdim", lambda a: a.logsumexp((0, 2), keepdim=True), lambda a: a.logsumexp((0, 2), keepdim=True)),
+    ("norm", lambda a: a.norm(), lambda a: a.norm()),
+    ("norm dim", lambda a: a.norm(dim=1), lambda a: a.norm(dim=1)),
+    ("norm p1", lambda a: a.norm(p=1, dim=2), lambda a: a.norm(p=1, dim=2)),
+    ("norm p3", lambda a: a.norm(3, dim=0, keepdim=True), lambda a: a.norm(3, dim=0, keepdim=True)),
+    ("norm inf", lambda a: a.norm(float("inf"), dim=1), lambda a: a.norm(float("inf"), dim=1)),
+]
+
+
+@pytest.mark.parametrize("name,ours,theirs", REDUCTIONS, ids=[r[0] for r in REDUCTIONS])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reductions_vs_torch(name, ours, theirs, dtype):
+    x0 = rng(1).standard_normal((3, 4, 5)).astype(dtype)
+    assert_parity(ours, theirs, x0)
+    if dtype == np.float64:
+        gradcheck(ours, x0)
+
+
+def test_reductions_with_ties_and_zeros_route_gradients_like_torch():
+    ties = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]])
+    assert_parity(lambda a: a.max(), lambda a: a.max(), ties)
+    assert_parity(lambda a: a.amax(1), lambda a: a.amax(1), ties)
+    assert_parity(lambda a: a.max(1).values, lambda a: a.max(1).values, ties)
+    zeros = np.array([[0.0, 2.0, 3.0], [0.0, 0.0, 4.0], [1.0, 2.0, 3.0]])
+    assert_parity(lambda a: a.prod(1), lambda a: a.prod(1), zeros)
+    assert_parity(lambda a: a.norm(dim=1), lambda a: a.norm(dim=1), np.array([[0.0, 0.0], [3.0, 4.0]]))
+
+
+def test_max_min_with_dim_return_values_and_indices():
+    x0 = rng().standard_normal((3, 5)).astype(np.float32)
+    for which in ("max", "min"):
+        ours, theirs = getattr(Tensor(x0), which)(1), getattr(torch.from_numpy(x0), which)(1)
+        values, indices = ours
+        assert indices.dtype == np.int64 and indices.shape == (3,)
+        np.testing.assert_array_equal(indices.data, theirs.indices.numpy())
+        np.testing.assert_array_equal(values.data, theirs.values.numpy())
+        assert ours.values is values and ours.indices is indices
+    other = rng(2).standard_normal((3, 5)).astype(np.float32)
+    assert_parity(lambda a, b: a.max(b), lambda a, b: a.max(b), x0, other)
+    assert_parity(lambda a, b: convnp.maximum(a, b), torch.maximum, x0, other)
+    assert_parity(lambda a, b: convnp.minimum(a, b), torch.minimum, x0, other)
+
+
+def test_argmax_argmin_all_any():
+    x0 = rng().standard_normal((3, 4))
+    x, t = Tensor(x0), torch.from_numpy(x0)
+    for ours, theirs in [(x.argmax(), t.argmax()), (x.argmax(1), t.argmax(1)), (x.argmin(dim=0), t.argmin(dim=0)),
+                         (x.argmax(1, keepdim=True), t.argmax(1, keepdim=True)), ((x > 0).all(), (t > 0).all()),
+                         ((x > 0).any(1), (t > 0).any(1)), ((x > 0).all(dim=0), (t > 0).all(dim=0))]:
+        assert ours.dtype == theirs.numpy().dtype and ours.shape == tuple(theirs.shape)
+        np.testing.assert_array_equal(ours.data, theirs.numpy())
+    assert x.sum(dim=0).dtype == np.float64 and Tensor(np.ones(3, np.int32)).sum().dtype == np.int64
+    assert (x > 0).sum().dtype == (t > 0).sum().numpy().dtype
+
+
+def test_comparisons_give_bool_tensors():
+    a0, b0 = rng().integers(0, 3, (3, 4)).astype(np.float32), rng(1).integers(0, 3, (3, 4)).astype(np.float32)
+    a, b, ta, tb = Tensor(a0), Tensor(b0), torch.from_numpy(a0), torch.from_numpy(b0)
+    pairs = [(a == b, ta == tb), (a != b, ta != tb), (a < b, ta < tb), (a <= 1, ta <= 1), (a > b, ta > tb),
+             (a >= 1.0, ta >= 1.0), (a.eq(b), ta.eq(tb)), (a.ne(1), ta.ne(1)), (a.lt(b), ta.lt(tb)),
+             (a.le(b), ta.le(tb)), (a.gt(0), ta.gt(0)), (a.ge(b), ta.ge(tb)), (~(a > b), ~(ta > tb)),
+             ((a > 0) & (b > 0), (ta > 0) & (tb > 0)), ((a > 0) | (b > 0), (ta > 0) | (tb > 0))]
+    for ours, theirs in pairs:
+        assert ours.dtype == np.bool_ and not ours.requires_grad
+        np.testing.assert_array_equal(ours.data, theirs.numpy())
+    assert (a == None) is False  # noqa: E711 - as torch: a tensor never equals None
+    params = [Tensor(a0), Tensor(b0)]
+    assert {params[0]: 1}[params[0]] == 1  # still hashable by identity (optimizer state is keyed by tensors)
+
+
+ELEMENTWISE = [
+    ("abs", lambda a: a.abs(), lambda a: a.abs(), None),
+    ("neg", lambda a: a.neg(), lambda a: a.neg(), None),
+    ("sqrt", lambda a: a.sqrt(), lambda a: a.sqrt(), "positive"),
+    ("rsqrt", lambda a: a.rsqrt(), lambda a: a.rsqrt(), "positive"),
+    ("exp", lambda a: a.exp(), lambda a: a.exp(), None),
+    ("log", lambda a: a.log(), lambda a: a.log(), "positive"),
+    ("log2", lambda a: a.log2(), lambda a: a.log2(), "positive"),
+    ("pow number", lambda a: a.pow(3), lambda a: a.pow(3), None),
+    ("pow float", lambda a: a ** 1.5, lambda a: a ** 1.5, "positive"),
+    ("rpow", lambda a: 2 ** a, lambda a: 2 ** a, None),
+    ("rpow float", lambda a: 0.5 ** a, lambda a: 0.5 ** a, None),
+    ("sign", lambda a: a.sign() * a, lambda a: a.sign() * a, None),
+    ("clamp", lambda a: a.clamp(-0.5, 0.5), lambda a: a.clamp(-0.5, 0.5), None),
+    ("clamp min", lambda a: a.clamp(min=0.1), lambda a: a.clamp(min=0.1), None),
+    ("clip max", lambda a: a.clip(max=0.2), lambda a: a.clip(max=0.2), None),
+    ("sigmoid", lambda a: a.sigmoid(), lambda a: a.sigmoid(), None),
+    ("tanh", lambda a: a.tanh(), lambda a: a.tanh(), None),
+    ("relu", lambda a: a.relu(), lambda a: a.relu(), None),
+    ("softmax", lambda a: a.softmax(1), lambda a: a.softmax(1), None),
+    ("log_softmax", lambda a: a.log_softmax(-1), lambda a: a.log_softmax(-1), None),
+    ("masked_fill", lambda a: a.masked_fill(a > 0.3, -1.0), lambda a: a.masked_fill(a > 0.3, -1.0), None),
+    ("where method", lambda a: a.where(a > 0, a * 2), lambda a: a.where(a > 0, a * 2), None),
+    ("where", lambda a: convnp.where(a > 0, a, 0.0), lambda a: torch.where(a > 0, a, 0.0), None),
+    ("where two", lambda a: convnp.where(a > 0, a * a, -a), lambda a: torch.where(a > 0, a * a, -a), None),
+]
+
+
+@pytest.mark.parametrize("name,ours,theirs,domain", ELEMENTWISE, ids=[e[0] for e in ELEMENTWISE])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_elementwise_vs_torch(name, ours, theirs, domain, dtype):
+    x0 = rng(3).standard_normal((3, 4))
+    if domain == "positive":
+        x0 = np.abs(x0) + 0.5
+    x0 = x0.astype(dtype)
+    assert_parity(ours, theirs, x0)
+    if dtype == np.float64:
+        gradcheck(ours, x0)
+
+
+def test_tensor_exponents():
+    a0, b0 = rng().uniform(0.5, 2, (3, 4)), rng(1).standard_normal((3, 4))
+    assert_parity(lambda a, b: a ** b, lambda a, b: a ** b, a0, b0)
+    assert_parity(lambda a, b: a.pow(b[0]), lambda a, b: a.pow(b[0]), a0, b0)
+    gradcheck(lambda a, b: a ** b, a0, b0)
+    zero = np.array([0.0, 1.0, 2.0])
+    assert_parity(lambda a, b: a ** b, lambda a, b: a ** b, zero, np.array([2.0, 1.0, 0.5]))
+    assert (Tensor(np.array([1, 2])) ** 2).dtype == np.int64 and (Tensor(np.array([1, 2])) ** 0.5).dtype == np.float32
+
+
+def test_indexing_gather_index_select():
+    x0 = rng().standard_normal((4, 5))
+    rows = np.array([2, 0, 2])
+    assert_parity(lambda a: a[rows], lambda a: a[torch.from_numpy(rows)], x0)
+    assert_parity(lambda a: a[Tensor(rows)], lambda a: a[torch.from_numpy(rows)], x0)
+    assert_parity(lambda a: a[[1, 3], 2:], lambda a: a[[1, 3], 2:], x0)
+    mask = x0 > 0
+    assert_parity(lambda a: a[a > 0], lambda a: a[a > 0], x0)
+    assert_parity(lambda a: a[Tensor(mask[:, 0])], lambda a: a[torch.from_numpy(mask[:, 0])], x0)
+    index = rng(1).integers(0, 5, (4, 3))
+    assert_parity(lambda a: a.gather(1, Tensor(index)), lambda a: a.gather(1, torch.from_numpy(index)), x0)
+    index0 = rng(2).integers(0, 4, (2, 5))
+    assert_parity(lambda a: a.gather(0, index0), lambda a: a.gather(0, torch.from_numpy(index0)), x0)
+    small = rng(3).integers(0, 5, (2, 2))  # smaller than the input outside dim, as torch allows
+    assert_parity(lambda a: convnp.gather(a, 1, small), lambda a: torch.gather(a, 1, torch.from_numpy(small)), x0)
+    assert_parity(lambda a: a.index_select(0, Tensor(rows)), lambda a: a.index_select(0, torch.from_numpy(rows)), x0)
+    assert_parity(lambda a: a.index_select(-1, rows), lambda a: a.index_select(-1, torch.from_numpy(rows)), x0)
+    gradcheck(lambda a: a.gather(1, index) * a.index_select(1, np.array([0, 0, 4])), x0)
+    y = Tensor(x0.copy())
+    y[y > 0] = 0.0
+    assert (y.data <= 0).all()
+    with pytest.raises(RuntimeError, match="in-place"):
+        Tensor(x0, requires_grad=True)[0] = 1.0
+
+
+def test_in_place_helpers_under_no_grad():
+    w = Tensor(np.ones((2, 2), np.float32), requires_grad=True)
+    with pytest.raises(RuntimeError, match="requires grad"):
+        w.zero_()
+    with convnp.no_grad():
+        w.mul_(3).add_(1).sub_(Tensor(np.ones((2, 2), np.float32)), alpha=2)
+        assert (w.data == 2).all()
+        w.clamp_(max=1.5).fill_(0.25).div_(0.5)
+        assert (w.data == 0.5).all() and w.data.dtype == np.float32
+        w.copy_(np.full((2, 2), 7.0)).zero_()
+        assert (w.data == 0).all()
