@@ -462,3 +462,223 @@ def test_in_place_helpers_under_no_grad():
         assert (w.data == 0.5).all() and w.data.dtype == np.float32
         w.copy_(np.full((2, 2), 7.0)).zero_()
         assert (w.data == 0).all()
+
+
+# --- functional -----------------------------------------------------------------------------------------------
+import torch.nn.functional as TF  # noqa: E402
+
+ACTIVATIONS = [
+    ("relu6", lambda a: F.relu6(a), lambda a: TF.relu6(a)),
+    ("leaky_relu", lambda a: F.leaky_relu(a, 0.2), lambda a: TF.leaky_relu(a, 0.2)),
+    ("elu", lambda a: F.elu(a), lambda a: TF.elu(a)),
+    ("elu alpha", lambda a: F.elu(a, alpha=0.5), lambda a: TF.elu(a, alpha=0.5)),
+    ("gelu", lambda a: F.gelu(a), lambda a: TF.gelu(a)),
+    ("gelu tanh", lambda a: F.gelu(a, approximate="tanh"), lambda a: TF.gelu(a, approximate="tanh")),
+    ("silu", lambda a: F.silu(a), lambda a: TF.silu(a)),
+    ("softplus", lambda a: F.softplus(a), lambda a: TF.softplus(a)),
+    ("softplus beta", lambda a: F.softplus(a * 10, beta=2, threshold=5), lambda a: TF.softplus(a * 10, beta=2, threshold=5)),
+    ("hardtanh", lambda a: F.hardtanh(a * 2), lambda a: TF.hardtanh(a * 2)),
+    ("hardtanh range", lambda a: F.hardtanh(a, -0.5, 0.25), lambda a: TF.hardtanh(a, -0.5, 0.25)),
+    ("sigmoid", lambda a: F.sigmoid(a), lambda a: TF.sigmoid(a)),
+    ("tanh", lambda a: F.tanh(a), lambda a: TF.tanh(a)),
+    ("relu", lambda a: F.relu(a), lambda a: TF.relu(a)),
+    ("softmax", lambda a: F.softmax(a, dim=0), lambda a: TF.softmax(a, dim=0)),
+    ("log_softmax", lambda a: F.log_softmax(a, dim=1), lambda a: TF.log_softmax(a, dim=1)),
+    ("normalize", lambda a: F.normalize(a), lambda a: TF.normalize(a)),
+    ("normalize p1 dim0", lambda a: F.normalize(a, p=1, dim=0), lambda a: TF.normalize(a, p=1, dim=0)),
+]
+
+
+@pytest.mark.parametrize("name,ours,theirs", ACTIVATIONS, ids=[a[0] for a in ACTIVATIONS])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_activations_vs_torch(name, ours, theirs, dtype):
+    x0 = (rng(4).standard_normal((4, 6)) * 3).astype(dtype)
+    assert_parity(ours, theirs, x0)
+    if dtype == np.float64:
+        gradcheck(ours, x0 + 0.01)  # (away from the kinks at exactly 0)
+
+
+def test_gelu_extreme_values_match_torch():
+    x0 = np.array([-40.0, -8.0, -3.5, -2.9, -1e-3, 0.0, 2.9, 3.1, 8.0, 40.0])
+    assert_parity(F.gelu, TF.gelu, x0)
+    assert_parity(F.gelu, TF.gelu, x0.astype(np.float32))
+
+
+LOSS_CASES = [
+    ("nll", lambda x, t: F.nll_loss(F.log_softmax(x, 1), t), lambda x, t: TF.nll_loss(TF.log_softmax(x, 1), t)),
+    ("nll sum weight", lambda x, t: F.nll_loss(F.log_softmax(x, 1), t, weight=W, reduction="sum"),
+     lambda x, t: TF.nll_loss(TF.log_softmax(x, 1), t, weight=torch.from_numpy(W), reduction="sum")),
+    ("nll none ignore", lambda x, t: F.nll_loss(F.log_softmax(x, 1), t, ignore_index=2, reduction="none"),
+     lambda x, t: TF.nll_loss(TF.log_softmax(x, 1), t, ignore_index=2, reduction="none")),
+    ("ce weight", lambda x, t: F.cross_entropy(x, t, weight=W), lambda x, t: TF.cross_entropy(x, t, weight=torch.from_numpy(W))),
+    ("ce ignore", lambda x, t: F.cross_entropy(x, t, ignore_index=1), lambda x, t: TF.cross_entropy(x, t, ignore_index=1)),
+    ("ce weight ignore smoothing", lambda x, t: F.cross_entropy(x, t, weight=W, ignore_index=0, label_smoothing=0.2),
+     lambda x, t: TF.cross_entropy(x, t, weight=torch.from_numpy(W), ignore_index=0, label_smoothing=0.2)),
+    ("ce smoothing sum weight", lambda x, t: F.cross_entropy(x, t, "sum", 0.1, weight=W),
+     lambda x, t: TF.cross_entropy(x, t, torch.from_numpy(W), reduction="sum", label_smoothing=0.1)),
+    ("ce none smoothing ignore", lambda x, t: F.cross_entropy(x, t, "none", 0.3, ignore_index=3),
+     lambda x, t: TF.cross_entropy(x, t, reduction="none", label_smoothing=0.3, ignore_index=3)),
+    ("ce smoothing", lambda x, t: F.cross_entropy(x, t, label_smoothing=0.1), lambda x, t: TF.cross_entropy(x, t, label_smoothing=0.1)),
+]
+W = np.array([0.5, 1.0, 2.0, 0.25, 1.5])
+
+
+@pytest.mark.parametrize("name,ours,theirs", LOSS_CASES, ids=[c[0] for c in LOSS_CASES])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_class_losses_vs_torch(name, ours, theirs, dtype):
+    x0 = rng(5).standard_normal((6, 5)).astype(dtype)
+    t0 = np.array([0, 1, 2, 3, 4, 1])
+    global W
+    weights = W
+    W = weights.astype(dtype)
+    try:
+        assert_parity(lambda x, t: ours(x, t.data), lambda x, t: theirs(x, t), x0, t0)
+        if dtype == np.float64:
+            gradcheck(lambda x: ours(x, t0), x0)
+    finally:
+        W = weights
+
+
+def test_cross_entropy_spatial_and_probability_targets():
+    x0 = rng(6).standard_normal((2, 4, 3, 3))
+    t0 = rng(7).integers(0, 4, (2, 3, 3))
+    assert_parity(lambda x: F.cross_entropy(x, t0), lambda x: TF.cross_entropy(x, torch.from_numpy(t0)), x0)
+    assert_parity(lambda x: F.nll_loss(F.log_softmax(x, 1), t0, reduction="none"),
+                  lambda x: TF.nll_loss(TF.log_softmax(x, 1), torch.from_numpy(t0), reduction="none"), x0)
+    probs = rng(8).dirichlet(np.ones(4), size=5)
+    logits = rng(9).standard_normal((5, 4))
+    for kwargs in ({}, {"reduction": "sum"}, {"reduction": "none"}, {"label_smoothing": 0.2},
+                   {"weight": np.array([1.0, 2.0, 0.5, 1.0])}):
+        torch_kwargs = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+        assert_parity(lambda x: F.cross_entropy(x, probs, **kwargs),
+                      lambda x: TF.cross_entropy(x, torch.from_numpy(probs), **torch_kwargs), logits)
+    gradcheck(lambda x: F.cross_entropy(x, probs), logits)
+    with pytest.raises(ValueError, match="out of range"):
+        F.cross_entropy(Tensor(logits), np.array([0, 1, 2, 3, 4]), weight=np.ones(4))
+
+
+def test_binary_and_regression_losses_vs_torch():
+    r = rng(10)
+    logits, target = r.standard_normal((4, 3)) * 3, r.uniform(0, 1, (4, 3))
+    probs = 1 / (1 + np.exp(-logits))
+    weight, pos_weight = r.uniform(0.5, 2, (4, 3)), np.array([1.0, 3.0, 0.5])
+    for reduction in ("mean", "sum", "none"):
+        assert_parity(lambda x, t: F.binary_cross_entropy(x, t, reduction=reduction),
+                      lambda x, t: TF.binary_cross_entropy(x, t, reduction=reduction), probs, target,
+                      requires_grad=[True, False])
+        assert_parity(lambda x, t: F.binary_cross_entropy_with_logits(x, t, weight=weight, reduction=reduction,
+                                                                      pos_weight=pos_weight),
+                      lambda x, t: TF.binary_cross_entropy_with_logits(
+                          x, t, weight=torch.from_numpy(weight), reduction=reduction,
+                          pos_weight=torch.from_numpy(pos_weight)), logits, target, requires_grad=[True, False])
+        assert_parity(lambda x, t: F.l1_loss(x, t, reduction=reduction),
+                      lambda x, t: TF.l1_loss(x, t, reduction=reduction), logits, target)
+        assert_parity(lambda x, t: F.smooth_l1_loss(x, t, reduction=reduction, beta=0.5),
+                      lambda x, t: TF.smooth_l1_loss(x, t, reduction=reduction, beta=0.5), logits, target)
+        assert_parity(lambda x, t: F.mse_loss(x, t, reduction=reduction),
+                      lambda x, t: TF.mse_loss(x, t, reduction=reduction), logits, target)
+    assert_parity(lambda x, t: F.binary_cross_entropy(x, t, weight=weight),
+                  lambda x, t: TF.binary_cross_entropy(x, t, weight=torch.from_numpy(weight)), probs, target,
+                  requires_grad=[True, False])
+    assert_parity(lambda x, t: F.binary_cross_entropy_with_logits(x, t), TF.binary_cross_entropy_with_logits,
+                  (logits * 100).astype(np.float32), target.astype(np.float32), requires_grad=[True, False])
+    gradcheck(lambda x: F.binary_cross_entropy(x, target), probs)
+    gradcheck(lambda x: F.binary_cross_entropy_with_logits(x, target, pos_weight=pos_weight), logits)
+    gradcheck(lambda x: F.smooth_l1_loss(x, target), logits)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        F.binary_cross_entropy(Tensor(logits), Tensor(target))
+
+
+def test_dropout_and_dropout2d():
+    x0 = np.ones((20, 30, 2, 2), np.float32)
+    y = F.dropout2d(Tensor(x0, requires_grad=True), 0.4, rng=np.random.default_rng(0))
+    per_channel = y.data.reshape(20, 30, -1)
+    assert set(np.unique(per_channel)) <= {0.0, np.float32(1 / 0.6)}
+    assert (per_channel.min(-1) == per_channel.max(-1)).all()  # whole channels, like torch
+    assert 0.3 < (per_channel[..., 0] == 0).mean() < 0.5
+    y.sum().backward()
+    assert np.array_equal(y._ctx is None or y.data, y.data)
+    assert F.dropout2d(Tensor(x0), 0.5, training=False).data is x0
+    assert F.dropout2d(Tensor(x0[0]), 0.5, rng=np.random.default_rng(1)).shape == (30, 2, 2)
+    x = Tensor(x0, requires_grad=True)
+    F.dropout2d(x, 0.5, rng=np.random.default_rng(2)).sum().backward()
+    assert set(np.unique(x.grad)) <= {0.0, 2.0}
+
+
+def test_pad_vs_torch():
+    x0 = rng(11).standard_normal((2, 3, 4, 5))
+    for mode in ("constant", "reflect", "replicate", "circular"):
+        for widths in ((1, 2), (2, 1, 0, 3), (1, 1, 2, 2)) if mode == "constant" else ((2, 1, 0, 3), (1, 1, 2, 2)):
+            assert_parity(lambda x: F.pad(x, widths, mode=mode),
+                          lambda x: TF.pad(x, widths, mode=mode), x0)
+        gradcheck(lambda x: F.pad(x, (1, 2, 2, 1), mode=mode), x0)
+    assert_parity(lambda x: F.pad(x, (1, 1), value=-2.5), lambda x: TF.pad(x, (1, 1), value=-2.5), x0)
+    with pytest.raises(ValueError, match="reflect"):
+        F.pad(Tensor(x0), (5, 5), mode="reflect")
+
+
+def test_one_hot_vs_torch():
+    t0 = np.array([[0, 2], [1, 3]])
+    for classes in (-1, 5):
+        ours, theirs = F.one_hot(t0, classes), TF.one_hot(torch.from_numpy(t0), classes)
+        assert ours.dtype == np.int64 and ours.shape == tuple(theirs.shape)
+        np.testing.assert_array_equal(ours.data, theirs.numpy())
+
+
+MAX_POOLS = [dict(kernel_size=3, stride=2, padding=1, dilation=2), dict(kernel_size=2, ceil_mode=True),
+             dict(kernel_size=3, stride=2, ceil_mode=True, padding=1), dict(kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1)),
+             dict(kernel_size=2, stride=1)]
+
+
+@pytest.mark.parametrize("kwargs", MAX_POOLS)
+def test_max_pool2d_options_vs_torch(kwargs):
+    x0 = rng(12).standard_normal((2, 3, 7, 8))
+    assert_parity(lambda x: F.max_pool2d(x, **kwargs), lambda x: TF.max_pool2d(x, **kwargs), x0)
+    ours, ours_indices = F.max_pool2d(Tensor(x0), return_indices=True, **kwargs)
+    theirs, their_indices = TF.max_pool2d(torch.from_numpy(x0), return_indices=True, **kwargs)
+    assert ours_indices.dtype == np.int64
+    np.testing.assert_array_equal(ours_indices.data, their_indices.numpy())
+    gradcheck(lambda x: F.max_pool2d(x, **kwargs), x0)
+
+
+AVG_POOLS = [dict(kernel_size=3, stride=2, padding=1, count_include_pad=False), dict(kernel_size=2, ceil_mode=True),
+             dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+             dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+             dict(kernel_size=(2, 3), divisor_override=4), dict(kernel_size=3, stride=2, padding=1, divisor_override=2)]
+
+
+@pytest.mark.parametrize("kwargs", AVG_POOLS)
+def test_avg_pool2d_options_vs_torch(kwargs):
+    x0 = rng(13).standard_normal((2, 3, 7, 8))
+    assert_parity(lambda x: F.avg_pool2d(x, **kwargs), lambda x: TF.avg_pool2d(x, **kwargs), x0)
+    assert_parity(lambda x: F.avg_pool2d(x, **kwargs), lambda x: TF.avg_pool2d(x, **kwargs), x0.astype(np.float32))
+    gradcheck(lambda x: F.avg_pool2d(x, **kwargs), x0)
+
+
+@pytest.mark.parametrize("size", [1, (2, 3), (3, 3), (5, 4), (None, 2)])
+def test_adaptive_max_pool2d_vs_torch(size):
+    x0 = rng(14).standard_normal((2, 3, 7, 6))
+    assert_parity(lambda x: F.adaptive_max_pool2d(x, size), lambda x: TF.adaptive_max_pool2d(x, size), x0)
+    _, ours = F.adaptive_max_pool2d(Tensor(x0), size, return_indices=True)
+    _, theirs = TF.adaptive_max_pool2d(torch.from_numpy(x0), size, return_indices=True)
+    np.testing.assert_array_equal(ours.data, theirs.numpy())
+    gradcheck(lambda x: F.adaptive_max_pool2d(x, size), x0)
+
+
+INTERPOLATIONS = [dict(size=(7, 5)), dict(scale_factor=2), dict(size=(3, 2)), dict(size=(7, 9), mode="bilinear"),
+                  dict(scale_factor=2, mode="bilinear"), dict(size=(3, 4), mode="bilinear"),
+                  dict(size=(6, 7), mode="bilinear", align_corners=True), dict(scale_factor=0.5, mode="bilinear"),
+                  dict(scale_factor=1.5)]
+
+
+@pytest.mark.parametrize("kwargs", INTERPOLATIONS)
+def test_interpolate_vs_torch(kwargs):
+    x0 = rng(15).standard_normal((2, 3, 4, 6))
+    assert_parity(lambda x: F.interpolate(x, **kwargs), lambda x: TF.interpolate(x, **kwargs), x0)
+    gradcheck(lambda x: F.interpolate(x, **kwargs), x0)
+
+
+def test_linear_functional_vs_torch():
+    x0, w0, b0 = rng(16).standard_normal((3, 5)), rng(17).standard_normal((4, 5)), rng(18).standard_normal(4)
+    assert_parity(F.linear, TF.linear, x0, w0, b0)
+    assert_parity(lambda x, w: F.linear(x, w), lambda x, w: TF.linear(x, w), x0, w0)
