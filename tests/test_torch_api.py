@@ -682,3 +682,197 @@ def test_linear_functional_vs_torch():
     x0, w0, b0 = rng(16).standard_normal((3, 5)), rng(17).standard_normal((4, 5)), rng(18).standard_normal(4)
     assert_parity(F.linear, TF.linear, x0, w0, b0)
     assert_parity(lambda x, w: F.linear(x, w), lambda x, w: TF.linear(x, w), x0, w0)
+
+
+# --- nn modules and Module methods -----------------------------------------------------------------------------
+MODULES = [
+    (lambda: nn.Identity(54), lambda: torch.nn.Identity(54)),
+    (lambda: nn.ReLU(inplace=True), lambda: torch.nn.ReLU()),
+    (lambda: nn.ReLU6(), torch.nn.ReLU6), (lambda: nn.ELU(0.7), lambda: torch.nn.ELU(0.7)),
+    (nn.GELU, torch.nn.GELU), (lambda: nn.GELU("tanh"), lambda: torch.nn.GELU("tanh")), (nn.SiLU, torch.nn.SiLU),
+    (lambda: nn.Softplus(2.0), lambda: torch.nn.Softplus(2.0)), (nn.Hardtanh, torch.nn.Hardtanh),
+    (lambda: nn.LeakyReLU(0.1, inplace=True), lambda: torch.nn.LeakyReLU(0.1)),
+    (lambda: nn.Softmax(dim=1), lambda: torch.nn.Softmax(dim=1)),
+    (lambda: nn.LogSoftmax(dim=-1), lambda: torch.nn.LogSoftmax(dim=-1)),
+    (lambda: nn.MaxPool2d(3, 2, 1, dilation=1, ceil_mode=True), lambda: torch.nn.MaxPool2d(3, 2, 1, ceil_mode=True)),
+    (lambda: nn.MaxPool2d(2, dilation=2), lambda: torch.nn.MaxPool2d(2, dilation=2)),
+    (lambda: nn.AvgPool2d(3, 2, 1, count_include_pad=False), lambda: torch.nn.AvgPool2d(3, 2, 1, count_include_pad=False)),
+    (lambda: nn.AvgPool2d(2, ceil_mode=True, divisor_override=3), lambda: torch.nn.AvgPool2d(2, ceil_mode=True, divisor_override=3)),
+    (lambda: nn.AdaptiveMaxPool2d((2, 3)), lambda: torch.nn.AdaptiveMaxPool2d((2, 3))),
+    (lambda: nn.Upsample(scale_factor=2), lambda: torch.nn.Upsample(scale_factor=2)),
+    (lambda: nn.Upsample(size=(4, 9), mode="bilinear"), lambda: torch.nn.Upsample(size=(4, 9), mode="bilinear")),
+    (lambda: nn.Flatten(), lambda: torch.nn.Flatten()),
+]
+
+
+@pytest.mark.parametrize("ours,theirs", MODULES)
+def test_modules_vs_torch(ours, theirs):
+    x0 = rng(20).standard_normal((2, 3, 5, 6)).astype(np.float32)
+    assert_parity(lambda x: ours()(x), lambda x: theirs()(x), x0)
+
+
+def test_loss_modules_vs_torch():
+    logits, target = rng(21).standard_normal((6, 4)), np.array([0, 3, 1, 2, 1, 3])
+    weight = np.array([1.0, 0.5, 2.0, 1.0])
+    cases = [(nn.NLLLoss(weight=weight, ignore_index=1), torch.nn.NLLLoss(weight=torch.from_numpy(weight), ignore_index=1),
+              lambda x: F.log_softmax(x, 1), lambda x: TF.log_softmax(x, 1)),
+             (nn.CrossEntropyLoss(weight=weight, label_smoothing=0.1),
+              torch.nn.CrossEntropyLoss(weight=torch.from_numpy(weight), label_smoothing=0.1), None, None)]
+    for ours, theirs, prep_ours, prep_theirs in cases:
+        assert_parity(lambda x: ours(prep_ours(x) if prep_ours else x, target),
+                      lambda x: theirs(prep_theirs(x) if prep_theirs else x, torch.from_numpy(target)), logits)
+    probs, y = 1 / (1 + np.exp(-logits)), rng(22).uniform(0, 1, logits.shape)
+    for ours, theirs, x0 in [(nn.BCELoss(), torch.nn.BCELoss(), probs),
+                             (nn.BCEWithLogitsLoss(pos_weight=np.full(4, 2.0)),
+                              torch.nn.BCEWithLogitsLoss(pos_weight=torch.full((4,), 2.0, dtype=torch.float64)), logits),
+                             (nn.L1Loss(reduction="sum"), torch.nn.L1Loss(reduction="sum"), logits),
+                             (nn.SmoothL1Loss(beta=0.3), torch.nn.SmoothL1Loss(beta=0.3), logits),
+                             (nn.MSELoss(), torch.nn.MSELoss(), logits)]:
+        assert_parity(lambda x, t: ours(x, t), lambda x, t: theirs(x, t), x0, y, requires_grad=[True, False])
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3)
+        self.bn = nn.BatchNorm2d(3)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+        self.register_buffer("scale", convnp.ones(3), persistent=False)
+        self.register_buffer("offset", np.zeros(2, np.float32))
+
+    def forward(self, x):
+        return self.head(self.bn(self.conv(x)) * convnp.tensor(self.scale).reshape(1, 3, 1, 1)) + self.offset
+
+    def extra_repr(self):
+        return "a test block"
+
+
+class TorchBlock(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 3, 3)
+        self.bn = torch.nn.BatchNorm2d(3)
+        self.head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+        self.register_buffer("scale", torch.ones(3), persistent=False)
+        self.register_buffer("offset", torch.zeros(2))
+
+
+def test_module_tree_methods_match_torch():
+    ours, theirs = Block(), TorchBlock()
+    assert [n for n, _ in ours.named_modules()] == [n for n, _ in theirs.named_modules()]
+    assert [n for n, _ in ours.named_children()] == [n for n, _ in theirs.named_children()]
+    assert [type(m).__name__ for m in ours.modules()][1:] == [type(m).__name__ for m in theirs.modules()][1:]
+    assert [type(m).__name__ for m in ours.children()] == [type(m).__name__ for m in theirs.children()]
+    assert [n for n, _ in ours.named_buffers()] == [n for n, _ in theirs.named_buffers()]
+    assert list(ours.state_dict()) == list(theirs.state_dict())  # 'scale' is not persistent
+    assert "scale" not in ours.state_dict() and "offset" in ours.state_dict()
+    ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
+    visited = []
+    ours.apply(lambda m: visited.append(type(m).__name__))
+    twin_visited = []
+    theirs.apply(lambda m: twin_visited.append(type(m).__name__.replace("Torch", "")))
+    assert visited == twin_visited
+    assert "a test block" in repr(ours)
+    assert ours.get_submodule("head.1") is ours.head[1]
+
+
+def test_requires_grad_freezes_and_to_casts():
+    model = Block()
+    model.conv.requires_grad_(False)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    twin = TorchBlock()
+    twin.conv.requires_grad_(False)
+    assert trainable == [n for n, p in twin.named_parameters() if p.requires_grad]
+    x = Tensor(rng().standard_normal((2, 2, 4, 4)).astype(np.float32))
+    model(x).sum().backward()
+    assert model.conv.weight.grad is None and model.head[1].weight.grad is not None
+    assert model.to("cpu") is model and model.to(convnp.device("cpu")) is model
+    model.double()
+    assert all(p.dtype == np.float64 for p in model.parameters()) and model.bn.running_mean.dtype == np.float64
+    assert model.scale.dtype == np.float64  # non-persistent buffers move too
+    model.to(convnp.float32)
+    assert all(p.dtype == np.float32 for p in model.parameters())
+    model.float().to("cpu", convnp.float64)
+    assert model.conv.weight.dtype == np.float64
+    with pytest.raises(RuntimeError, match="no GPU backend"):
+        model.to("cuda")
+
+
+def test_module_list_and_module_dict():
+    layers = nn.ModuleList([nn.Linear(3, 3) for _ in range(3)])
+    twin = torch.nn.ModuleList([torch.nn.Linear(3, 3) for _ in range(3)])
+    layers.append(nn.ReLU())
+    twin.append(torch.nn.ReLU())
+    assert len(layers) == len(twin) == 4 and isinstance(layers[1:], nn.ModuleList) and len(layers[1:]) == 3
+    layers.extend([nn.Tanh()])
+    assert isinstance(layers[-1], nn.Tanh)
+    assert list(layers.state_dict()) == list(twin.state_dict())
+    heads = nn.ModuleDict({"a": nn.Linear(2, 2), "b": nn.Linear(2, 3)})
+    twin_heads = torch.nn.ModuleDict({"a": torch.nn.Linear(2, 2), "b": torch.nn.Linear(2, 3)})
+    assert list(heads.keys()) == list(twin_heads.keys()) and list(heads.state_dict()) == list(twin_heads.state_dict())
+    heads["c"] = nn.ReLU()
+    assert "c" in heads and len(heads) == 3 and isinstance(heads["c"], nn.ReLU)
+    assert [k for k, _ in heads.items()] == ["a", "b", "c"]
+    assert isinstance(heads.pop("c"), nn.ReLU) and "c" not in heads
+    with pytest.raises(KeyError):
+        heads["missing"]
+    with pytest.raises(TypeError, match="not a Module"):
+        heads["x"] = 3
+
+
+def test_sequential_indexing_slicing_append_like_torch():
+    seq = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    twin = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    assert list(seq[1:].state_dict()) == list(twin[1:].state_dict()) == ["2.weight", "2.bias"]
+    assert isinstance(seq[-1], nn.Linear) and len(seq[:2]) == 2
+    seq.append(nn.Sigmoid())
+    twin.append(torch.nn.Sigmoid())
+    assert list(seq.state_dict()) == list(twin.state_dict()) and len(seq) == 4
+    seq[1] = nn.Tanh()
+    assert isinstance(seq[1], nn.Tanh)
+
+
+INITS = [
+    ("kaiming_uniform_", {}, (64, 32, 3, 3)), ("kaiming_uniform_", {"a": 5 ** 0.5}, (64, 32, 3, 3)),
+    ("kaiming_uniform_", {"mode": "fan_out", "nonlinearity": "relu"}, (64, 32, 3, 3)),
+    ("kaiming_normal_", {"mode": "fan_out", "nonlinearity": "relu"}, (64, 32, 3, 3)),
+    ("kaiming_normal_", {}, (300, 200)), ("xavier_uniform_", {}, (300, 200)),
+    ("xavier_uniform_", {"gain": 2.0}, (32, 16, 5, 5)), ("xavier_normal_", {}, (32, 16, 5, 5)),
+    ("uniform_", {"a": -0.3, "b": 0.7}, (200, 300)), ("normal_", {"mean": 1.0, "std": 0.2}, (200, 300)),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,shape", INITS)
+def test_init_follows_torch_fan_rules(name, kwargs, shape):
+    ours = nn.Parameter(np.zeros(shape, np.float32))
+    theirs = torch.zeros(shape)
+    assert getattr(nn.init, name)(ours, **kwargs) is ours
+    getattr(torch.nn.init, name)(theirs, **kwargs)
+    a, b = ours.data, theirs.numpy()
+    assert a.dtype == np.float32
+    # same distribution: mean, spread and range agree to sampling accuracy (tens of thousands of draws)
+    assert abs(a.mean() - b.mean()) < 0.05 * b.std() + 1e-3
+    assert abs(a.std() / b.std() - 1) < 0.03
+    if "uniform" in name:
+        assert abs(a.max() / b.max() - 1) < 0.01 and abs(a.min() / b.min() - 1) < 0.01
+
+
+def test_init_constants_and_gain():
+    w = nn.Parameter(np.ones((3, 4), np.float32))
+    nn.init.zeros_(w)
+    assert (w.data == 0).all()
+    nn.init.ones_(w)
+    assert (w.data == 1).all()
+    nn.init.constant_(w, 0.25)
+    assert (w.data == 0.25).all()
+    for nonlinearity, param in [("relu", None), ("tanh", None), ("leaky_relu", 0.2), ("linear", None),
+                                ("sigmoid", None), ("selu", None), ("conv2d", None)]:
+        assert nn.init.calculate_gain(nonlinearity, param) == pytest.approx(torch.nn.init.calculate_gain(nonlinearity, param))
+    with pytest.raises(ValueError, match="fewer than 2"):
+        nn.init.xavier_uniform_(nn.Parameter(np.zeros(3, np.float32)))
+
+
+def test_nn_functional_is_the_torch_spelling():
+    import convnp.nn.functional as NF
+    assert NF.cross_entropy is F.cross_entropy and NF.max_pool2d is F.max_pool2d and nn.functional.relu is F.relu
+    assert set(F.__all__) <= set(dir(NF))

@@ -3,7 +3,14 @@ from .layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Con
                      LeakyReLU, Linear, MaxPool2d, ModuleList, ReLU, Sequential, Sigmoid, Tanh)
 from .losses import CrossEntropyLoss, MSELoss
 from .module import Module, Parameter
+from . import functional, init  # noqa: E402 - torch.nn.functional, torch.nn.init
+from .activations import (ELU, GELU, AdaptiveMaxPool2d, Dropout2d, Hardtanh, Identity, LogSoftmax, ModuleDict,
+                          ReLU6, SiLU, Softmax, Softplus, Upsample)
+from .losses import BCELoss, BCEWithLogitsLoss, L1Loss, NLLLoss, SmoothL1Loss
 
 __all__ = ["Module", "Parameter", "Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
            "BatchNorm1d", "BatchNorm2d", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Flatten", "Dropout",
-           "Sequential", "ModuleList", "CrossEntropyLoss", "MSELoss"]
+           "Sequential", "ModuleList", "CrossEntropyLoss", "MSELoss",
+           "functional", "init", "Identity", "ReLU6", "ELU", "GELU", "SiLU", "Softplus", "Hardtanh", "Softmax",
+           "LogSoftmax", "Dropout2d", "AdaptiveMaxPool2d", "Upsample", "ModuleDict", "NLLLoss", "BCELoss",
+           "BCEWithLogitsLoss", "L1Loss", "SmoothL1Loss"]

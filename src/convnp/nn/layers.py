@@ -82,28 +82,37 @@ class Linear(Module):
 
 
 class MaxPool2d(Module):
-    """(N, C, H, W) -> (N, C, H_out, W_out), window maxima; stride defaults to kernel_size."""
+    """(N, C, H, W) -> (N, C, H_out, W_out), window maxima; stride defaults to kernel_size.
+    ``dilation``, ``return_indices``, ``ceil_mode`` as in PyTorch (see ``functional.max_pool2d``)."""
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
         super().__init__()
+        self.options = dict(dilation=dilation, return_indices=return_indices, ceil_mode=ceil_mode)
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else pair(stride, "stride")
         self.padding = pair(padding, "padding")
 
     def forward(self, x):
-        check_window_input(x.shape, self.kernel_size, self.stride, self.padding, (1, 1), self)
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        check_window_input(x.shape, self.kernel_size, self.stride, self.padding, pair(self.options["dilation"]), self)
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, **self.options)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class AvgPool2d(MaxPool2d):
-    """(N, C, H, W) -> (N, C, H_out, W_out), window means (padded zeros counted, like PyTorch)."""
+    """(N, C, H, W) -> (N, C, H_out, W_out), window means (padded zeros counted, like PyTorch);
+    ``ceil_mode``, ``count_include_pad``, ``divisor_override`` as in PyTorch."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        super().__init__(kernel_size, stride, padding)
+        self.options = dict(ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                            divisor_override=divisor_override)
 
     def forward(self, x):
         check_window_input(x.shape, self.kernel_size, self.stride, self.padding, (1, 1), self)
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, **self.options)
 
 
 class AdaptiveAvgPool2d(Module):
@@ -165,12 +174,15 @@ class BatchNorm2d(_BatchNorm):
 
 
 class ReLU(Module):
+    def __init__(self, inplace=False):  # inplace: accepted, ignored (no in-place ops on the tape)
+        super().__init__()
+
     def forward(self, x):
         return F.relu(x)
 
 
 class LeakyReLU(Module):
-    def __init__(self, negative_slope=0.01):
+    def __init__(self, negative_slope=0.01, inplace=False):
         super().__init__()
         self.negative_slope = negative_slope
 
@@ -205,7 +217,7 @@ class Flatten(Module):
 class Dropout(Module):
     """Zeroes elements with probability p while training (scaling the rest by 1/(1-p)); identity in eval."""
 
-    def __init__(self, p=0.5):
+    def __init__(self, p=0.5, inplace=False):
         super().__init__()
         if not 0 <= p <= 1:
             raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
