@@ -13,6 +13,9 @@ from convnp import functional as F
 from convnp import nn
 from helpers import assert_close, assert_parity
 
+# torch warns when a scheduler steps an optimizer that never stepped (our schedule tests need no updates)
+pytestmark = pytest.mark.filterwarnings("ignore:Detected call of")
+
 
 def rng(seed=0):
     return np.random.default_rng(seed)
@@ -876,3 +879,188 @@ def test_nn_functional_is_the_torch_spelling():
     import convnp.nn.functional as NF
     assert NF.cross_entropy is F.cross_entropy and NF.max_pool2d is F.max_pool2d and nn.functional.relu is F.relu
     assert set(F.__all__) <= set(dir(NF))
+
+
+# --- optim ---------------------------------------------------------------------------------------------------
+OPTIMIZERS = [
+    ("Adadelta", {}), ("Adadelta", {"lr": 0.5, "rho": 0.8, "weight_decay": 0.1, "maximize": True}),
+    ("RMSprop", {}), ("RMSprop", {"momentum": 0.9}), ("RMSprop", {"centered": True, "weight_decay": 0.01}),
+    ("RMSprop", {"momentum": 0.5, "centered": True, "maximize": True, "alpha": 0.9}),
+    ("Adagrad", {}), ("Adagrad", {"lr_decay": 0.1, "initial_accumulator_value": 0.5, "weight_decay": 0.05}),
+    ("Adagrad", {"maximize": True}),
+    ("Adam", {"amsgrad": True}), ("Adam", {"maximize": True, "weight_decay": 0.1}), ("AdamW", {"amsgrad": True}),
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "maximize": True}),
+]
+
+
+def _run_optimizer(library, name, kwargs, params0, grads, groups=False):
+    if library == "torch":
+        params = [torch.nn.Parameter(torch.from_numpy(p.copy())) for p in params0]
+        optimizer_class = getattr(torch.optim, name)
+    else:
+        params = [nn.Parameter(p.copy()) for p in params0]
+        optimizer_class = getattr(convnp.optim, name)
+    spec = [{"params": params[:1]}, {"params": params[1:], "lr": 0.05}] if groups else params
+    optimizer = optimizer_class(spec, **kwargs)
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = torch.from_numpy(g.copy()) if library == "torch" else g.copy()
+        optimizer.step()
+    return [p.detach().numpy() if library == "torch" else p.data for p in params], optimizer
+
+
+@pytest.mark.parametrize("name,kwargs", OPTIMIZERS)
+def test_optimizers_follow_torch(name, kwargs):
+    r = rng(30)
+    params0 = [r.standard_normal((3, 4)), r.standard_normal(5)]
+    grads = [[r.standard_normal(p.shape) for p in params0] for _ in range(6)]
+    for groups in (False, True):
+        ours, _ = _run_optimizer("convnp", name, kwargs, params0, grads, groups)
+        theirs, _ = _run_optimizer("torch", name, kwargs, params0, grads, groups)
+        for a, b in zip(ours, theirs):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name,kwargs", OPTIMIZERS[:9])
+def test_optimizer_state_dict_resumes_exactly(name, kwargs):
+    r = rng(31)
+    params0 = [r.standard_normal((2, 3)), r.standard_normal(4)]
+    grads = [[r.standard_normal(p.shape) for p in params0] for _ in range(6)]
+    straight, _ = _run_optimizer("convnp", name, kwargs, params0, grads)
+    half, optimizer = _run_optimizer("convnp", name, kwargs, params0, grads[:3])
+    state = optimizer.state_dict()
+    params = [nn.Parameter(p.copy()) for p in half]
+    resumed = getattr(convnp.optim, name)(params, **kwargs)
+    resumed.load_state_dict(state)
+    for step_grads in grads[3:]:
+        for p, g in zip(params, step_grads):
+            p.grad = g.copy()
+        resumed.step()
+    for a, b in zip(straight, params):
+        np.testing.assert_array_equal(a, b.data)
+    _, twin = _run_optimizer("torch", name, kwargs, params0, grads[:3])
+    assert [sorted(s) for s in state["state"].values()] == [sorted(s) for s in twin.state_dict()["state"].values()]
+
+
+def test_add_param_group_like_torch():
+    a, b = nn.Parameter(np.ones(2)), nn.Parameter(np.ones(3))
+    optimizer = convnp.optim.RMSprop([a], lr=0.1)
+    optimizer.add_param_group({"params": [b], "lr": 0.01, "momentum": 0.5})
+    twin = torch.optim.RMSprop([torch.nn.Parameter(torch.ones(2, dtype=torch.float64))], lr=0.1)
+    twin.add_param_group({"params": [torch.nn.Parameter(torch.ones(3, dtype=torch.float64))], "lr": 0.01,
+                          "momentum": 0.5})
+    for ours, theirs in zip(optimizer.param_groups, twin.param_groups):
+        for key in ("lr", "alpha", "eps", "momentum", "centered", "weight_decay"):
+            assert ours[key] == theirs[key]
+    with pytest.raises(ValueError, match="more than one"):
+        optimizer.add_param_group({"params": [a]})
+
+
+SCHEDULERS = [
+    ("ExponentialLR", {"gamma": 0.8}, 8),
+    ("LambdaLR", {"lr_lambda": lambda t: 1 / (1 + t)}, 8),
+    ("MultiplicativeLR", {"lr_lambda": lambda t: 0.9 if t % 2 else 0.7}, 8),
+    ("ConstantLR", {"factor": 0.25, "total_iters": 3}, 8),
+    ("CosineAnnealingWarmRestarts", {"T_0": 3}, 12),
+    ("CosineAnnealingWarmRestarts", {"T_0": 2, "T_mult": 2, "eta_min": 0.01}, 16),
+    ("CyclicLR", {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 3}, 14),
+    ("CyclicLR", {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 2, "step_size_down": 3, "mode": "triangular2"}, 16),
+    ("CyclicLR", {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 2, "mode": "exp_range", "gamma": 0.9}, 12),
+]
+
+
+def _optimizers_pair(lr=0.1, momentum=0.9):
+    ours = convnp.optim.SGD([nn.Parameter(np.ones(2))], lr=lr, momentum=momentum)
+    theirs = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=lr, momentum=momentum)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("name,kwargs,steps", SCHEDULERS)
+def test_schedulers_follow_torch(name, kwargs, steps):
+    ours_opt, their_opt = _optimizers_pair()
+    ours = getattr(convnp.optim.lr_scheduler, name)(ours_opt, **kwargs)
+    theirs = getattr(torch.optim.lr_scheduler, name)(their_opt, **kwargs)
+    for step in range(steps):
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12, abs=1e-15), step
+        assert ours_opt.param_groups[0]["momentum"] == pytest.approx(their_opt.param_groups[0]["momentum"])
+        ours_opt.step()
+        their_opt.step()
+        ours.step()
+        theirs.step()
+    # state_dict: a fresh scheduler loaded with it continues identically
+    state = ours.state_dict()
+    assert "lr_lambdas" not in state
+    ours_opt2, _ = _optimizers_pair()
+    ours_opt2.load_state_dict(ours_opt.state_dict())
+    again = getattr(convnp.optim.lr_scheduler, name)(ours_opt2, **kwargs)
+    again.load_state_dict(state)
+    for _ in range(3):
+        ours.step()
+        again.step()
+        assert again.get_last_lr() == pytest.approx(ours.get_last_lr(), rel=1e-12)
+
+
+def test_cosine_warm_restarts_fractional_epochs():
+    ours_opt, their_opt = _optimizers_pair()
+    ours = convnp.optim.lr_scheduler.CosineAnnealingWarmRestarts(ours_opt, T_0=2, T_mult=2)
+    theirs = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(their_opt, T_0=2, T_mult=2)
+    for epoch in (0.5, 1.0, 2.5, 5.25, 7.0, 13.5):
+        ours.step(epoch)
+        theirs.step(epoch)
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+
+
+def test_cyclic_lr_cycles_adam_beta1():
+    ours_opt = convnp.optim.Adam([nn.Parameter(np.ones(2))], lr=0.1)
+    their_opt = torch.optim.Adam([torch.nn.Parameter(torch.ones(2))], lr=0.1)
+    ours = convnp.optim.lr_scheduler.CyclicLR(ours_opt, 0.001, 0.01, step_size_up=2)
+    theirs = torch.optim.lr_scheduler.CyclicLR(their_opt, 0.001, 0.01, step_size_up=2)
+    for _ in range(6):
+        assert ours_opt.param_groups[0]["betas"][0] == pytest.approx(their_opt.param_groups[0]["betas"][0])
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr())
+        ours.step()
+        theirs.step()
+
+
+def test_sequential_and_chained_schedulers_follow_torch():
+    lrs = convnp.optim.lr_scheduler
+    tlrs = torch.optim.lr_scheduler
+    ours_opt, their_opt = _optimizers_pair()
+    ours = lrs.SequentialLR(ours_opt, [lrs.LinearLR(ours_opt, 0.1, total_iters=3), lrs.ExponentialLR(ours_opt, 0.9),
+                                       lrs.StepLR(ours_opt, 2, 0.5)], milestones=[3, 6])
+    theirs = tlrs.SequentialLR(their_opt, [tlrs.LinearLR(their_opt, 0.1, total_iters=3),
+                                           tlrs.ExponentialLR(their_opt, 0.9), tlrs.StepLR(their_opt, 2, 0.5)],
+                               milestones=[3, 6])
+    for step in range(12):
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12), step
+        ours.step()
+        theirs.step()
+    state = ours.state_dict()
+    ours.load_state_dict(state)
+    ours_opt, their_opt = _optimizers_pair()
+    ours = lrs.ChainedScheduler([lrs.ConstantLR(ours_opt, 0.5, total_iters=2), lrs.ExponentialLR(ours_opt, 0.9),
+                                 lrs.StepLR(ours_opt, 3, 0.1)])
+    theirs = tlrs.ChainedScheduler([tlrs.ConstantLR(their_opt, 0.5, total_iters=2), tlrs.ExponentialLR(their_opt, 0.9),
+                                    tlrs.StepLR(their_opt, 3, 0.1)])
+    for step in range(10):
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12), step
+        ours.step()
+        theirs.step()
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"mode": "max", "patience": 1, "factor": 0.5},
+                                    {"patience": 0, "cooldown": 2, "threshold_mode": "abs", "threshold": 0.1,
+                                     "min_lr": 0.02}])
+def test_reduce_lr_on_plateau_follows_torch(kwargs):
+    ours_opt, their_opt = _optimizers_pair()
+    ours = convnp.optim.lr_scheduler.ReduceLROnPlateau(ours_opt, **kwargs)
+    theirs = torch.optim.lr_scheduler.ReduceLROnPlateau(their_opt, **kwargs)
+    metrics = [1.0, 0.9, 0.95, 0.95, 0.96, 0.89, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.85, 0.86]
+    for value in metrics * 2:
+        ours.step(value)
+        theirs.step(value)
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+        assert ours_opt.param_groups[0]["lr"] == pytest.approx(their_opt.param_groups[0]["lr"], rel=1e-12)
+    again = convnp.optim.lr_scheduler.ReduceLROnPlateau(ours_opt, **kwargs)
+    again.load_state_dict(ours.state_dict())
+    assert again.num_bad_epochs == ours.num_bad_epochs and again.best == ours.best

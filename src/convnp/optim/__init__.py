@@ -1,6 +1,6 @@
 """Optimizers and learning-rate schedulers with PyTorch's names, defaults and update rules.
 
-    from convnp.optim import SGD, Adam, AdamW
+    from convnp.optim import SGD, Adam, AdamW, Adadelta, RMSprop, Adagrad
     from convnp.optim.lr_scheduler import StepLR, MultiStepLR, LinearLR, CosineAnnealingLR, OneCycleLR
 """
 from . import lr_scheduler
@@ -8,6 +8,7 @@ from .adam import Adam, AdamW
 from .lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, MultiStepLR, OneCycleLR, StepLR
 from .optimizer import Optimizer
 from .sgd import SGD
+from .adaptive import Adadelta, Adagrad, RMSprop
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "lr_scheduler", "LRScheduler", "StepLR", "MultiStepLR",
-           "LinearLR", "CosineAnnealingLR", "OneCycleLR"]
+           "LinearLR", "CosineAnnealingLR", "OneCycleLR", "Adadelta", "Adagrad", "RMSprop"]
