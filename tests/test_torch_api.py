@@ -1064,3 +1064,93 @@ def test_reduce_lr_on_plateau_follows_torch(kwargs):
     again = convnp.optim.lr_scheduler.ReduceLROnPlateau(ours_opt, **kwargs)
     again.load_state_dict(ours.state_dict())
     assert again.num_bad_epochs == ours.num_bad_epochs and again.best == ours.best
+
+
+# --- convnp.utils.data -------------------------------------------------------------------------------------------
+from convnp.utils import data as cdata  # noqa: E402
+import torch.utils.data as tdata  # noqa: E402
+
+
+class Squares:
+    """A plain object with __len__ and __getitem__: a map-style dataset for both libraries."""
+
+    def __len__(self):
+        return 7
+
+    def __getitem__(self, i):
+        return np.full((2, 2), i, np.float32), i * i, {"name": float(i) / 2}
+
+
+def _same_batches(ours, theirs):
+    ours, theirs = list(ours), list(theirs)
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        a, b = (a, b) if isinstance(a, (tuple, list)) else ((a,), (b,))
+        for x, y in zip(a, b):
+            if isinstance(x, dict):
+                x, y = x["name"], y["name"]
+            assert isinstance(x, Tensor) and x.dtype == y.numpy().dtype and x.shape == tuple(y.shape)
+            np.testing.assert_array_equal(x.data, y.numpy())
+
+
+def test_dataloader_batches_like_torch():
+    x0, y0 = rng(40).standard_normal((10, 3)).astype(np.float32), np.arange(10)
+    for kwargs in ({"batch_size": 4}, {"batch_size": 4, "drop_last": True}, {"batch_size": 3}, {}):
+        _same_batches(cdata.DataLoader(cdata.TensorDataset(x0, y0), **kwargs),
+                      tdata.DataLoader(tdata.TensorDataset(torch.from_numpy(x0), torch.from_numpy(y0)), **kwargs))
+        _same_batches(cdata.DataLoader(Squares(), **kwargs), tdata.DataLoader(Squares(), **kwargs))
+    assert len(cdata.DataLoader(Squares(), batch_size=3)) == len(tdata.DataLoader(Squares(), batch_size=3)) == 3
+    ours, theirs = next(iter(cdata.DataLoader(Squares(), batch_size=None))), next(iter(tdata.DataLoader(Squares(), batch_size=None)))
+    assert isinstance(ours[0], np.ndarray) and ours[1] == theirs[1] == 0
+    collated = list(cdata.DataLoader(Squares(), batch_size=5, collate_fn=lambda batch: [s[1] for s in batch]))
+    assert collated == [[0, 1, 4, 9, 16], [25, 36]]
+
+
+def test_default_collate_like_torch():
+    samples = [(np.ones(2, np.float64) * i, i, 0.5 * i, True, "s") for i in range(3)]
+    ours, theirs = cdata.default_collate(samples), tdata.default_collate(samples)
+    for x, y in zip(ours[:4], theirs[:4]):
+        assert x.dtype == y.numpy().dtype and x.shape == tuple(y.shape)
+        np.testing.assert_array_equal(x.data, y.numpy())
+    assert tuple(ours[4]) == tuple(theirs[4]) == ("s", "s", "s")
+
+
+def test_shuffle_sampler_and_generator():
+    ds = cdata.TensorDataset(np.arange(20))
+    epochs = [np.concatenate([b[0].data for b in cdata.DataLoader(ds, batch_size=6, shuffle=True,
+                                                                   generator=convnp.Generator().manual_seed(3))])
+              for _ in range(2)]
+    assert sorted(epochs[0]) == list(range(20)) and np.array_equal(epochs[0], epochs[1])  # seeded: repeatable
+    loader = cdata.DataLoader(ds, batch_size=6, shuffle=True, generator=convnp.Generator().manual_seed(3))
+    first, second = [np.concatenate([b[0].data for b in loader]) for _ in range(2)]
+    assert not np.array_equal(first, second)  # a new permutation every epoch
+    sampler = cdata.SubsetRandomSampler([1, 3, 5])
+    assert sorted(np.concatenate([b[0].data for b in cdata.DataLoader(ds, batch_size=2, sampler=sampler)])) == [1, 3, 5]
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        cdata.DataLoader(ds, sampler=sampler, shuffle=True)
+    batches = list(cdata.DataLoader(ds, batch_sampler=cdata.BatchSampler(cdata.SequentialSampler(ds), 8, True)))
+    assert [len(b[0]) for b in batches] == [8, 8]
+    with pytest.raises(TypeError, match="__len__ and __getitem__"):
+        cdata.DataLoader(iter(range(3)))
+
+
+def test_random_split_subset_concat_like_torch():
+    ds = cdata.TensorDataset(np.arange(11))
+    for lengths in ([0.5, 0.3, 0.2], [0.7, 0.3], [4, 7]):
+        ours = cdata.random_split(ds, lengths, generator=convnp.Generator().manual_seed(0))
+        theirs = tdata.random_split(range(11), lengths, generator=torch.Generator().manual_seed(0))
+        assert [len(s) for s in ours] == [len(s) for s in theirs]
+        together = np.concatenate([[s[i][0].item() for i in range(len(s))] for s in ours])
+        assert sorted(together) == list(range(11))
+    with pytest.raises(ValueError, match="sum of input lengths"):
+        cdata.random_split(ds, [3, 3])
+    subset = cdata.Subset(ds, [4, 2, 9])
+    assert [subset[i][0].item() for i in range(3)] == [4, 2, 9]
+    _same_batches(cdata.DataLoader(subset, batch_size=2),
+                  tdata.DataLoader(tdata.Subset(tdata.TensorDataset(torch.arange(11)), [4, 2, 9]), batch_size=2))
+    both = cdata.ConcatDataset([cdata.TensorDataset(np.arange(3)), Squares()])
+    twin = tdata.ConcatDataset([tdata.TensorDataset(torch.arange(3)), Squares()])
+    assert len(both) == len(twin) == 10
+    assert both[4][1] == twin[4][1] == 1 and both[-1][1] == twin[-1][1] == 36 and both[2][0].item() == 2
+    with pytest.raises(ValueError, match="size mismatch"):
+        cdata.TensorDataset(np.ones(3), np.ones(4))
