@@ -1154,3 +1154,129 @@ def test_random_split_subset_concat_like_torch():
     assert both[4][1] == twin[4][1] == 1 and both[-1][1] == twin[-1][1] == 36 and both[2][0].item() == 2
     with pytest.raises(ValueError, match="size mismatch"):
         cdata.TensorDataset(np.ones(3), np.ones(4))
+
+
+# --- convnp.vision ---------------------------------------------------------------------------------------------
+from PIL import Image  # noqa: E402
+
+from convnp.data.idx import write_idx  # noqa: E402
+from convnp.vision import datasets as vdatasets, transforms as T  # noqa: E402
+
+
+def _write_mnist(folder, n=5, gz=True, seed=0):
+    r = rng(seed)
+    images, labels = r.integers(0, 256, (n, 28, 28)).astype(np.uint8), r.integers(0, 10, n).astype(np.uint8)
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels)
+    return images, labels
+
+
+@pytest.mark.parametrize("layout", ["convnp", "torchvision", "data directory"])
+def test_mnist_with_torchvision_call_shape(tmp_path, monkeypatch, layout):
+    if layout == "convnp":
+        images, labels = _write_mnist(tmp_path / "mnist")
+        root = tmp_path
+    elif layout == "torchvision":
+        images, labels = _write_mnist(tmp_path / "MNIST" / "raw", gz=False)
+        root = tmp_path
+    else:  # root holds no files: convnp's data directory is used
+        images, labels = _write_mnist(tmp_path / "cache" / "mnist", seed=1)
+        monkeypatch.setenv("CONVNP_DATA", str(tmp_path / "cache"))
+        root = tmp_path / "empty"
+    dataset = vdatasets.MNIST(root, train=False, download=False)
+    assert len(dataset) == 5 and dataset.data.dtype == np.uint8 and dataset.classes[3] == "3 - three"
+    image, target = dataset[2]
+    assert isinstance(image, Image.Image) and image.mode == "L" and image.size == (28, 28)
+    np.testing.assert_array_equal(np.asarray(image), images[2])
+    assert target == int(labels[2]) and isinstance(target, int)
+    pipeline = T.Compose([T.ToTensor(), T.Normalize((0.1307,), (0.3081,))])
+    transformed = vdatasets.MNIST(root, train=True, transform=pipeline, target_transform=lambda t: t + 100)
+    x, y = transformed[1]
+    assert x.shape == (1, 28, 28) and x.dtype == np.float32 and y == int(labels[1]) + 100
+    np.testing.assert_allclose(x.data[0], (images[1] / 255 - 0.1307) / 0.3081, rtol=1e-5, atol=1e-6)
+    xb, yb = next(iter(cdata.DataLoader(transformed, batch_size=4)))
+    assert xb.shape == (4, 1, 28, 28) and xb.dtype == np.float32 and yb.dtype == np.int64
+
+
+def test_mnist_missing_says_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVNP_DATA", str(tmp_path / "nothing"))
+    with pytest.raises(FileNotFoundError, match="fashion-mnist"):
+        vdatasets.FashionMNIST(tmp_path / "empty", download=False)
+
+
+def test_image_folder(tmp_path):
+    for name, color in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
+        (tmp_path / name).mkdir()
+        for i in range(2):
+            Image.new("RGB", (6, 4), color).save(tmp_path / name / f"{i}.png")
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")
+    dataset = vdatasets.ImageFolder(tmp_path, transform=T.ToTensor())
+    assert dataset.classes == ["cat", "dog"] and dataset.class_to_idx == {"cat": 0, "dog": 1}
+    assert len(dataset) == 4 and [t for _, t in dataset.samples] == [0, 0, 1, 1]
+    x, y = dataset[3]
+    assert x.shape == (3, 4, 6) and y == 1 and (x.data[2] == 1).all() and (x.data[0] == 0).all()
+    with pytest.raises(FileNotFoundError, match="class sub-folders"):
+        vdatasets.ImageFolder(tmp_path / "cat")
+
+
+def test_to_tensor_and_normalize():
+    rgb = rng(50).integers(0, 256, (5, 7, 3)).astype(np.uint8)
+    for image in (rgb, Image.fromarray(rgb)):
+        x = T.ToTensor()(image)
+        assert x.shape == (3, 5, 7) and x.dtype == np.float32
+        np.testing.assert_allclose(x.data, rgb.transpose(2, 0, 1) / 255, rtol=1e-6)
+    gray = T.ToTensor()(rgb[:, :, 0])
+    assert gray.shape == (1, 5, 7)
+    normalized = T.Normalize((0.5, 0.4, 0.3), (0.2, 0.25, 0.5))(T.ToTensor()(rgb))
+    expected = (torch.from_numpy(rgb.transpose(2, 0, 1) / 255) - torch.tensor([0.5, 0.4, 0.3])[:, None, None]) \
+        / torch.tensor([0.2, 0.25, 0.5])[:, None, None]
+    np.testing.assert_allclose(normalized.data, expected.numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="channels"):
+        T.Normalize((0.5, 0.5), (1, 1))(T.ToTensor()(rgb))
+
+
+def test_resize_and_crops():
+    rgb = rng(51).integers(0, 256, (6, 10, 3)).astype(np.uint8)
+    image = Image.fromarray(rgb)
+    assert T.Resize(3)(image).size == (5, 3)  # the shorter side becomes 3, the aspect ratio is kept
+    assert T.Resize((4, 8))(image).size == (8, 4)
+    chw = rng(52).standard_normal((3, 6, 10)).astype(np.float32)
+    resized = T.Resize((9, 4))(Tensor(chw))
+    expected = TF.interpolate(torch.from_numpy(chw)[None], size=(9, 4), mode="bilinear", align_corners=False)[0]
+    np.testing.assert_allclose(resized.data, expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert T.Resize(3)(chw).shape == (3, 3, 5)
+    for crop in (T.CenterCrop(4), T.CenterCrop((3, 7))):
+        h, w = crop.size
+        top, left = int(round((6 - h) / 2)), int(round((10 - w) / 2))
+        np.testing.assert_array_equal(np.asarray(crop(image)), rgb[top:top + h, left:left + w])
+        np.testing.assert_array_equal(crop(chw), chw[:, top:top + h, left:left + w])
+    padded = T.CenterCrop((8, 12))(chw)
+    assert padded.shape == (3, 8, 12) and (padded[:, 0] == 0).all() and np.array_equal(padded[:, 1:7, 1:11], chw)
+    convnp.manual_seed(0)
+    cropped = T.RandomCrop(6, padding=2)(chw)
+    big = np.pad(chw, [(0, 0), (2, 2), (2, 2)])
+    assert cropped.shape == (3, 6, 6)
+    assert any(np.array_equal(cropped, big[:, i:i + 6, j:j + 6]) for i in range(5) for j in range(9))
+    assert np.asarray(T.RandomCrop((4, 4), padding=(1, 2))(image)).shape == (4, 4, 3)
+    with pytest.raises(ValueError, match="larger than the input"):
+        T.RandomCrop(20)(chw)
+
+
+def test_flips_and_rotation():
+    a = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    image = Image.fromarray(a)
+    np.testing.assert_array_equal(np.asarray(T.RandomHorizontalFlip(p=1.0)(image)), a[:, ::-1])
+    np.testing.assert_array_equal(T.RandomHorizontalFlip(p=1.0)(Tensor(a[None])).data[0], a[:, ::-1])
+    assert T.RandomHorizontalFlip(p=0.0)(image) is image
+    np.testing.assert_array_equal(T.RandomVerticalFlip(p=1.0)(a[None])[0], a[::-1])
+    square = np.arange(25, dtype=np.uint8).reshape(5, 5)
+    np.testing.assert_array_equal(T.rotate(square, 90), np.rot90(square))
+    np.testing.assert_array_equal(np.asarray(T.rotate(Image.fromarray(square), 90)), np.rot90(square))
+    np.testing.assert_array_equal(T.rotate(Tensor(square[None].astype(np.float32)), -90).data[0], np.rot90(square, -1))
+    convnp.manual_seed(1)
+    turned = T.RandomRotation(30)(Image.fromarray(square))
+    assert isinstance(turned, Image.Image) and turned.size == (5, 5)
+    assert T.RandomRotation((0, 0))(square[None]).tolist() == square[None].tolist()
