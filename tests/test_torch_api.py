@@ -1,5 +1,6 @@
 """The PyTorch idioms a user types, run in convnp and in torch on the same inputs: values, dtypes,
 shapes and gradients must agree (issue 12).  Every new op is also gradient-checked in float64."""
+import io
 import threading
 from collections import OrderedDict
 
@@ -1280,3 +1281,125 @@ def test_flips_and_rotation():
     turned = T.RandomRotation(30)(Image.fromarray(square))
     assert isinstance(turned, Image.Image) and turned.size == (5, 5)
     assert T.RandomRotation((0, 0))(square[None]).tolist() == square[None].tolist()
+
+
+# --- top-level functions: creation, random, joining, save/load ---------------------------------------------------
+def test_creation_functions_match_torch_dtypes_and_values():
+    cases = [
+        (convnp.tensor([1.5, 2.0]), torch.tensor([1.5, 2.0])), (convnp.tensor([1, 2]), torch.tensor([1, 2])),
+        (convnp.tensor([True, False]), torch.tensor([True, False])),
+        (convnp.tensor(np.float64(2.5)), torch.tensor(np.float64(2.5))),
+        (convnp.tensor([[1, 2]], dtype=convnp.float64), torch.tensor([[1, 2]], dtype=torch.float64)),
+        (convnp.zeros(2, 3), torch.zeros(2, 3)), (convnp.ones((2, 1)), torch.ones((2, 1))),
+        (convnp.zeros(3, dtype=convnp.int64), torch.zeros(3, dtype=torch.int64)),
+        (convnp.full((2, 2), 7), torch.full((2, 2), 7)), (convnp.full((2,), 0.5), torch.full((2,), 0.5)),
+        (convnp.arange(5), torch.arange(5)), (convnp.arange(1, 2, 0.25), torch.arange(1, 2, 0.25)),
+        (convnp.arange(0, 10, 3), torch.arange(0, 10, 3)), (convnp.arange(5.0), torch.arange(5.0)),
+        (convnp.linspace(0, 1, 5), torch.linspace(0, 1, 5)), (convnp.eye(3), torch.eye(3)),
+        (convnp.eye(2, 3), torch.eye(2, 3)),
+        (convnp.zeros_like(convnp.ones(2, dtype=convnp.float64)), torch.zeros_like(torch.ones(2, dtype=torch.float64))),
+        (convnp.ones_like(convnp.arange(3)), torch.ones_like(torch.arange(3))),
+        (convnp.full_like(convnp.ones(2), 3.0), torch.full_like(torch.ones(2), 3.0)),
+    ]
+    for ours, theirs in cases:
+        assert ours.dtype == theirs.numpy().dtype and ours.shape == tuple(theirs.shape)
+        np.testing.assert_allclose(ours.data, theirs.numpy(), rtol=1e-7)
+    assert convnp.empty(2, 3).shape == (2, 3) and convnp.empty(2).dtype == np.float32
+    data = np.ones(3)
+    assert convnp.from_numpy(data).data is data and convnp.as_tensor(data).data is data
+    assert convnp.tensor(data).data is not data  # tensor() copies, like torch.tensor
+    assert convnp.tensor([1.0], requires_grad=True).requires_grad
+
+
+def test_random_functions_distributions_and_seeding():
+    convnp.manual_seed(0)
+    a = convnp.rand(1000, 20)
+    convnp.manual_seed(0)
+    assert np.array_equal(a.data, convnp.rand(1000, 20).data)  # seeded: repeatable
+    assert a.dtype == np.float32 and 0 <= a.data.min() and a.data.max() < 1 and abs(a.data.mean() - 0.5) < 0.01
+    b = convnp.randn(200, 100, generator=convnp.Generator().manual_seed(1))
+    assert b.dtype == np.float32 and abs(b.data.mean()) < 0.02 and abs(b.data.std() - 1) < 0.02
+    c = convnp.randint(3, 7, (1000,))
+    assert c.dtype == np.int64 and set(np.unique(c.data)) == {3, 4, 5, 6}
+    assert convnp.randint(5, (3, 2)).shape == (3, 2)
+    p = convnp.randperm(10)
+    assert p.dtype == np.int64 and sorted(p.tolist()) == list(range(10))
+    assert convnp.rand(2, 3, dtype=convnp.float64).dtype == np.float64 and convnp.randn_like(a).shape == a.shape
+
+
+def test_cat_stack_where_vs_torch():
+    a0, b0 = rng(60).standard_normal((2, 3)), rng(61).standard_normal((2, 3))
+    assert_parity(lambda a, b: convnp.cat([a, b], dim=1), lambda a, b: torch.cat([a, b], dim=1), a0, b0)
+    assert_parity(lambda a, b: convnp.cat((a, b)), lambda a, b: torch.cat((a, b)), a0, b0)
+    assert_parity(lambda a, b: convnp.stack([a, b]), lambda a, b: torch.stack([a, b]), a0, b0)
+    assert_parity(lambda a, b: convnp.stack([a, b], dim=-1), lambda a, b: torch.stack([a, b], dim=-1), a0, b0)
+    assert_parity(lambda a, b: convnp.where(a > b, a, b), lambda a, b: torch.where(a > b, a, b), a0, b0)
+    ours, theirs = convnp.where(Tensor(a0) > 0), torch.where(torch.from_numpy(a0) > 0)
+    assert all(np.array_equal(o.data, t.numpy()) and o.dtype == np.int64 for o, t in zip(ours, theirs))
+    assert_parity(lambda a: convnp.exp(a) + convnp.sum(a, 1, keepdim=True) * convnp.abs(a).max(),
+                  lambda a: torch.exp(a) + torch.sum(a, 1, keepdim=True) * torch.abs(a).max(), a0)
+    with pytest.raises(ValueError, match="differ outside dim"):
+        convnp.cat([Tensor(a0), Tensor(np.ones((3, 2)))], dim=0)
+    with pytest.raises(ValueError, match="equal size"):
+        convnp.stack([Tensor(a0), Tensor(np.ones((3, 2)))])
+
+
+def test_save_load_round_trips_state_dicts_without_pickle(tmp_path):
+    model = Block()
+    optimizer = convnp.optim.Adam(model.parameters(), lr=1e-3)
+    model(Tensor(rng().standard_normal((2, 2, 4, 4)).astype(np.float32))).sum().backward()
+    optimizer.step()
+    path = tmp_path / "model.pt"
+    convnp.save(model.state_dict(), path)
+    restored = Block()
+    restored.load_state_dict(convnp.load(path))
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(restored.state_dict()[key], value)
+        assert restored.state_dict()[key].dtype == value.dtype
+    nested = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3, "lr": 1e-3,
+              "best": float("inf"), "tags": ("a", None, True), "history": [0.5, 0.25], "weights": convnp.ones(2),
+              "grad": Tensor(np.ones(2, np.float32), requires_grad=True), "scalar": np.float32(1.5)}
+    convnp.save(nested, tmp_path / "checkpoint.pt")
+    back = convnp.load(tmp_path / "checkpoint.pt", map_location="cpu")
+    assert back["epoch"] == 3 and back["best"] == float("inf") and back["tags"] == ("a", None, True)
+    assert back["history"] == [0.5, 0.25] and isinstance(back["weights"], Tensor) and back["grad"].requires_grad
+    assert back["scalar"] == np.float32(1.5) and back["scalar"].dtype == np.float32
+    assert list(back["optimizer"]["state"]) == list(optimizer.state_dict()["state"])  # integer keys survive
+    again = convnp.optim.Adam(restored.parameters(), lr=1e-3)
+    again.load_state_dict(back["optimizer"])
+    # the file is a plain .npz that NumPy opens with allow_pickle=False
+    with np.load(tmp_path / "checkpoint.pt", allow_pickle=False) as archive:
+        assert "structure" in archive.files
+    buffer = io.BytesIO()
+    convnp.save(convnp.arange(3), buffer)
+    buffer.seek(0)
+    assert convnp.load(buffer).tolist() == [0, 1, 2]
+
+
+def test_save_refuses_objects_and_load_refuses_other_files(tmp_path):
+    with pytest.raises(TypeError, match=r"obj\['model'\] is a Block"):
+        convnp.save({"model": Block()}, tmp_path / "x.pt")
+    assert not list(tmp_path.iterdir())  # nothing half-written
+    torch.save({"a": torch.ones(2)}, tmp_path / "torch.pt")  # a pickle inside a zip
+    with pytest.raises(ValueError, match="not a file written by convnp.save|no 'structure' member"):
+        convnp.load(tmp_path / "torch.pt")
+    np.savez(tmp_path / "plain.npz", a=np.ones(2))
+    with pytest.raises(ValueError, match="no 'structure' member"):
+        convnp.load(tmp_path / "plain.npz")
+    with pytest.raises(RuntimeError, match="no GPU backend"):
+        convnp.load(tmp_path / "plain.npz", map_location="cuda:0")
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "model.pt"
+    convnp.save({"w": np.ones(2)}, path)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(OSError, match="disk full"):
+        convnp.save({"w": np.zeros(2)}, path)
+    monkeypatch.undo()
+    assert convnp.load(path)["w"].tolist() == [1.0, 1.0]  # the old file is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no temporary file left

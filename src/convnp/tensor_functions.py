@@ -46,7 +46,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     if isinstance(data, Tensor):
         data = data.data
     array = np.array(data, copy=True)
-    if dtype is None and array.dtype.kind == "f" and not isinstance(data, np.ndarray):
+    if dtype is None and array.dtype.kind == "f" and not isinstance(data, (np.ndarray, np.generic)):
         array = array.astype(DEFAULT_DTYPE)
     return _make(array, dtype, device, requires_grad)
 
