@@ -81,7 +81,8 @@ def test_mnist_cnn_matches_torch():
     ours_loader, torch_loader = loaders(x, y, 8)
     args = Namespace(log_interval=1, dry_run=False)
     results = {}
-    for library, module, model, loader in (("convnp", ours_mod, ours, ours_loader), ("torch", torch_mod, theirs, torch_loader)):
+    runs = (("convnp", ours_mod, ours, ours_loader), ("torch", torch_mod, theirs, torch_loader))
+    for library, module, model, loader in runs:
         optimizer = module.optim.Adadelta(model.parameters(), lr=1.0)
         scheduler = module.StepLR(optimizer, step_size=1, gamma=0.7)
         out = io.StringIO()
@@ -105,7 +106,8 @@ def test_resnet_cifar_matches_torch():
     x, y = r.standard_normal((24, 3, 32, 32)).astype(np.float32), r.integers(0, 10, 24)
     ours_loader, torch_loader = loaders(x, y, 8)
     results = {}
-    for library, module, model, loader in (("convnp", ours_mod, ours, ours_loader), ("torch", torch_mod, theirs, torch_loader)):
+    runs = (("convnp", ours_mod, ours, ours_loader), ("torch", torch_mod, theirs, torch_loader))
+    for library, module, model, loader in runs:
         criterion = module.nn.CrossEntropyLoss()
         optimizer = module.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
         scheduler = module.torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=4)

@@ -26,7 +26,8 @@ def test_properties():
     x = Tensor(data, requires_grad=True)
     assert x.data is data or np.shares_memory(x.data, data)
     assert x.grad is None and x.requires_grad is True
-    assert x.shape == (2, 3) and x.dtype == np.float32 and x.ndim == 2 and x.numel() == 6 and x.size() == (2, 3) and len(x) == 2
+    assert x.shape == (2, 3) and x.dtype == np.float32 and x.ndim == 2 and len(x) == 2
+    assert x.numel() == 6 and x.size() == (2, 3)
     assert np.shares_memory(x.numpy(), data) and isinstance(x.numpy(), np.ndarray)
     assert Tensor(np.array([[2.5]])).item() == 2.5 and isinstance(Tensor(np.array(3.0)).item(), float)
     with pytest.raises(ValueError, match="one element"):

@@ -480,7 +480,8 @@ ACTIVATIONS = [
     ("gelu tanh", lambda a: F.gelu(a, approximate="tanh"), lambda a: TF.gelu(a, approximate="tanh")),
     ("silu", lambda a: F.silu(a), lambda a: TF.silu(a)),
     ("softplus", lambda a: F.softplus(a), lambda a: TF.softplus(a)),
-    ("softplus beta", lambda a: F.softplus(a * 10, beta=2, threshold=5), lambda a: TF.softplus(a * 10, beta=2, threshold=5)),
+    ("softplus beta", lambda a: F.softplus(a * 10, beta=2, threshold=5),
+     lambda a: TF.softplus(a * 10, beta=2, threshold=5)),
     ("hardtanh", lambda a: F.hardtanh(a * 2), lambda a: TF.hardtanh(a * 2)),
     ("hardtanh range", lambda a: F.hardtanh(a, -0.5, 0.25), lambda a: TF.hardtanh(a, -0.5, 0.25)),
     ("sigmoid", lambda a: F.sigmoid(a), lambda a: TF.sigmoid(a)),
@@ -514,15 +515,18 @@ LOSS_CASES = [
      lambda x, t: TF.nll_loss(TF.log_softmax(x, 1), t, weight=torch.from_numpy(W), reduction="sum")),
     ("nll none ignore", lambda x, t: F.nll_loss(F.log_softmax(x, 1), t, ignore_index=2, reduction="none"),
      lambda x, t: TF.nll_loss(TF.log_softmax(x, 1), t, ignore_index=2, reduction="none")),
-    ("ce weight", lambda x, t: F.cross_entropy(x, t, weight=W), lambda x, t: TF.cross_entropy(x, t, weight=torch.from_numpy(W))),
-    ("ce ignore", lambda x, t: F.cross_entropy(x, t, ignore_index=1), lambda x, t: TF.cross_entropy(x, t, ignore_index=1)),
+    ("ce weight", lambda x, t: F.cross_entropy(x, t, weight=W),
+     lambda x, t: TF.cross_entropy(x, t, weight=torch.from_numpy(W))),
+    ("ce ignore", lambda x, t: F.cross_entropy(x, t, ignore_index=1),
+     lambda x, t: TF.cross_entropy(x, t, ignore_index=1)),
     ("ce weight ignore smoothing", lambda x, t: F.cross_entropy(x, t, weight=W, ignore_index=0, label_smoothing=0.2),
      lambda x, t: TF.cross_entropy(x, t, weight=torch.from_numpy(W), ignore_index=0, label_smoothing=0.2)),
     ("ce smoothing sum weight", lambda x, t: F.cross_entropy(x, t, "sum", 0.1, weight=W),
      lambda x, t: TF.cross_entropy(x, t, torch.from_numpy(W), reduction="sum", label_smoothing=0.1)),
     ("ce none smoothing ignore", lambda x, t: F.cross_entropy(x, t, "none", 0.3, ignore_index=3),
      lambda x, t: TF.cross_entropy(x, t, reduction="none", label_smoothing=0.3, ignore_index=3)),
-    ("ce smoothing", lambda x, t: F.cross_entropy(x, t, label_smoothing=0.1), lambda x, t: TF.cross_entropy(x, t, label_smoothing=0.1)),
+    ("ce smoothing", lambda x, t: F.cross_entropy(x, t, label_smoothing=0.1),
+     lambda x, t: TF.cross_entropy(x, t, label_smoothing=0.1)),
 ]
 W = np.array([0.5, 1.0, 2.0, 0.25, 1.5])
 
@@ -706,6 +710,10 @@ MODULES = [
     (lambda: nn.Upsample(scale_factor=2), lambda: torch.nn.Upsample(scale_factor=2)),
     (lambda: nn.Upsample(size=(4, 9), mode="bilinear"), lambda: torch.nn.Upsample(size=(4, 9), mode="bilinear")),
     (lambda: nn.Flatten(), lambda: torch.nn.Flatten()),
+    (lambda: nn.ZeroPad2d((1, 2, 0, 1)), lambda: torch.nn.ZeroPad2d((1, 2, 0, 1))),
+    (lambda: nn.ConstantPad2d(1, -0.5), lambda: torch.nn.ConstantPad2d(1, -0.5)),
+    (lambda: nn.ReflectionPad2d(2), lambda: torch.nn.ReflectionPad2d(2)),
+    (lambda: nn.ReplicationPad2d((2, 1, 1, 3)), lambda: torch.nn.ReplicationPad2d((2, 1, 1, 3))),
 ]
 
 
@@ -1403,3 +1411,33 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert convnp.load(path)["w"].tolist() == [1.0, 1.0]  # the old file is intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no temporary file left
+
+
+# --- where convnp deliberately differs from PyTorch -----------------------------------------------------------
+def test_deliberate_differences_are_pinned():
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    x = Tensor(rng().standard_normal((4, 3)).astype(np.float32), requires_grad=True)
+    model(x).sum().backward()
+    # .grad, .data, state_dict() values and buffers are NumPy arrays (PyTorch: tensors)
+    assert type(x.grad) is np.ndarray and type(x.data) is np.ndarray
+    assert all(type(v) is np.ndarray for v in model.state_dict().values())
+    assert all(type(b) is np.ndarray for b in model.buffers())
+    # view() never refuses a non-contiguous tensor (PyTorch raises and asks for reshape)
+    assert Tensor(np.ones((3, 4))).t().view(12).shape == (12,)
+    with pytest.raises(RuntimeError):
+        torch.ones(3, 4).t().view(12)
+    # inplace=True is accepted and leaves the input alone (convnp records no in-place ops)
+    y = Tensor(np.array([-1.0, 2.0]))
+    nn.ReLU(inplace=True)(y)
+    assert y.tolist() == [-1.0, 2.0]
+    # Softmax without dim is an error, not PyTorch's deprecated implicit choice
+    with pytest.raises(ValueError, match="give dim="):
+        nn.Softmax()(y)
+    # cross_entropy's third positional argument is the reduction (PyTorch: weight): pass weight by name
+    logits, target = Tensor(rng().standard_normal((3, 4))), np.array([0, 1, 3])
+    assert F.cross_entropy(logits, target, "sum").item() == pytest.approx(
+        TF.cross_entropy(torch.from_numpy(logits.data), torch.from_numpy(target), reduction="sum").item())
+    # inference_mode is no_grad: its results are ordinary tensors that may be used in a graph later
+    with convnp.inference_mode():
+        z = Tensor(np.ones(2)) * 2
+    assert not z.requires_grad and (z * Tensor(np.ones(2), requires_grad=True)).requires_grad

@@ -15,12 +15,23 @@ from .backend import DEFAULT_DTYPE, get_array_module, resolve_device
 
 # Whether ops record a graph: a per-thread flag, like PyTorch's (a no_grad() in one thread, e.g. an
 # evaluation thread, leaves training in another thread untouched).
-_grad_mode = threading.local()
+class _ThreadGradMode(threading.local):
+    """Each thread sees its own ``enabled`` (True until it changes it) and its own stack of modes to
+    restore.  A class attribute default keeps ``is_grad_enabled`` a plain attribute read: it runs once
+    per op."""
+
+    enabled = True
+
+    def __init__(self):
+        self.stack = []
+
+
+_grad_mode = _ThreadGradMode()
 
 
 def is_grad_enabled():
     """True when ops record the graph for backward (the default); per thread."""
-    return getattr(_grad_mode, "enabled", True)
+    return _grad_mode.enabled
 
 
 def _set_grad_enabled(mode):
@@ -37,10 +48,7 @@ class _GradMode:
     mode = True
 
     def __enter__(self):
-        stack = getattr(_grad_mode, "stack", None)
-        if stack is None:
-            stack = _grad_mode.stack = []
-        stack.append(is_grad_enabled())
+        _grad_mode.stack.append(_grad_mode.enabled)
         _set_grad_enabled(self._mode_inside())
         return self
 
@@ -93,10 +101,7 @@ class set_grad_enabled(_GradMode):
         _set_grad_enabled(self.mode)
 
     def __enter__(self):
-        stack = getattr(_grad_mode, "stack", None)
-        if stack is None:
-            stack = _grad_mode.stack = []
-        stack.append(self.previous)  # the mode before the call that already switched it
+        _grad_mode.stack.append(self.previous)  # the mode before the call that already switched it
         _set_grad_enabled(self.mode)
         return self
 
@@ -270,7 +275,7 @@ class Tensor:
                 return op.apply(b, a) if reverse else op.apply(a, b)
             other = Tensor(other)
         a, b = self, other
-        if a.data.dtype != b.data.dtype:
+        if a.data.dtype is not b.data.dtype and a.data.dtype != b.data.dtype:  # (`is`: the fast common case)
             dtype = _tensor_result_dtype(a.data, b.data)
             a = a if a.data.dtype == dtype else a.astype(dtype)
             b = b if b.data.dtype == dtype else b.astype(dtype)
@@ -310,7 +315,8 @@ class Tensor:
 
     def _for_division(self, other):
         """True division gives floats, like PyTorch: int / int is float32; otherwise promotion decides."""
-        other_is_float = isinstance(other, (float, np.floating)) or isinstance(other, Tensor) and other.data.dtype.kind == "f"
+        other_is_float = (isinstance(other, (float, np.floating))
+                          or isinstance(other, Tensor) and other.data.dtype.kind == "f")
         return self if other_is_float else self._float()
 
     def _float(self):

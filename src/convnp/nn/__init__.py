@@ -7,10 +7,12 @@ from . import functional, init  # noqa: E402 - torch.nn.functional, torch.nn.ini
 from .activations import (ELU, GELU, AdaptiveMaxPool2d, Dropout2d, Hardtanh, Identity, LogSoftmax, ModuleDict,
                           ReLU6, SiLU, Softmax, Softplus, Upsample)
 from .losses import BCELoss, BCEWithLogitsLoss, L1Loss, NLLLoss, SmoothL1Loss
+from .padding import ConstantPad2d, ReflectionPad2d, ReplicationPad2d, ZeroPad2d
 
 __all__ = ["Module", "Parameter", "Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
            "BatchNorm1d", "BatchNorm2d", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Flatten", "Dropout",
            "Sequential", "ModuleList", "CrossEntropyLoss", "MSELoss",
            "functional", "init", "Identity", "ReLU6", "ELU", "GELU", "SiLU", "Softplus", "Hardtanh", "Softmax",
            "LogSoftmax", "Dropout2d", "AdaptiveMaxPool2d", "Upsample", "ModuleDict", "NLLLoss", "BCELoss",
-           "BCEWithLogitsLoss", "L1Loss", "SmoothL1Loss"]
+           "BCEWithLogitsLoss", "L1Loss", "SmoothL1Loss", "ZeroPad2d", "ConstantPad2d", "ReflectionPad2d",
+           "ReplicationPad2d"]

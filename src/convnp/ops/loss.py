@@ -184,7 +184,8 @@ class BCELoss(Function):
         x, target, w = self.saved
         xp = get_array_module(x)
         grad = _reduced_grad(dy, x.shape, self.reduction, x.dtype)
-        return (grad * w * (x - target) / xp.maximum(x * (1 - x), x.dtype.type(1e-12))).astype(x.dtype, copy=False), None
+        dx = grad * w * (x - target) / xp.maximum(x * (1 - x), x.dtype.type(1e-12))
+        return dx.astype(x.dtype, copy=False), None
 
 
 class BCEWithLogitsLoss(Function):

@@ -557,9 +557,10 @@ class ReduceLROnPlateau:
         self._last_lr = [group["lr"] for group in optimizer.param_groups]
 
     def _is_better(self, value):
+        relative = self.threshold_mode == "rel"
         if self.mode == "min":
-            return value < (self.best * (1 - self.threshold) if self.threshold_mode == "rel" else self.best - self.threshold)
-        return value > (self.best * (1 + self.threshold) if self.threshold_mode == "rel" else self.best + self.threshold)
+            return value < (self.best * (1 - self.threshold) if relative else self.best - self.threshold)
+        return value > (self.best * (1 + self.threshold) if relative else self.best + self.threshold)
 
     def step(self, metrics):
         current = float(metrics)

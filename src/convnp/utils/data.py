@@ -48,7 +48,8 @@ class TensorDataset(Dataset):
         self.tensors = tuple(t if isinstance(t, Tensor) else Tensor(np.asarray(t)) for t in tensors)
         sizes = {len(t) for t in self.tensors}
         if len(sizes) != 1:
-            raise ValueError(f"TensorDataset: size mismatch between tensors (first dimensions {[len(t) for t in self.tensors]})")
+            raise ValueError(f"TensorDataset: size mismatch between tensors "
+                             f"(first dimensions {[len(t) for t in self.tensors]})")
 
     def __getitem__(self, index):
         return tuple(Tensor(t.data[index]) for t in self.tensors)

@@ -98,7 +98,8 @@ class CIFAR10(VisionDataset):
         super().__init__(root, transform, target_transform)
         self.train = train
         has_files = root is not None and (Path(root).expanduser() / convnp_datasets.CIFAR10_FOLDER).is_dir()
-        data = convnp_datasets.cifar10("train" if train else "test", root=Path(root).expanduser() if has_files else None)
+        split = "train" if train else "test"
+        data = convnp_datasets.cifar10(split, root=Path(root).expanduser() if has_files else None)
         self.data = np.ascontiguousarray((data.x * 255).round().astype(np.uint8).transpose(0, 2, 3, 1))  # N, H, W, C
         self.targets = [int(t) for t in data.y]
 

@@ -102,7 +102,7 @@ class Normalize:
     def __init__(self, mean, std, inplace=False):
         self.mean, self.std = list(np.atleast_1d(mean)), list(np.atleast_1d(std))
         if any(s == 0 for s in self.std):
-            raise ValueError(f"Normalize: std evaluated to zero after conversion to float, leading to division by zero: {std}")
+            raise ValueError(f"Normalize: std evaluated to zero, leading to division by zero: {std}")
 
     def __call__(self, x):
         tensor = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
@@ -167,12 +167,16 @@ def _pad(image, left, top, right, bottom, fill=0, mode="constant"):
     if _is_pil(image):
         array = np.asarray(image)
         widths = [(top, bottom), (left, right)] + [(0, 0)] * (array.ndim - 2)
-        padded = np.pad(array, widths, mode=_NUMPY_PAD[mode], **({"constant_values": fill} if mode == "constant" else {}))
+        padded = np.pad(array, widths, mode=_NUMPY_PAD[mode], **_fill_argument(mode, fill))
         from PIL import Image
         return Image.fromarray(padded)
     array, rewrap = _array(image)
     widths = [(0, 0)] * (array.ndim - 2) + [(top, bottom), (left, right)]
-    return rewrap(np.pad(array, widths, mode=_NUMPY_PAD[mode], **({"constant_values": fill} if mode == "constant" else {})))
+    return rewrap(np.pad(array, widths, mode=_NUMPY_PAD[mode], **_fill_argument(mode, fill)))
+
+
+def _fill_argument(mode, fill):
+    return {"constant_values": fill} if mode == "constant" else {}
 
 
 _NUMPY_PAD = {"constant": "constant", "edge": "edge", "reflect": "reflect", "symmetric": "symmetric"}
