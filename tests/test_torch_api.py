@@ -351,6 +351,9 @@ def test_max_min_with_dim_return_values_and_indices():
     assert_parity(lambda a, b: a.max(b), lambda a, b: a.max(b), x0, other)
     assert_parity(lambda a, b: convnp.maximum(a, b), torch.maximum, x0, other)
     assert_parity(lambda a, b: convnp.minimum(a, b), torch.minimum, x0, other)
+    gradcheck(lambda a, b: convnp.maximum(a, b) * convnp.minimum(a, b), x0, other)
+    ties = np.array([1.0, 2.0, 3.0])
+    assert_parity(convnp.maximum, torch.maximum, ties, np.array([1.0, 0.0, 3.0]))  # ties: half to each
 
 
 def test_argmax_argmin_all_any():
@@ -593,6 +596,7 @@ def test_binary_and_regression_losses_vs_torch():
     gradcheck(lambda x: F.binary_cross_entropy(x, target), probs)
     gradcheck(lambda x: F.binary_cross_entropy_with_logits(x, target, pos_weight=pos_weight), logits)
     gradcheck(lambda x: F.smooth_l1_loss(x, target), logits)
+    gradcheck(lambda x, t: F.l1_loss(x, t, reduction="sum"), logits, target)
     with pytest.raises(ValueError, match="between 0 and 1"):
         F.binary_cross_entropy(Tensor(logits), Tensor(target))
 
