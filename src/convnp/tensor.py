@@ -5,6 +5,13 @@ sorts the graph topologically (iteratively, so deep graphs cannot hit Python's r
 walks it from the output back to the leaves, asking each op for the gradients of its inputs.
 Gradients ACCUMULATE: a tensor used twice receives the sum of both contributions, and a leaf's
 ``.grad`` is added to, never overwritten, until ``zero_grad()`` clears it.
+
+The methods are PyTorch's (``size()``, ``view``, ``permute``, ``transpose(dim0, dim1)``, reductions
+with ``dim=``/``keepdim=``, comparisons, casts with ``to``/``float()``...), and so are the dtype rules
+of arithmetic: a Python number never widens a tensor (float32 + 0.5 is float32), and a 0-d tensor does
+not widen a dimensioned one of the same kind.  Differences, deliberately: ``.data`` and ``.grad`` are
+NumPy arrays, and ops that would change a tensor in place refuse while it takes part in a graph.
+Whether ops record the graph (``no_grad`` and friends) is a per-thread flag, as in PyTorch.
 """
 import functools
 import threading
