@@ -54,7 +54,7 @@ def main():
     conv = F.conv2d(x, KERNEL[None, None])
     relu = F.relu(conv)
     pool = F.max_pool2d(relu, 2)
-    flat = F.flatten(pool)                 # (1, 1): one feature
+    flat = F.flatten(pool, 1)              # (1, 1): one feature
     out = F.linear(flat, W, B)             # (1, 2)
 
     np.set_printoptions(precision=4, suppress=True)

@@ -99,12 +99,12 @@ class TinyViT:
     def tokens(self, x):
         y = self.embed(x)                                   # (N, D, 8, 8): one column per 4x4 patch
         n = y.shape[0]
-        return y.reshape(n, DIM, -1).transpose(0, 2, 1)    # (N, 64 tokens, D)
+        return y.reshape(n, DIM, -1).transpose(1, 2)    # (N, 64 tokens, D)
 
     def attend(self, t, layer):
         wq, wk, wv = self.qkv[layer]
         q, k, v = t @ wq, t @ wk, t @ wv
-        weights = F.softmax((q @ k.transpose(0, 2, 1)) * (1 / math.sqrt(DIM)), dim=-1)  # every token pair
+        weights = F.softmax((q @ k.transpose(1, 2)) * (1 / math.sqrt(DIM)), dim=-1)  # every token pair
         return weights @ v
 
     def upto(self, layers):

@@ -198,8 +198,11 @@ def test_wrong_target_length_and_logit_shape():
         F.cross_entropy(zeros(4, 10), np.array([1, 2, 3]))
     with pytest.raises(ValueError, match=r"got shape \(4, 1\)"):
         F.cross_entropy(zeros(4, 10), np.array([[1], [2], [3], [4]]))
-    with pytest.raises(ValueError, match=r"expected logits of shape \(N, K\), got \(4, 10, 2\)"):
+    # (N, K, d) logits are PyTorch's spatial case: they need (N, d) targets
+    with pytest.raises(ValueError, match=r"expected targets of shape \(4, 2\) for scores of shape \(4, 10, 2\)"):
         F.cross_entropy(zeros(4, 10, 2), np.array([1, 2, 3, 3]))
+    with pytest.raises(ValueError, match=r"expected \(N, C\) or \(N, C, d1, ...\) logits, got shape \(10,\)"):
+        F.cross_entropy(zeros(10), np.array([1]))
     with pytest.raises(ValueError, match=r"reduction must be 'mean', 'sum' or 'none', got 'avg'"):
         F.cross_entropy(zeros(4, 10), np.array([0, 1, 2, 3]), reduction="avg")
     with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\]"):

@@ -92,8 +92,8 @@ UNARY = {
     "sum": (lambda x: x.sum(axis=(0, 2), keepdims=True), randn),
     "mean": (lambda x: F.mean(x, axis=1), randn),
     "reshape": (lambda x: x.reshape(4, 6) * 2.0, randn),
-    "transpose": (lambda x: x.transpose(2, 0, 1) * 2.0, randn),
-    "flatten": (lambda x: F.flatten(x) * 2.0, randn),
+    "transpose": (lambda x: x.permute(2, 0, 1) * 2.0, randn),
+    "flatten": (lambda x: F.flatten(x, 1) * 2.0, randn),
     "getitem": (lambda x: x[np.array([0, 0, 1]), 1:, ::2], randn),
     "dropout": (lambda x: F.dropout(x, 0.4, rng=np.random.default_rng(5)), randn),  # fixed mask
 }

@@ -467,7 +467,7 @@ def test_gradient_arriving_in_another_layout(name):
     ours, theirs, w_shape = LAYOUT_OPS[name]
     r = rng()
     x, w = r.standard_normal((2, 4, 7, 6)), r.standard_normal(w_shape)
-    assert_parity(lambda x, w: ours(x, w).transpose(0, 2, 3, 1)[:, ::-1][..., 1:] * 1.5,
+    assert_parity(lambda x, w: ours(x, w).permute(0, 2, 3, 1)[:, ::-1][..., 1:] * 1.5,
                   lambda x, w: theirs(x, w).permute(0, 2, 3, 1).flip(1)[..., 1:] * 1.5, x, w)
 
 

@@ -257,7 +257,7 @@ def test_threaded_ops_take_gradients_in_another_layout(threaded, name):
 
 def test_threaded_relu_takes_gradients_in_another_layout(threaded):
     x = parity.non_contiguous(parity.rng().standard_normal((3, 4, 5, 6)), "channels_last")
-    parity.assert_parity(lambda x: F.relu(x).transpose(1, 0, 3, 2)[:, ::-1] * 2.0,
+    parity.assert_parity(lambda x: F.relu(x).permute(1, 0, 3, 2)[:, ::-1] * 2.0,
                          lambda x: parity.torch.relu(x).permute(1, 0, 3, 2).flip(1) * 2.0, x)
 
 

@@ -26,7 +26,8 @@ def test_properties():
     x = Tensor(data, requires_grad=True)
     assert x.data is data or np.shares_memory(x.data, data)
     assert x.grad is None and x.requires_grad is True
-    assert x.shape == (2, 3) and x.dtype == np.float32 and x.ndim == 2 and x.size == 6 and len(x) == 2
+    assert x.shape == (2, 3) and x.dtype == np.float32 and x.ndim == 2 and len(x) == 2
+    assert x.numel() == 6 and x.size() == (2, 3)
     assert np.shares_memory(x.numpy(), data) and isinstance(x.numpy(), np.ndarray)
     assert Tensor(np.array([[2.5]])).item() == 2.5 and isinstance(Tensor(np.array(3.0)).item(), float)
     with pytest.raises(ValueError, match="one element"):
@@ -234,7 +235,7 @@ def test_dtype_is_preserved_through_ops(dtype):
     h = 3.0 / (h.relu() + 1.0) + 2 * h ** 2 - np.float64(1.5) * h
     h = F.max_pool2d(F.tanh(h), 2) + F.avg_pool2d(F.sigmoid(h), 2)
     h = F.batch_norm(h, None, None, training=True)
-    logits = F.linear(F.flatten(h), Tensor(r.standard_normal((5, 36)).astype(dtype)))
+    logits = F.linear(F.flatten(h, 1), Tensor(r.standard_normal((5, 36)).astype(dtype)))
     loss = F.cross_entropy(logits, np.array([0, 1])) + (x.exp().log().mean()) * 0.1
     assert loss.dtype == dtype, "a Python or NumPy scalar must not upcast the tensor"
     loss.backward()
@@ -314,14 +315,14 @@ def test_reshape_transpose_flatten_vs_torch():
     assert_parity(lambda x: x.reshape(6, 20), lambda x: x.reshape(6, 20), x0)
     assert_parity(lambda x: x.reshape((4, -1)), lambda x: x.reshape(4, -1), x0)
     assert_parity(lambda x: F.reshape(x, (2, 60)), lambda x: x.reshape(2, 60), x0)
-    assert_parity(lambda x: x.transpose(0, 3, 1, 2), lambda x: x.permute(0, 3, 1, 2), x0)
-    assert_parity(lambda x: x.transpose(), lambda x: x.permute(3, 2, 1, 0), x0)
+    assert_parity(lambda x: x.permute(0, 3, 1, 2), lambda x: x.permute(0, 3, 1, 2), x0)
+    assert_parity(lambda x: x.permute(3, 2, 1, 0), lambda x: x.permute(3, 2, 1, 0), x0)
     assert_parity(lambda x: x.T, lambda x: x.permute(3, 2, 1, 0), x0)
     assert_parity(lambda x: x.flatten(), lambda x: x.flatten(), x0)
-    assert_parity(lambda x: F.flatten(x), lambda x: torch.flatten(x, 1), x0)
+    assert_parity(lambda x: F.flatten(x, 1), lambda x: torch.flatten(x, 1), x0)
     assert_parity(lambda x: F.flatten(x, 1, 2), lambda x: torch.flatten(x, 1, 2), x0)
     # a transpose feeding a reshape: the gradient must come back through a non-contiguous layout
-    assert_parity(lambda x: x.transpose(0, 2, 1, 3).reshape(8, -1) * 2.0,
+    assert_parity(lambda x: x.permute(0, 2, 1, 3).reshape(8, -1) * 2.0,
                   lambda x: x.permute(0, 2, 1, 3).reshape(8, -1) * 2.0, x0)
 
 

@@ -13,14 +13,31 @@ Every op is written by hand, forward and backward, and verified against PyTorch 
 """
 import importlib
 
-from . import data, functional, models, nn, optim, reference
-from .backend import DEFAULT_DTYPE, default_rng, get_array_module, keep_freed_memory_for_reuse, manual_seed
+from . import data, functional, models, nn, optim, reference, utils, vision  # noqa: E402 - torch.utils.data and torchvision's shape
+
+# The torch.* surface: creating and joining tensors, devices, dtypes, save/load.
+from .backend import (
+    DEFAULT_DTYPE,
+    Generator,
+    cuda,
+    default_rng,
+    device,
+    get_array_module,
+    keep_freed_memory_for_reuse,
+    manual_seed,
+)
+from .dtypes import bool_, double, float16, float32, float64, half, int8, int16, int32, int64, long, short, uint8
 from .gradcheck import gradcheck, rel_error
 from .inspect import summary
 from .interop.safetensors import load_safetensors, save_safetensors
 from .parallel import get_num_threads, num_threads, set_num_threads
 from .reference import col2im, im2col
-from .tensor import Tensor, is_grad_enabled, no_grad, tensor
+from .serialization import load, save
+from .tensor import Tensor, enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+from .tensor_functions import *  # noqa: F401,F403 - tensor, zeros, arange, cat, stack, where, flatten, ...
+from .tensor_functions import __all__ as _tensor_functions_all
+
+float, int, bool = float32, int32, bool_  # noqa: A001 - torch.float, torch.int, torch.bool (only names here)
 
 __version__ = "0.1.0"
 
@@ -29,7 +46,10 @@ __all__ = ["Tensor", "tensor", "no_grad", "is_grad_enabled", "functional", "nn",
            "manual_seed",
            "default_rng", "get_array_module", "set_num_threads", "get_num_threads", "num_threads",
            "keep_freed_memory_for_reuse", "DEFAULT_DTYPE", "__version__",
-           "interop", "onnx", "save_safetensors", "load_safetensors"]
+           "interop", "onnx", "save_safetensors", "load_safetensors",
+           "enable_grad", "set_grad_enabled", "inference_mode", "Generator", "cuda", "device", "save", "load",
+           "utils", "vision", "float16", "float32", "float64", "half", "double", "int8", "int16", "int32",
+           "int64", "long", "short", "uint8", "bool_", *_tensor_functions_all]
 
 _LAZY = {"viz": ".inspect.viz", "train": ".train", "checkpoint": ".checkpoint", "interop": ".interop", "onnx": ".onnx"}
 

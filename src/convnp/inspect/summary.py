@@ -383,11 +383,11 @@ def _model_dtype(model):
 
 def _param_counts(module):
     params = list(module.parameters())
-    return (int(sum(p.size for p in params)), int(sum(p.size for p in params if p.requires_grad)))
+    return (int(sum(p.numel() for p in params)), int(sum(p.numel() for p in params if p.requires_grad)))
 
 
 def _own_params(module):
-    return int(sum(v.size for v in vars(module).values() if isinstance(v, Parameter)))
+    return int(sum(v.numel() for v in vars(module).values() if isinstance(v, Parameter)))
 
 
 def _leaf_macs(module, out_shape):
@@ -399,9 +399,9 @@ def _leaf_macs(module, out_shape):
     for name, p in module.named_parameters():
         if name in ("weight", "bias"):
             per = out_shape[0] * math.prod(out_shape[2:]) if is_conv else out_shape[0]
-            macs += p.size * per
+            macs += p.numel() * per
         elif "weight" in name or "bias" in name:
-            macs += math.prod(out_shape[:2]) * p.size
+            macs += math.prod(out_shape[:2]) * p.numel()
     return int(macs)
 
 
@@ -492,8 +492,8 @@ def _build(model, shape, x, calls):
         if any(True for _ in module.children()):
             for value in vars(module).values():
                 if isinstance(value, Parameter):
-                    total_params += value.size
-                    trainable += value.size if value.requires_grad else 0
+                    total_params += value.numel()
+                    trainable += value.numel() if value.requires_grad else 0
     return Summary(
         model_name=type(model).__name__, input_size=shape, rows=rows,
         total_params=int(total_params), trainable_params=int(trainable),

@@ -84,24 +84,34 @@ class Linear(Module):
 
 
 class MaxPool2d(Module):
-    """(N, C, H, W) -> (N, C, H_out, W_out), window maxima; stride defaults to kernel_size."""
+    """(N, C, H, W) -> (N, C, H_out, W_out), window maxima; stride defaults to kernel_size.
+    ``dilation``, ``return_indices``, ``ceil_mode`` as in PyTorch (see ``functional.max_pool2d``)."""
 
-    def __init__(self, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0):
+    def __init__(self, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0, dilation: Size2 = 1,
+                 return_indices: bool = False, ceil_mode: bool = False):
         super().__init__()
         self.kernel_size, self.stride, self.padding = F.pool_args(kernel_size, stride, padding, type(self).__name__)
+        self.options = dict(dilation=dilation, return_indices=return_indices, ceil_mode=ceil_mode)
 
     def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, where=self)
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, **self.options, where=self)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class AvgPool2d(MaxPool2d):
-    """(N, C, H, W) -> (N, C, H_out, W_out), window means (padded zeros counted, like PyTorch)."""
+    """(N, C, H, W) -> (N, C, H_out, W_out), window means (padded zeros counted, like PyTorch);
+    ``ceil_mode``, ``count_include_pad``, ``divisor_override`` as in PyTorch."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        super().__init__(kernel_size, stride, padding)
+        self.options = dict(ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                            divisor_override=divisor_override)
 
     def forward(self, x):
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, where=self)
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, **self.options, where=self)
 
 
 class AdaptiveAvgPool2d(Module):
@@ -171,12 +181,15 @@ class BatchNorm2d(_BatchNorm):
 
 
 class ReLU(Module):
+    def __init__(self, inplace=False):  # inplace: accepted, ignored (no in-place ops on the tape)
+        super().__init__()
+
     def forward(self, x):
         return F.relu(x)
 
 
 class LeakyReLU(Module):
-    def __init__(self, negative_slope: float = 0.01):
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__()
         self.negative_slope = negative_slope
 
@@ -211,7 +224,7 @@ class Flatten(Module):
 class Dropout(Module):
     """Zeroes elements with probability p while training (scaling the rest by 1/(1-p)); identity in eval."""
 
-    def __init__(self, p: float = 0.5):
+    def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
         if not 0 <= p <= 1:
             raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
@@ -225,12 +238,29 @@ class Dropout(Module):
 
 
 class Sequential(Module):
-    """Chains modules: Sequential(a, b, c)(x) = c(b(a(x))).  Children are named '0', '1', ... (PyTorch's keys)."""
+    """Chains modules: Sequential(a, b, c)(x) = c(b(a(x))).  Children are named '0', '1', ... (PyTorch's
+    keys), or by the keys of an ``OrderedDict`` given as the one argument.  ``seq[i]`` is a child,
+    ``seq[1:]`` a new Sequential of the same children, ``append(m)`` adds one at the end."""
 
     def __init__(self, *modules):
         super().__init__()
-        for index, module in enumerate(modules):
-            setattr(self, str(index), module)
+        if len(modules) == 1 and isinstance(modules[0], dict):  # Sequential(OrderedDict([...]))
+            for name, module in modules[0].items():
+                self._add(str(name), module)
+        else:
+            for index, module in enumerate(modules):
+                self._add(str(index), module)
+
+    def _add(self, name, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}: child {name!r} is a {type(module).__name__}, not a Module")
+        if hasattr(type(self), name) or name in vars(self) and not isinstance(vars(self)[name], Module):
+            raise KeyError(f"{type(self).__name__}: {name!r} cannot name a child (it is an attribute)")
+        setattr(self, name, module)
+
+    def append(self, module):
+        self._add(str(len(self)), module)
+        return self
 
     def __iter__(self):
         return self.children()
@@ -239,7 +269,14 @@ class Sequential(Module):
         return len(list(self.children()))
 
     def __getitem__(self, index):
-        return list(self.children())[index]
+        items = list(self.named_children())
+        if isinstance(index, slice):
+            return Sequential(dict(items[index]))  # the children keep their names, as in PyTorch
+        return items[index][1]
+
+    def __setitem__(self, index, module):
+        name = list(self.named_children())[index][0]
+        self._add(name, module)
 
     def forward(self, x):
         for module in self.children():
@@ -248,7 +285,25 @@ class Sequential(Module):
 
 
 class ModuleList(Sequential):
-    """A list of modules registered as children '0', '1', ... (no forward: the owner decides the order)."""
+    """A list of modules registered as children '0', '1', ... (no forward: the owner decides the order).
+
+    ``ModuleList([a, b])`` as in PyTorch (``ModuleList(a, b)`` also works); ``append``, ``extend``,
+    indexing and slicing (a ModuleList) like a list."""
+
+    def __init__(self, modules=None, *more):
+        if isinstance(modules, Module):
+            modules = (modules,) + more
+        super().__init__(*(() if modules is None else tuple(modules)))
+
+    def extend(self, modules):
+        for module in modules:
+            self.append(module)
+        return self
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return ModuleList([module for _, module in list(self.named_children())[index]])
+        return super().__getitem__(index)
 
     def forward(self, *args):
         raise NotImplementedError("ModuleList has no forward(); iterate over it")

@@ -38,13 +38,22 @@ class Module:
         return self.forward(*args, **kwargs)
 
     # --- registration ---------------------------------------------------------------------------
-    def register_buffer(self, name, array):
-        """An array that is part of the state (saved, loaded) but not learned, e.g. running_mean."""
+    def register_buffer(self, name, array, persistent=True):
+        """An array that is part of the state (saved, loaded) but not learned, e.g. running_mean.
+        ``persistent=False`` keeps it out of ``state_dict`` (it still moves with ``to``/``astype``).
+        A Tensor is stored as its array: convnp's buffers are arrays, PyTorch's are tensors."""
         if "_buffer_names" not in vars(self):
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
+        if isinstance(array, Tensor):
+            array = array.data
         setattr(self, name, array)
         if name not in self._buffer_names:
             self._buffer_names.append(name)
+        transient = vars(self).setdefault("_non_persistent", set())
+        if persistent:
+            transient.discard(name)
+        else:
+            transient.add(name)
 
     def named_children(self):
         for name, value in vars(self).items():
@@ -86,7 +95,7 @@ class Module:
         return (b for _, b in self.named_buffers())
 
     def num_parameters(self, trainable_only=False):
-        return int(sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only))
+        return int(sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only))
 
     # --- modes and gradients ---------------------------------------------------------------------
     def train(self, mode=True):
@@ -125,11 +134,15 @@ class Module:
             for name, value in vars(module).items():
                 if isinstance(value, Parameter):
                     state[prefix + name] = value.data.copy()
-            for name in module._buffer_names:
+            for name in module._persistent_buffer_names():
                 value = getattr(module, name)
                 if value is not None:
                     state[prefix + name] = np.array(value, copy=True)
         return state
+
+    def _persistent_buffer_names(self):
+        transient = vars(self).get("_non_persistent", ())
+        return [name for name in self._buffer_names if name not in transient]
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays (NumPy arrays, or anything ``np.asarray`` takes, such as CPU torch tensors) into
@@ -183,7 +196,7 @@ class Module:
             for name, value in vars(module).items():
                 if isinstance(value, Parameter):
                     yield prefix + name, (module, name)
-            for name in module._buffer_names:
+            for name in module._persistent_buffer_names():
                 if getattr(module, name) is not None:
                     yield prefix + name, (module, name)
 
@@ -196,11 +209,87 @@ class Module:
         if not children:
             return f"{type(self).__name__}({self.extra_repr()})"
         lines = [f"{type(self).__name__}("]
+        if self.extra_repr():  # like PyTorch: a container's own extra_repr comes first
+            lines += ["  " + line for line in self.extra_repr().split("\n")]
         for name, child in children:
             body = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {body}")
         lines.append(")")
         return "\n".join(lines)
+
+    # --- the rest of torch.nn.Module's everyday API (issue 12) -------------------------------------------
+    def apply(self, fn):
+        """Call ``fn(module)`` on every sub-module, children first, then on this one (as PyTorch);
+        e.g. ``model.apply(init_weights)``.  Returns self."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    def requires_grad_(self, requires_grad=True):
+        """Set ``requires_grad`` on every parameter (False freezes them for fine-tuning)."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
+    def add_module(self, name, module):
+        if not isinstance(module, Module) and module is not None:
+            raise TypeError(f"add_module: {type(module).__name__} is not a Module")
+        setattr(self, name, module)
+
+    register_module = add_module
+
+    def register_parameter(self, name, param):
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter: {name!r} must be a Parameter (or None), got {type(param).__name__}")
+        setattr(self, name, param)
+
+    def get_submodule(self, target):
+        module = self
+        for name in target.split(".") if target else []:
+            child = vars(module).get(name)
+            if not isinstance(child, Module):
+                raise AttributeError(f"{type(module).__name__} has no submodule {name!r} (looking up {target!r})")
+            module = child
+        return module
+
+    def to(self, *args, dtype=None, device=None, non_blocking=False):
+        """``to(device)``, ``to(dtype)``, ``to(device, dtype)``: floating-point parameters and buffers
+        are cast in place; the CPU is the only device (others raise, see ``convnp.device``)."""
+        from ..backend import is_device, resolve_device
+        for arg in args:
+            if isinstance(arg, Tensor):
+                dtype = arg.dtype
+            elif is_device(arg):
+                device = arg
+            else:
+                dtype = arg
+        if device is not None:
+            resolve_device(device)
+        if dtype is not None:
+            if np.dtype(dtype).kind != "f":
+                raise TypeError(f"Module.to only accepts floating point dtypes, got {np.dtype(dtype)}")
+            self.astype(dtype)
+        return self
+
+    def cpu(self):
+        return self
+
+    def cuda(self, device=None):
+        from ..backend import resolve_device
+        resolve_device("cuda" if device is None else device)
+
+    def float(self):
+        return self.astype(np.float32)
+
+    def double(self):
+        return self.astype(np.float64)
+
+    def half(self):
+        return self.astype(np.float16)
+
+    def type(self, dst_type):
+        return self.astype(dst_type)
 
 
 @contextlib.contextmanager

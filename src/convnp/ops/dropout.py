@@ -16,3 +16,18 @@ class Dropout(Function):
     def backward(self, dy):
         (scale,) = self.saved
         return dy * scale
+
+
+class ChannelDropout(Function):
+    """x: (N, C, ...) -> same shape: each whole channel (feature map) zeroed with probability p and the
+    rest scaled by 1 / (1 - p) (``dropout2d``);  dx = dy * mask / (1 - p)"""
+
+    def forward(self, x, p, rng):
+        keep = rng.random(x.shape[:2] + (1,) * (x.ndim - 2)) >= p
+        scale = keep * x.dtype.type(1.0 / (1.0 - p))
+        self.save_for_backward(scale)
+        return x * scale
+
+    def backward(self, dy):
+        (scale,) = self.saved
+        return dy * scale

@@ -29,10 +29,16 @@ class Transpose(Function):
         return dy.transpose(inverse)
 
 
-def flatten(x, start_dim=1, end_dim=-1):
-    """(N, C, H, W) -> (N, C*H*W) with the default start_dim=1 (dims start_dim..end_dim merged)."""
-    ndim = x.ndim
+def flatten(x, start_dim=0, end_dim=-1):
+    """Dims start_dim..end_dim merged into one: (N, C, H, W) -> (N*C*H*W,) with the defaults, like
+    ``torch.flatten``; start_dim=1 gives (N, C*H*W)."""
+    ndim = max(x.ndim, 1)
+    for dim in (start_dim, end_dim):
+        if not -ndim <= dim < ndim:
+            raise IndexError(f"flatten: dimension {dim} out of range for a tensor of shape {tuple(x.shape)}")
     start, end = start_dim % ndim, end_dim % ndim
+    if x.ndim == 0:
+        return Reshape.apply(x, shape=(1,))
     merged = 1
     for n in x.shape[start:end + 1]:
         merged *= n
@@ -65,4 +71,70 @@ class GetItem(Function):
         xp = get_array_module(dy)
         dx = xp.zeros(self.shape, dtype=self.dtype)
         xp.add.at(dx, self.index, dy)
+        return dx
+
+
+# --- more shape ops (the PyTorch Tensor surface) ---------------------------------------------------------
+class Expand(Function):
+    """x -> y = x broadcast to ``shape`` (a view, no copy);  dx = dy summed over the broadcast axes"""
+
+    def forward(self, x, shape):
+        self.shape = x.shape
+        return get_array_module(x).broadcast_to(x, shape)
+
+    def backward(self, dy):
+        from .elementwise import unbroadcast
+        return unbroadcast(dy, self.shape)
+
+
+class Repeat(Function):
+    """x: (s1, ..., sk) -> y: (r1 s1, ..., rk sk), x tiled ``repeats`` times along each axis
+    (``Tensor.repeat``; extra leading repeats add axes);  dx = dy's tiles summed"""
+
+    def forward(self, x, repeats):
+        self.shape = (1,) * (len(repeats) - x.ndim) + x.shape
+        self.repeats = tuple(repeats)
+        self.original = x.shape
+        return get_array_module(x).tile(x, repeats)
+
+    def backward(self, dy):
+        split = []
+        for r, s in zip(self.repeats, self.shape):
+            split += [r, s]
+        summed = dy.reshape(split).sum(axis=tuple(range(0, len(split), 2)))
+        return summed.reshape(self.original)
+
+
+class IndexSelect(Function):
+    """x, index: (k,) ints -> y: x with only the entries ``index`` along ``axis`` (repeats allowed);
+    dx = zeros with dy added back at those entries"""
+
+    def forward(self, x, axis, index):
+        xp = get_array_module(x)
+        self.shape, self.axis, self.index = x.shape, axis, index
+        return xp.take(x, index, axis=axis)
+
+    def backward(self, dy):
+        xp = get_array_module(dy)
+        dx = xp.zeros(self.shape, dtype=dy.dtype)
+        xp.add.at(dx, (slice(None),) * self.axis + (self.index,), dy)
+        return dx
+
+
+class Gather(Function):
+    """x, index (ints, same ndim, no larger than x except along ``axis``) -> y: index's shape with
+    y[i][j][k] = x[i][index[i][j][k]][k] for axis=1 (``torch.gather``);  dx = dy added back there"""
+
+    def forward(self, x, axis, index):
+        xp = get_array_module(x)
+        self.shape, self.axis = x.shape, axis
+        positions = list(xp.ogrid[tuple(slice(0, n) for n in index.shape)])
+        positions[axis] = index
+        self.positions = tuple(positions)
+        return x[self.positions]
+
+    def backward(self, dy):
+        xp = get_array_module(dy)
+        dx = xp.zeros(self.shape, dtype=dy.dtype)
+        xp.add.at(dx, self.positions, dy)
         return dx

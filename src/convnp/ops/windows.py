@@ -57,7 +57,7 @@ def check_window_input(x_shape, kernel, stride, padding, dilation, where, channe
         if x_shape[3] == channels:
             raise ValueError(f"{where}: expected {channels} channels in axis 1 (N, C, H, W), got shape "
                              f"{tuple(x_shape)}, which looks channels-last (N, H, W, C); convnp is NCHW like "
-                             f"PyTorch: use x.transpose(0, 3, 1, 2)")
+                             f"PyTorch: use x.permute(0, 3, 1, 2) (a NumPy array: x.transpose(0, 3, 1, 2))")
         raise ValueError(f"{where}: expected {channels} input channels (N, {channels}, H, W), "
                          f"got shape {tuple(x_shape)} with {x_shape[1]} channels")
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation

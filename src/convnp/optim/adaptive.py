@@ -1,0 +1,154 @@
+"""Adadelta, RMSprop and Adagrad (torch.optim's, same formulas, defaults and state names)."""
+from ..backend import get_array_module
+from .optimizer import Optimizer
+
+
+def _check(name, value, low=0.0, high=None):
+    if not low <= value or (high is not None and not value <= high):
+        raise ValueError(f"Invalid {name} value: {value}")
+
+
+def _gradient(p, group):
+    """The gradient the update uses: negated with maximize, plus weight_decay * p (an L2 penalty)."""
+    g = -p.grad if group["maximize"] else p.grad
+    if group["weight_decay"] != 0:
+        g = g + group["weight_decay"] * p.data
+    return g
+
+
+class Adadelta(Optimizer):
+    """``Adadelta(params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, maximize=False)`` (Zeiler 2012):
+
+        v = rho v + (1 - rho) g^2                       'square_avg'
+        delta = sqrt(u + eps) / sqrt(v + eps) * g
+        u = rho u + (1 - rho) delta^2                   'acc_delta'
+        p = p - lr * delta
+    """
+
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, maximize=False):
+        _check("learning rate", lr)
+        _check("rho", rho, 0.0, 1.0)
+        _check("epsilon", eps)
+        _check("weight_decay", weight_decay)
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize))
+
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            lr, rho, eps = group["lr"], group["rho"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                xp = get_array_module(p.data)
+                g = _gradient(p, group)
+                state = self.state.setdefault(p, {})
+                if not state:
+                    state.update(step=0, square_avg=xp.zeros_like(p.data), acc_delta=xp.zeros_like(p.data))
+                state["step"] += 1
+                v, u = state["square_avg"], state["acc_delta"]
+                v *= rho
+                v += (1 - rho) * g * g
+                delta = xp.sqrt(u + eps) / xp.sqrt(v + eps) * g
+                u *= rho
+                u += (1 - rho) * delta * delta
+                p.data -= lr * delta
+        return loss
+
+
+class RMSprop(Optimizer):
+    """``RMSprop(params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
+    maximize=False)``:
+
+        v = alpha v + (1 - alpha) g^2                   'square_avg'
+        m = alpha m + (1 - alpha) g                     'grad_avg' (centered only)
+        d = sqrt(v - m^2) + eps  if centered, else sqrt(v) + eps
+        b = momentum b + g / d;  p = p - lr b           'momentum_buffer' (momentum > 0)
+        p = p - lr g / d                                otherwise
+    """
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
+                 maximize=False):
+        _check("learning rate", lr)
+        _check("epsilon", eps)
+        _check("momentum", momentum)
+        _check("weight_decay", weight_decay)
+        _check("alpha", alpha)
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                                      centered=centered, maximize=maximize))
+
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            lr, alpha, eps, momentum = group["lr"], group["alpha"], group["eps"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                xp = get_array_module(p.data)
+                g = _gradient(p, group)
+                state = self.state.setdefault(p, {})
+                if not state:
+                    state.update(step=0, square_avg=xp.zeros_like(p.data))
+                    if momentum > 0:
+                        state["momentum_buffer"] = xp.zeros_like(p.data)
+                    if group["centered"]:
+                        state["grad_avg"] = xp.zeros_like(p.data)
+                state["step"] += 1
+                v = state["square_avg"]
+                v *= alpha
+                v += (1 - alpha) * g * g
+                if group["centered"]:
+                    m = state["grad_avg"]
+                    m *= alpha
+                    m += (1 - alpha) * g
+                    denom = xp.sqrt(v - m * m) + eps
+                else:
+                    denom = xp.sqrt(v) + eps
+                if momentum > 0:
+                    buf = state["momentum_buffer"]
+                    buf *= momentum
+                    buf += g / denom
+                    p.data -= lr * buf
+                else:
+                    p.data -= lr * (g / denom)
+        return loss
+
+
+class Adagrad(Optimizer):
+    """``Adagrad(params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10,
+    maximize=False)``:
+
+        s = s + g^2                                     'sum' (starts at initial_accumulator_value)
+        p = p - lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps)
+
+    Like PyTorch, the state ('step' 0 and 'sum') exists from construction.
+    """
+
+    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10,
+                 maximize=False):
+        _check("learning rate", lr)
+        _check("lr_decay", lr_decay)
+        _check("weight_decay", weight_decay)
+        _check("initial_accumulator_value", initial_accumulator_value)
+        _check("epsilon", eps)
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
+                                      initial_accumulator_value=initial_accumulator_value, maximize=maximize))
+        for group in self.param_groups:
+            for p in group["params"]:
+                xp = get_array_module(p.data)
+                self.state[p] = {"step": 0, "sum": xp.full_like(p.data, group["initial_accumulator_value"])}
+
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                xp = get_array_module(p.data)
+                g = _gradient(p, group)
+                state = self.state.setdefault(p, {"step": 0, "sum": xp.full_like(
+                    p.data, group["initial_accumulator_value"])})
+                state["step"] += 1
+                clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
+                state["sum"] += g * g
+                p.data -= clr * (g / (xp.sqrt(state["sum"]) + group["eps"]))
+        return loss
