@@ -360,15 +360,15 @@ class Explorer:
         for index, block in enumerate(blocks):
             try:
                 module, code = _build_block(block, current, index)
-                count = sum(p.size for p in module.parameters())
+                count = sum(p.numel() for p in module.parameters())
                 if count > MAX_STACK_VALUES:
                     raise RequestError(f"block {index + 1} ({code}): {count:,} parameters is more than this panel "
                                        f"builds ({MAX_STACK_VALUES:,})")
                 with no_grad():
                     module.eval()
                     out = module(Tensor(np.zeros(current, dtype=np.float32)))
-                if out.size > MAX_STACK_VALUES:
-                    raise RequestError(f"block {index + 1} ({code}): an output of {out.size:,} values is too large")
+                if out.numel() > MAX_STACK_VALUES:
+                    raise RequestError(f"block {index + 1} ({code}): an output of {out.numel():,} values is too large")
             except (ValueError, TypeError) as error:
                 message = str(error)
                 return {"error": message, "block": index, "rows": [], "code": _code(codes)}

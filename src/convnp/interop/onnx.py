@@ -568,7 +568,7 @@ class OnnxModel(nn.Module):
                 return F.reshape(x, shape)
             return reshape
         if op == "Transpose":
-            return lambda args: _t(args[0]).transpose(attrs["perm"]) if "perm" in attrs else _t(args[0]).transpose()
+            return lambda args: _t(args[0]).permute(*(attrs["perm"] if "perm" in attrs else reversed(range(_t(args[0]).ndim))))
         if op == "Concat":
             def concat(args):
                 if not any(isinstance(a, Tensor) and a.requires_grad for a in args):  # shapes, constants

@@ -34,7 +34,7 @@ class ResidualBN(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         x = self.relu(F.relu(out + x))
-        return self.fc(F.flatten(self.pool(x)))
+        return self.fc(F.flatten(self.pool(x), 1))
 
 
 class ConcatNet(nn.Module):
@@ -100,10 +100,10 @@ class FunctionalOps(nn.Module):
 
     def forward(self, x):
         y = self.conv(x)
-        z = self.proj(y.reshape(y.shape[0], 4, 36).transpose(0, 2, 1)) @ self.mix
+        z = self.proj(y.reshape(y.shape[0], 4, 36).permute(0, 2, 1)) @ self.mix
         z = (z - z.mean(axis=1, keepdims=True)) / (F.sum(z * z, axis=1, keepdims=True) + 1.0) ** 0.5
         w = (-z).exp() + (z * z + 1.0).log()
-        return F.softmax(self.fc(F.flatten(w)), dim=-1)
+        return F.softmax(self.fc(F.flatten(w, 1)), dim=-1)
 
 
 CUSTOM = {"functional-ops": (FunctionalOps, (2, 6, 6)), "residual-bn": (ResidualBN, (3, 12, 12)),
