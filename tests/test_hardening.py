@@ -209,7 +209,7 @@ def test_an_empty_batch_goes_through_a_convolution_like_pytorch():
     layer = nn.Conv2d(2, 3, 3, padding=1)
     x = Tensor(np.zeros((0, 2, 5, 5), np.float32), requires_grad=True)
     y = layer(x)
-    F.cross_entropy(nn.Linear(75, 4)(F.flatten(y)), np.zeros(0, np.int64), reduction="sum").backward()
+    F.cross_entropy(nn.Linear(75, 4)(F.flatten(y, 1)), np.zeros(0, np.int64), reduction="sum").backward()
     t_layer = torch.nn.Conv2d(2, 3, 3, padding=1)
     t_x = torch.zeros((0, 2, 5, 5), requires_grad=True)
     t_layer(t_x).sum().backward()
@@ -223,7 +223,7 @@ def test_an_empty_batch_goes_through_a_convolution_like_pytorch():
 @pytest.mark.parametrize("dtype", [np.complex64, np.complex128, "<U2", object])
 def test_complex_and_string_inputs_are_refused_at_the_door(dtype):
     x = np.zeros((1, 1, 4, 4), dtype=dtype)
-    for call in (lambda: nn.Conv2d(1, 2, 3)(Tensor(x)), lambda: F.relu(x), lambda: nn.Linear(16, 2)(F.flatten(x)),
+    for call in (lambda: nn.Conv2d(1, 2, 3)(Tensor(x)), lambda: F.relu(x), lambda: nn.Linear(16, 2)(F.flatten(x, 1)),
                  lambda: F.max_pool2d(x, 2)):
         with pytest.raises(TypeError, match="convnp ops take real numbers"):
             call()

@@ -497,7 +497,7 @@ def test_ops_keep_arrays_only_through_save_for_backward():
     y = F.batch_norm(y, np.zeros(4), np.ones(4), bn_w, bn_b, training=True)
     y = F.dropout(F.leaky_relu(F.relu(y) - F.sigmoid(y) * F.tanh(y)), 0.3)
     y = F.adaptive_avg_pool2d(F.avg_pool2d(F.max_pool2d(y, 2), 2, stride=1), 1)
-    y = F.flatten(y)
+    y = F.flatten(y, 1)
     v = Tensor(r.standard_normal((4, 3)), requires_grad=True)
     loss = F.cross_entropy(F.linear(y, v.T) / 2.0, np.array([0, 2])) + \
         F.mse_loss(F.softmax(y) ** 2, np.zeros((2, 4))) + F.log_softmax(y).mean()
