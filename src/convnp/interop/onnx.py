@@ -568,7 +568,10 @@ class OnnxModel(nn.Module):
                 return F.reshape(x, shape)
             return reshape
         if op == "Transpose":
-            return lambda args: _t(args[0]).permute(*(attrs["perm"] if "perm" in attrs else reversed(range(_t(args[0]).ndim))))
+            def transpose(args):  # no perm: reverse the axes (ONNX's default)
+                x = _t(args[0])
+                return x.permute(*(attrs["perm"] if "perm" in attrs else reversed(range(x.ndim))))
+            return transpose
         if op == "Concat":
             def concat(args):
                 if not any(isinstance(a, Tensor) and a.requires_grad for a in args):  # shapes, constants
