@@ -514,3 +514,80 @@ def test_ops_keep_arrays_only_through_save_for_backward():
         kept = [name for name, value in vars(op).items()
                 if isinstance(value, np.ndarray) and value.dtype.kind == "f"]
         assert not kept, f"{type(op).__name__} keeps {kept} outside save_for_backward"
+
+
+def _every_op_class():
+    """Every Function subclass defined in the modules of convnp.ops, found by walking them."""
+    import importlib
+    import inspect as pyinspect
+    import pkgutil
+
+    import convnp.ops
+    from convnp.function import Function
+    found = set()
+    for module_info in pkgutil.iter_modules(convnp.ops.__path__):
+        module = importlib.import_module(f"convnp.ops.{module_info.name}")
+        for _, cls in pyinspect.getmembers(module, pyinspect.isclass):
+            if issubclass(cls, Function) and cls is not Function and cls.__module__ == module.__name__:
+                found.add(cls)
+    return found
+
+
+def _graphs_of_every_op():
+    """Small graphs, each through the public entry point (functional, Tensor method, convnp.*)."""
+    r = rng()
+
+    def t(*shape, positive=False):
+        data = r.standard_normal(shape)
+        return Tensor(np.abs(data) + 0.5 if positive else data, requires_grad=True)
+
+    x4, x2 = t(2, 3, 6, 6), t(3, 4)
+    labels, probs = np.array([0, 2, 1]), Tensor(r.uniform(0.1, 0.9, (3, 4)), requires_grad=True)
+    return [
+        F.conv2d(x4, t(4, 3, 3, 3), t(4), padding=1),
+        F.batch_norm(x4, np.zeros(3), np.ones(3), t(3), t(3), training=True),
+        F.dropout(x2, 0.3), F.dropout2d(x4, 0.3),
+        F.relu(x2), F.leaky_relu(x2), F.tanh(x2), F.sigmoid(x2), F.gelu(x2), F.silu(x2), F.elu(x2),
+        F.softplus(x2), F.hardtanh(x2),
+        x2 + x2, x2 - x2, x2 * x2, x2 / t(3, 4, positive=True), -x2, x2 ** 2, x2.exp(),
+        t(3, 4, positive=True).log(), x2.double(), x2.clone(), t(3, 4, positive=True) ** x2, x2.abs(),
+        t(3, 4, positive=True).sqrt(), t(3, 4, positive=True).rsqrt(), t(3, 4, positive=True).log2(),
+        x2.sign(), x2.clamp(-0.5, 0.5), convnp.where(x2.data > 0, x2, t(3, 4)),
+        convnp.maximum(x2, t(3, 4)), convnp.minimum(x2, t(3, 4)),
+        x2 @ t(4, 2), F.linear(x2, t(2, 4), t(2)),
+        F.log_softmax(x2), F.softmax(x2), F.cross_entropy(x2, labels), F.mse_loss(x2, np.zeros((3, 4))),
+        F.nll_loss(F.log_softmax(x2), labels, weight=np.ones(4)), F.binary_cross_entropy(probs, np.ones((3, 4))),
+        F.binary_cross_entropy_with_logits(x2, np.ones((3, 4))), F.l1_loss(x2, np.zeros((3, 4))),
+        F.smooth_l1_loss(x2, np.zeros((3, 4))), F.pad(x4, (1, 1, 1, 1)),
+        F.max_pool2d(x4, 2), F.avg_pool2d(x4, 2), F.adaptive_avg_pool2d(x4, 1),
+        F.max_pool2d(x4, 2, dilation=2), F.avg_pool2d(x4, 3, ceil_mode=True, count_include_pad=False),
+        F.adaptive_max_pool2d(x4, 2), F.interpolate(x4, size=(9, 9), mode="bilinear"),
+        x2.sum(), x2.mean(), x2.amax(), x2.max(dim=1).values, x2.var(), x2.prod(), x2.logsumexp(1),
+        x2.norm(), x2.reshape(4, 3), x2.T, convnp.cat([x2, x2]), x2[np.array([0, 2])], x2[None].expand(2, 3, 4),
+        x2.repeat(2, 1), x2.index_select(0, np.array([2, 0, 2])), x2.gather(1, np.array([[0], [3], [1]])),
+    ]
+
+
+def test_every_op_keeps_arrays_only_through_save_for_backward():
+    """The walk of test_ops_keep_arrays_only_through_save_for_backward, for every op of convnp.ops: after
+    forward, no attribute except ``saved`` (and the tape's ``inputs``) holds an array (float, bool or
+    int), directly or inside a tuple, list or named tuple; shapes, flags and scalars may stay attributes.
+    The graphs below must reach every Function subclass, so a new op without an entry fails here."""
+    ops, stack = [], list(_graphs_of_every_op())
+    while stack:
+        node = stack.pop()
+        if node is not None and node._ctx is not None and node._ctx not in ops:
+            ops.append(node._ctx)
+            stack.extend(node._ctx.inputs)
+    missing = {cls.__name__ for cls in _every_op_class()} - {type(op).__name__ for op in ops}
+    assert not missing, f"add a graph through these ops: {sorted(missing)}"
+
+    def holds_array(value):
+        if isinstance(value, np.ndarray):
+            return True
+        return isinstance(value, (tuple, list)) and any(holds_array(item) for item in value)
+
+    for op in ops:
+        kept = [name for name, value in vars(op).items()
+                if name not in ("saved", "inputs", "needs_input_grad") and holds_array(value)]
+        assert not kept, f"{type(op).__name__} keeps {kept} outside save_for_backward"

@@ -171,17 +171,17 @@ class Softplus(Function):
     def forward(self, x, beta=1.0, threshold=20.0):
         xp = get_array_module(x)
         bx = x * x.dtype.type(beta)
-        self.linear = bx > threshold
-        self.save_for_backward(bx)
+        linear = bx > threshold
+        self.save_for_backward(bx, linear)
         soft = (xp.maximum(bx, 0) + xp.log1p(xp.exp(-xp.abs(bx)))) / x.dtype.type(beta)
-        return xp.where(self.linear, x, soft)
+        return xp.where(linear, x, soft)
 
     def backward(self, dy):
-        (bx,) = self.saved
+        bx, linear = self.saved
         xp = get_array_module(dy)
         e = xp.exp(-xp.abs(bx))
         s = xp.where(bx >= 0, 1 / (1 + e), e / (1 + e))
-        return xp.where(self.linear, dy, dy * s)
+        return xp.where(linear, dy, dy * s)
 
 
 class Hardtanh(Function):
@@ -189,8 +189,9 @@ class Hardtanh(Function):
 
     def forward(self, x, min_val=-1.0, max_val=1.0):
         xp = get_array_module(x)
-        self.inside = (x > min_val) & (x < max_val)
+        self.save_for_backward((x > min_val) & (x < max_val))
         return xp.clip(x, min_val, max_val).astype(x.dtype, copy=False)
 
     def backward(self, dy):
-        return dy * self.inside
+        (inside,) = self.saved
+        return dy * inside

@@ -248,14 +248,16 @@ class Where(Function):
 
     def forward(self, a, b, condition):
         xp = get_array_module(a, b)
-        self.shapes, self.condition = (a.shape, b.shape), condition
+        self.shapes = a.shape, b.shape
+        self.save_for_backward(condition)
         return xp.where(condition, a, b)
 
     def backward(self, dy):
+        (condition,) = self.saved
         xp = get_array_module(dy)
         zero = dy.dtype.type(0)
-        da = unbroadcast(xp.where(self.condition, dy, zero), self.shapes[0]) if self.needs_input_grad[0] else None
-        db = unbroadcast(xp.where(self.condition, zero, dy), self.shapes[1]) if self.needs_input_grad[1] else None
+        da = unbroadcast(xp.where(condition, dy, zero), self.shapes[0]) if self.needs_input_grad[0] else None
+        db = unbroadcast(xp.where(condition, zero, dy), self.shapes[1]) if self.needs_input_grad[1] else None
         return da, db
 
 

@@ -142,8 +142,9 @@ class NLLLoss(Function):
         keep = flat_target != ignore_index
         safe = xp.where(keep, flat_target, 0)
         w = (xp.ones(c, dtype=log_probs.dtype) if weight is None else weight.astype(log_probs.dtype))[safe] * keep
-        self.rows, self.safe, self.w = xp.arange(len(safe)), safe, w
-        loss = -w * moved[self.rows, safe]
+        rows = xp.arange(len(safe))
+        self.save_for_backward(rows, safe, w)
+        loss = -w * moved[rows, safe]
         self.total_weight = w.sum()
         self.target_shape = target.shape
         if reduction == "mean":
@@ -153,16 +154,17 @@ class NLLLoss(Function):
         return loss.reshape(target.shape)
 
     def backward(self, dy):
+        rows, safe, w = self.saved
         xp = get_array_module(dy)
         n, c = self.shape[0], self.shape[1]
-        grad = xp.zeros((len(self.safe), c), dtype=self.w.dtype)
+        grad = xp.zeros((len(safe), c), dtype=w.dtype)
         if self.reduction == "mean":
             scale = dy / self.total_weight
         elif self.reduction == "sum":
             scale = dy
         else:
             scale = dy.reshape(-1)
-        grad[self.rows, self.safe] = -self.w * scale
+        grad[rows, safe] = -w * scale
         rest = self.shape[2:]
         return xp.moveaxis(grad.reshape((n,) + rest + (c,)), -1, 1), None
 

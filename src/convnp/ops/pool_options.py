@@ -55,18 +55,19 @@ class MaxPool2dWindows(Function):
         if indices_into is not None:
             indices_into.append((rows * x.shape[3] + columns).astype(np.int64))
         self.geometry = (x.shape, x_pad.shape, kernel_size, stride, padding, dilation)
-        self.winner = winner
+        self.save_for_backward(winner)
         return y
 
     def backward(self, dy):
         (n, c, h, w), padded_shape, (kh, kw), stride, padding, dilation = self.geometry
+        (winner,) = self.saved
         xp = get_array_module(dy)
         h_out, w_out = dy.shape[2:]
         dx_pad = xp.zeros(padded_shape, dtype=dy.dtype)
         for u in range(kh):
             for v in range(kw):
                 dx_pad[:, :, window_slice(u, dilation[0], stride[0], h_out),
-                       window_slice(v, dilation[1], stride[1], w_out)] += dy * (self.winner == u * kw + v)
+                       window_slice(v, dilation[1], stride[1], w_out)] += dy * (winner == u * kw + v)
         return dx_pad[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w]
 
 
@@ -93,7 +94,7 @@ class AvgPool2dWindows(Function):
             else:
                 counted[:, :, ph:ph + h, pw:pw + w] = 1
             divisor = windows(counted, kernel_size, stride, dilation, (h_out, w_out)).sum(axis=(4, 5))
-        self.divisor = divisor
+        self.save_for_backward(divisor)
         self.geometry = (x.shape, x_pad.shape, kernel_size, stride, padding)
         return (sums / divisor).astype(x.dtype, copy=False)
 
@@ -101,7 +102,8 @@ class AvgPool2dWindows(Function):
         (n, c, h, w), padded_shape, (kh, kw), stride, padding = self.geometry
         xp = get_array_module(dy)
         h_out, w_out = dy.shape[2:]
-        share = (dy / self.divisor).astype(dy.dtype, copy=False)
+        (divisor,) = self.saved
+        share = (dy / divisor).astype(dy.dtype, copy=False)
         dx_pad = xp.zeros(padded_shape, dtype=dy.dtype)
         for u in range(kh):
             for v in range(kw):
@@ -131,15 +133,17 @@ class AdaptiveMaxPool2d(Function):
                 best = block.argmax(axis=-1)
                 y[:, :, i, j] = xp.take_along_axis(block, best[..., None], axis=-1)[..., 0]
                 indices[:, :, i, j] = (top + best // (right - left)) * w + left + best % (right - left)
-        self.indices, self.shape = indices, x.shape
+        self.shape = x.shape
+        self.save_for_backward(indices)
         if indices_into is not None:
             indices_into.append(indices)
         return y
 
     def backward(self, dy):
+        (indices,) = self.saved
         xp = get_array_module(dy)
         n, c, h, w = self.shape
         dx = xp.zeros((n, c, h * w), dtype=dy.dtype)
-        xp.add.at(dx, (xp.arange(n)[:, None, None], xp.arange(c)[None, :, None], self.indices.reshape(n, c, -1)),
+        xp.add.at(dx, (xp.arange(n)[:, None, None], xp.arange(c)[None, :, None], indices.reshape(n, c, -1)),
                   dy.reshape(n, c, -1))
         return dx.reshape(self.shape)

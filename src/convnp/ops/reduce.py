@@ -79,14 +79,16 @@ class TakeAlong(Function):
 
     def forward(self, x, indices, axis, keepdims):
         xp = get_array_module(x)
-        self.shape, self.axis, self.keepdims, self.indices = x.shape, axis, keepdims, indices
+        self.shape, self.axis, self.keepdims = x.shape, axis, keepdims
+        self.save_for_backward(indices)
         y = xp.take_along_axis(x, indices, axis=axis)
         return y if keepdims else y.squeeze(axis)
 
     def backward(self, dy):
+        (indices,) = self.saved
         xp = get_array_module(dy)
         dx = xp.zeros(self.shape, dtype=dy.dtype)
-        xp.put_along_axis(dx, self.indices, dy if self.keepdims else xp.expand_dims(dy, self.axis), axis=self.axis)
+        xp.put_along_axis(dx, indices, dy if self.keepdims else xp.expand_dims(dy, self.axis), axis=self.axis)
         return dx
 
 

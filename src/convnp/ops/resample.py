@@ -40,9 +40,11 @@ class Resample2d(Function):
 
     def forward(self, x, rows, columns):
         xp = get_array_module(x)
-        self.rows = xp.asarray(rows, dtype=x.dtype)
-        self.columns = xp.asarray(columns, dtype=x.dtype)
-        return self.rows @ x @ self.columns.T
+        rows = xp.asarray(rows, dtype=x.dtype)
+        columns = xp.asarray(columns, dtype=x.dtype)
+        self.save_for_backward(rows, columns)
+        return rows @ x @ columns.T
 
     def backward(self, dy):
-        return self.rows.T @ dy @ self.columns
+        rows, columns = self.saved
+        return rows.T @ dy @ columns

@@ -64,13 +64,15 @@ class GetItem(Function):
     """y = x[index] (basic or advanced indexing);  dx = zeros with dy scattered back (repeats add)"""
 
     def forward(self, x, index):
-        self.shape, self.dtype, self.index = x.shape, x.dtype, index
+        self.shape, self.dtype = x.shape, x.dtype
+        self.save_for_backward(index)  # may hold index arrays (advanced indexing)
         return x[index]
 
     def backward(self, dy):
+        (index,) = self.saved
         xp = get_array_module(dy)
         dx = xp.zeros(self.shape, dtype=self.dtype)
-        xp.add.at(dx, self.index, dy)
+        xp.add.at(dx, index, dy)
         return dx
 
 
@@ -111,13 +113,15 @@ class IndexSelect(Function):
 
     def forward(self, x, axis, index):
         xp = get_array_module(x)
-        self.shape, self.axis, self.index = x.shape, axis, index
+        self.shape, self.axis = x.shape, axis
+        self.save_for_backward(index)
         return xp.take(x, index, axis=axis)
 
     def backward(self, dy):
+        (index,) = self.saved
         xp = get_array_module(dy)
         dx = xp.zeros(self.shape, dtype=dy.dtype)
-        xp.add.at(dx, (slice(None),) * self.axis + (self.index,), dy)
+        xp.add.at(dx, (slice(None),) * self.axis + (index,), dy)
         return dx
 
 
@@ -130,11 +134,12 @@ class Gather(Function):
         self.shape, self.axis = x.shape, axis
         positions = list(xp.ogrid[tuple(slice(0, n) for n in index.shape)])
         positions[axis] = index
-        self.positions = tuple(positions)
-        return x[self.positions]
+        positions = tuple(positions)
+        self.save_for_backward(*positions)
+        return x[positions]
 
     def backward(self, dy):
         xp = get_array_module(dy)
         dx = xp.zeros(self.shape, dtype=dy.dtype)
-        xp.add.at(dx, self.positions, dy)
+        xp.add.at(dx, self.saved, dy)
         return dx
