@@ -14,6 +14,7 @@ from PIL import Image
 
 import convnp
 from convnp import checkpoint, functional as F, models, nn, reference
+from convnp.errors import UserError
 from convnp.explorer import Explorer, RequestError, TrainingMonitor, decode, encode, start
 from convnp.explorer.commands import load_custom_model, load_model_code
 from convnp.inspect import summary, trace
@@ -436,9 +437,9 @@ def test_model_code_loads_a_users_class_and_its_checkpoint(tmp_path):
     reply = ex.forward({"input": encode(x)})
     with no_grad():
         assert np.array_equal(arr(reply["logits"]), original(Tensor(x[None])).data[0])
-    with pytest.raises(SystemExit, match="no nn.Module subclass named 'Nope'"):
+    with pytest.raises(UserError, match="no nn.Module subclass named 'Nope'"):
         load_model_code(f"{tmp_path / 'mymodel.py'}:Nope")
-    with pytest.raises(SystemExit, match="FILE.py:CLASS"):
+    with pytest.raises(UserError, match="FILE.py:CLASS"):
         load_model_code("mymodel.py")
 
 

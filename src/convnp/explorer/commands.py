@@ -5,11 +5,14 @@
 
 Without a checkpoint it opens the demo's ``runs/demo/last.npz`` when that exists, else a LeNet-5 trained
 for a few seconds on scikit-learn's bundled digits (cached in the data directory), and says which.
-A user error ends with ``SystemExit("convnp explore: ...")``: one line, non-zero status.
+A user error raises ``convnp.errors.UserError("...")``; ``convnp.cli.main`` prints it as
+``convnp explore: ...`` with status 1.
 """
 import importlib.util
 import sys
 from pathlib import Path
+
+from ..errors import UserError
 
 DEMO_CHECKPOINT = Path("runs") / "demo" / "last.npz"
 DEFAULT_PORT = 8765
@@ -38,16 +41,16 @@ def add_explore_parser(subparsers):
     return parser
 
 
-def load_model_code(spec, where="convnp explore"):
+def load_model_code(spec):
     """'path/to/file.py:ClassName' -> the class, importing that one file (nothing else is imported)."""
     from .. import nn
 
     file, _, name = spec.rpartition(":")
     if not file or not name:
-        raise SystemExit(f"{where}: --model-code must be FILE.py:CLASS, got {spec!r}")
+        raise UserError(f"--model-code must be FILE.py:CLASS, got {spec!r}")
     path = Path(file)
     if not path.is_file() or path.suffix != ".py":
-        raise SystemExit(f"{where}: --model-code {file}: no such Python file")
+        raise UserError(f"--model-code {file}: no such Python file")
     module_name = f"convnp_user_model_{abs(hash(str(path.resolve())))}"
     loader_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(loader_spec)
@@ -56,14 +59,14 @@ def load_model_code(spec, where="convnp explore"):
         loader_spec.loader.exec_module(module)
     except Exception as error:  # the user's code: report it in one line
         sys.modules.pop(module_name, None)
-        raise SystemExit(f"{where}: importing {file} failed: {type(error).__name__}: {error}") from None
+        raise UserError(f"importing {file} failed: {type(error).__name__}: {error}") from None
     cls = getattr(module, name, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise SystemExit(f"{where}: {file} has no nn.Module subclass named {name!r}")
+        raise UserError(f"{file} has no nn.Module subclass named {name!r}")
     return cls
 
 
-def load_custom_model(cls, checkpoint_path, where="convnp explore"):
+def load_custom_model(cls, checkpoint_path):
     """Build ``cls`` with the checkpoint's saved arguments and load its weights -> (model, info)."""
     from .. import checkpoint
 
@@ -72,8 +75,8 @@ def load_custom_model(cls, checkpoint_path, where="convnp explore"):
         model = cls(**(info.get("model_args") or {}))
         checkpoint.restore(info, model, rng=False)
     except (TypeError, ValueError, OSError) as error:
-        raise SystemExit(f"{where}: cannot load {checkpoint_path} into {cls.__name__}: "
-                         f"{' '.join(str(error).split())}") from None
+        raise UserError(f"cannot load {checkpoint_path} into {cls.__name__}: "
+                        f"{' '.join(str(error).split())}") from None
     model.eval()
     return model, info
 
@@ -97,8 +100,8 @@ def default_checkpoint(log=print, progress=None):
             return folder / "last.npz"
     folder = next((f for f in folders if _writable(f)), None)
     if folder is None:
-        raise SystemExit(f"convnp explore: no checkpoint given, and neither {folders[0]} nor {folders[1]} can be "
-                         f"written to keep a default model; give a CHECKPOINT")
+        raise UserError(f"no checkpoint given, and neither {folders[0]} nor {folders[1]} can be "
+                        f"written to keep a default model; give a CHECKPOINT")
     log(f"convnp explore: no checkpoint given and no {DEMO_CHECKPOINT}; training LeNet-5 on scikit-learn's "
         f"bundled digits for a few seconds (kept in {folder})")
     train_digits_model(folder, progress=True if progress is None else progress)
@@ -137,7 +140,7 @@ def explore_command(args):
             try:
                 model = cls()
             except TypeError as error:
-                raise SystemExit(f"convnp explore: {cls.__name__}() needs arguments ({error}); give a checkpoint")
+                raise UserError(f"{cls.__name__}() needs arguments ({error}); give a checkpoint")
             info = None
             print(f"convnp explore: no checkpoint: {cls.__name__} with freshly initialised weights")
     else:
@@ -148,7 +151,7 @@ def explore_command(args):
     try:
         explorer = Explorer(model, info, input_size=args.input_size, source=args.checkpoint)
     except ValueError as error:
-        raise SystemExit(f"convnp explore: {' '.join(str(error).split())}") from None
+        raise UserError(' '.join(str(error).split())) from None
     if args.export:
         from .export import export
 
@@ -158,5 +161,5 @@ def explore_command(args):
     try:
         return serve(explorer, host=args.host, port=args.port, open_browser=args.open)
     except OSError as error:
-        raise SystemExit(f"convnp explore: cannot listen on {args.host}:{args.port}: {error.strerror or error} "
-                         f"(try --port 0 for a free port)") from None
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error} "
+                        f"(try --port 0 for a free port)") from None
