@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_write, load_model_file
+from .files import atomic_write_creating_folder, load_model_file
 
 FORMATS = ("onnx", "torch", "safetensors")
 
@@ -99,6 +99,6 @@ def _export_torch(model, x, out):
                          f"(max |difference| {np.abs(theirs - ours).max():.2e}); nothing written")
     buffer = io.BytesIO()
     torch.save(twin.state_dict(), buffer)
-    atomic_write(weights, lambda file: file.write(buffer.getvalue()))
-    atomic_write(source_path, lambda file: file.write(source.encode("utf-8")))
+    atomic_write_creating_folder(weights, lambda file: file.write(buffer.getvalue()))
+    atomic_write_creating_folder(source_path, lambda file: file.write(source.encode("utf-8")))
     return [weights, source_path]

@@ -1,12 +1,11 @@
-"""What every interop format shares: atomic writes, lazy imports of optional packages, and the one
+"""What every interop format shares: atomic writes into new folders, lazy imports of optional packages, and the one
 loader the command line uses for a model file of any kind (``load_model_file``)."""
 from __future__ import annotations
 
-import contextlib
 import importlib
-import os
-import tempfile
 from pathlib import Path
+
+from ..files import atomic_write
 
 INSTALL_HINT = "pip install 'convnp[interop]'"
 
@@ -19,33 +18,11 @@ def require(package, what):
         raise ImportError(f"{what} needs the '{package}' package: {INSTALL_HINT}") from None
 
 
-def atomic_write(path, write):
-    """Call ``write(binary_file)`` on a temporary file beside ``path``, fsync it, rename it over ``path``
-    and fsync the folder: a failure at any point leaves the old file (or none), never a partial one."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes the file private; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    return path
+def atomic_write_creating_folder(path, write):
+    """``convnp.files.atomic_write`` (temporary file, fsync, rename, folder fsync) after creating the
+    folder of ``path``: an export may name a folder that does not exist yet."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, write)
 
 
 def load_model_file(path):

@@ -37,7 +37,7 @@ import numpy as np
 from .. import functional as F, nn
 from ..nn.module import Parameter
 from ..tensor import Tensor
-from .files import atomic_write, require
+from .files import atomic_write_creating_folder, require
 from .trace import INPUT, trace
 
 IR_VERSIONS = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8}  # the IR version each opset was released with
@@ -61,7 +61,7 @@ def export(model, example_input, path, opset=17, dynamic_batch=True, metadata=No
     JSON-able dict stored (beside the model's name and arguments) in the file's ``metadata_props``.
     """
     proto = to_proto(model, example_input, opset=opset, dynamic_batch=dynamic_batch, metadata=metadata)
-    return atomic_write(path, lambda file: file.write(proto.SerializeToString()))
+    return atomic_write_creating_folder(path, lambda file: file.write(proto.SerializeToString()))
 
 
 def to_proto(model, example_input, opset=17, dynamic_batch=True, metadata=None):

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .files import atomic_write
+from .files import atomic_write_creating_folder
 
 DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
           "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
@@ -89,7 +89,7 @@ def save_safetensors(model_or_state, path, preprocessing=None, **metadata):
         for array in arrays:
             file.write(array.tobytes())
 
-    return atomic_write(path, write)
+    return atomic_write_creating_folder(path, write)
 
 
 def load_safetensors(path, model=None):
