@@ -2,7 +2,9 @@
 
 Each test uses the page as a user would (draws with the mouse, steps the convolution, clicks maps, builds
 and breaks a stack) and checks that the numbers it shows are convnp's, that the console stays free of
-errors and that no request leaves 127.0.0.1.  The screenshots in docs/explorer/ are written here.
+errors and that no request leaves 127.0.0.1.  Each panel's screenshot goes into pytest's tmp_path, or
+into docs/explorer/ (the pictures docs/explorer.md shows) with ``CONVNP_SCREENSHOTS=1``: an ordinary
+run leaves the tree clean.
 
 Enable locally with ``pip install playwright`` and ``apt-get install chromium`` (never ``playwright
 install``: it downloads a browser).  Where they are missing these tests skip, except in CI (CI=true),
@@ -127,10 +129,17 @@ def settle(tab):
     tab.wait_for_function("() => document.body.dataset.pending === '0' || document.body.dataset.pending === undefined")
 
 
-def shot(tab, name):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"{name}.png"
+@pytest.fixture
+def shots(tmp_path):
+    """Where screenshots go: docs/explorer/ with CONVNP_SCREENSHOTS=1 (to refresh the docs), else tmp_path."""
+    return SHOTS if os.environ.get("CONVNP_SCREENSHOTS") == "1" else tmp_path
+
+
+def shot(tab, name, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     tab.screenshot(path=str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
     assert path.stat().st_size < 200_000, f"{path} is {path.stat().st_size:,} bytes"
 
 
@@ -142,7 +151,7 @@ def centre_of(tab, selector, unit, shape):
 
 
 # --- panel 1 ---------------------------------------------------------------------------------------------------
-def test_convolution_panel_steps_and_plays_the_hand_computation(page, servers):
+def test_convolution_panel_steps_and_plays_the_hand_computation(page, servers, shots):
     server, explorer, *_ = servers.get("lenet5")
     open_page(page, server, "panel=conv")
     page.select_option("#conv-input", "line7")
@@ -160,7 +169,7 @@ def test_convolution_panel_steps_and_plays_the_hand_computation(page, servers):
     assert page.inner_text("#conv-sum-terms") == " + ".join(terms).replace("+ -", "− ")
     assert page.locator("#conv-image td.window").count() == 9
     assert page.locator("#conv-output td.empty").count() == 21
-    shot(page, "convolution")
+    shot(page, "convolution", shots)
     page.fill("#conv-speed", "20")
     page.click("#conv-play")
     assert page.inner_text("#conv-play") == "pause"
@@ -226,7 +235,7 @@ def draw_seven(tab, selector):
     tab.mouse.up()
 
 
-def test_feature_maps_of_a_drawn_digit_hover_and_click(page, servers, tmp_path):
+def test_feature_maps_of_a_drawn_digit_hover_and_click(page, servers, tmp_path, shots):
     server, explorer, model, info = servers.get("lenet5")
     open_page(page, server, "panel=maps")
     draw_seven(page, "#draw-canvas")
@@ -241,7 +250,7 @@ def test_feature_maps_of_a_drawn_digit_hover_and_click(page, servers, tmp_path):
     np.testing.assert_allclose([p for _, p in shown], [p for _, p in expected], rtol=1e-5, atol=1e-7)
     assert page.locator("#layers .layer").count() == 12
     assert page.locator("#layer-0 canvas").count() == 6 and page.locator("#layer-3 canvas").count() == 16
-    shot(page, "feature-maps")
+    shot(page, "feature-maps", shots)
 
     # a test image: hover reads convnp's value, click shows the filter, the window and the field
     page.select_option("#sample-select", "1")
@@ -276,7 +285,7 @@ def test_feature_maps_of_a_drawn_digit_hover_and_click(page, servers, tmp_path):
 
 
 # --- panel 3 -------------------------------------------------------------------------------------------------------
-def test_receptive_field_race_on_lenet5(page, servers):
+def test_receptive_field_race_on_lenet5(page, servers, shots):
     server, explorer, *_ = servers.get("lenet5")
     open_page(page, server, "panel=field&patch=4")
     sizes = []
@@ -286,7 +295,7 @@ def test_receptive_field_race_on_lenet5(page, servers):
             settle(page)
         sizes.append(page.get_attribute("#rf-cnn-text", "data-size"))
         if step == 3:
-            shot(page, "receptive-field")
+            shot(page, "receptive-field", shots)
     assert sizes == ["5x5", "5x5", "6x6", "14x14", "14x14", "16x16", "16x16"]  # LeNet-5's true fields
     assert page.get_attribute("#rf-vit-text", "data-size") == "global"
     page.click("#rf-next")
@@ -360,7 +369,7 @@ def page_stack(tab):
     return json.loads(tab.evaluate("() => new URLSearchParams(location.hash.slice(1)).get('stack')"))
 
 
-def test_cake_builder_builds_breaks_and_copies_a_stack(page, servers):
+def test_cake_builder_builds_breaks_and_copies_a_stack(page, servers, shots):
     server, explorer, *_ = servers.get("lenet5")
     open_page(page, server, "panel=cake")
     s = summary(models.LeNet5(), (1, 28, 28))
@@ -371,7 +380,7 @@ def test_cake_builder_builds_breaks_and_copies_a_stack(page, servers):
     assert rows == expected
     assert page.inner_text("#cake-totals .params") == f"{s.total_params:,}" == "44,426"
     assert page.inner_text("#cake-totals .macs") == f"{s.total_mult_adds:,}"
-    shot(page, "cake-builder")
+    shot(page, "cake-builder", shots)
     # break it: conv2 with a 13x13 kernel on 12x12 maps
     kernel = page.locator('#cake-table tr[data-block="3"] input[data-key="kernel"]')
     kernel.fill("13")
@@ -415,7 +424,7 @@ def test_cake_builder_builds_breaks_and_copies_a_stack(page, servers):
 
 
 # --- panel 5 ---------------------------------------------------------------------------------------------------------
-def test_live_training_view_and_opening_its_checkpoint(page, tmp_path):
+def test_live_training_view_and_opening_its_checkpoint(page, tmp_path, shots):
     from convnp.data import DataLoader
     from convnp.train import Callback, ModelCheckpoint, fit
 
@@ -450,7 +459,7 @@ def test_live_training_view_and_opening_its_checkpoint(page, tmp_path):
             w = layer["weight"]
             assert text == f"{js_fmt(w['min'])} / {js_fmt(w['mean'])} / {js_fmt(w['max'])}"
         assert "images/s" in page.inner_text("#live-status")
-        shot(page, "live-training")
+        shot(page, "live-training", shots)
         page.click("#live-open")
         page.wait_for_function("() => document.getElementById('model-line').textContent.startsWith('TinyCNN')")
         settle(page)
