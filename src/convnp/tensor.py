@@ -13,12 +13,26 @@ not widen a dimensioned one of the same kind.  Differences, deliberately: ``.dat
 NumPy arrays, and ops that would change a tensor in place refuse while it takes part in a graph.
 Whether ops record the graph (``no_grad`` and friends) is a per-thread flag, as in PyTorch.
 """
+from __future__ import annotations
+
 import functools
 import threading
+from typing import TypeAlias, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from .backend import DEFAULT_DTYPE, get_array_module, resolve_device
+
+# The words of the annotations below.  Tensor has methods named int, float and bool (PyTorch's casts),
+# which hide the builtins inside its class body, so its annotations say Axis, Count, Number and Flag.
+Axis: TypeAlias = int  # one dimension; negative counts from the end
+Count: TypeAlias = int  # a number of dimensions or elements
+Dims: TypeAlias = int | tuple[int, ...] | None  # one dimension, several, or None for all of them
+Sizes: TypeAlias = int | tuple[int, ...] | list[int]  # reshape(2, 3) or reshape((2, 3))
+Number: TypeAlias = int | float
+Flag: TypeAlias = bool
+Operand: TypeAlias = Union["Tensor", np.ndarray, int, float]  # what arithmetic and comparisons accept
 
 
 # Whether ops record a graph: a per-thread flag, like PyTorch's (a no_grad() in one thread, e.g. an
@@ -177,20 +191,20 @@ class Tensor:
     def __len__(self):
         return len(self.data)
 
-    def numpy(self):
+    def numpy(self) -> np.ndarray:
         """The underlying array (shared, not copied)."""
         return self.data
 
-    def item(self):
+    def item(self) -> Number:
         if self.data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, this one has shape {self.shape}")
         return self.data.reshape(-1)[0].item()
 
-    def detach(self):
+    def detach(self) -> Tensor:
         """A tensor sharing this one's data, cut from the graph."""
         return Tensor(self.data)
 
-    def astype(self, dtype):
+    def astype(self, dtype: DTypeLike) -> Tensor:
         """This tensor converted to ``dtype``, on the tape (the gradient is converted back); a
         conversion to an integer or bool dtype leaves the graph, since those carry no gradient."""
         from .ops.elementwise import Cast
@@ -205,7 +219,7 @@ class Tensor:
         return f"Tensor({body}, dtype={self.dtype}{grad})"
 
     # --- autograd ----------------------------------------------------------------------------
-    def backward(self, gradient=None, retain_graph=False):
+    def backward(self, gradient: ArrayLike | Tensor | None = None, retain_graph: Flag = False) -> None:
         """Backpropagate from this tensor, accumulating ``.grad`` on every leaf that requires it.
 
         ``gradient`` is dL/d(self); it may be omitted only for a one-element tensor (a loss).
@@ -384,22 +398,22 @@ class Tensor:
 
     __hash__ = object.__hash__  # tensors are dict keys (optimizer state) by identity, as in PyTorch
 
-    def eq(self, other):
+    def eq(self, other: Operand) -> Tensor:
         return self == other
 
-    def ne(self, other):
+    def ne(self, other: Operand) -> Tensor:
         return self != other
 
-    def lt(self, other):
+    def lt(self, other: Operand) -> Tensor:
         return self < other
 
-    def le(self, other):
+    def le(self, other: Operand) -> Tensor:
         return self <= other
 
-    def gt(self, other):
+    def gt(self, other: Operand) -> Tensor:
         return self > other
 
-    def ge(self, other):
+    def ge(self, other: Operand) -> Tensor:
         return self >= other
 
     def __invert__(self):
@@ -440,10 +454,10 @@ class Tensor:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(len(self)))
 
-    def all(self, dim=None, keepdim=False):
+    def all(self, dim: Axis | None = None, keepdim: Flag = False) -> Tensor:
         return Tensor(self.data.all(axis=dim, keepdims=keepdim))
 
-    def any(self, dim=None, keepdim=False):
+    def any(self, dim: Axis | None = None, keepdim: Flag = False) -> Tensor:
         return Tensor(self.data.any(axis=dim, keepdims=keepdim))
 
     # --- indexing ---------------------------------------------------------------------------------
@@ -472,62 +486,62 @@ class Tensor:
             raise RuntimeError(f"{what} on a tensor that requires grad: convnp records no in-place ops; "
                                f"do it under convnp.no_grad() (for parameters), or build a new tensor")
 
-    def gather(self, dim, index):
+    def gather(self, dim: Axis, index: Tensor | ArrayLike) -> Tensor:
         from .ops.shape import Gather
         index = _array_of(index)
         return Gather.apply(self, axis=_dim(dim, self.ndim), index=index)
 
-    def index_select(self, dim, index):
+    def index_select(self, dim: Axis, index: Tensor | ArrayLike) -> Tensor:
         from .ops.shape import IndexSelect
         return IndexSelect.apply(self, axis=_dim(dim, self.ndim), index=_array_of(index).reshape(-1))
 
-    def masked_fill(self, mask, value):
+    def masked_fill(self, mask: Tensor | ArrayLike, value: Tensor | Number) -> Tensor:
         """``value`` where ``mask`` (bool, broadcast) is True, else this tensor's entries."""
         from .ops.elementwise import Where
         fill = value.astype(self.dtype) if isinstance(value, Tensor) else Tensor(np.asarray(value, dtype=self.dtype))
         return Where.apply(fill, self, condition=_array_of(mask).astype(bool))
 
-    def where(self, condition, other):
+    def where(self, condition: Tensor | ArrayLike, other: Operand) -> Tensor:
         """``x.where(condition, y)``: this tensor where ``condition``, else ``other`` (torch's order)."""
         from .tensor_functions import where
         return where(condition, self, other)
 
     # --- elementwise -------------------------------------------------------------------------------
-    def exp(self):
+    def exp(self) -> Tensor:
         from .ops.elementwise import Exp
         return Exp.apply(self._float())
 
-    def log(self):
+    def log(self) -> Tensor:
         from .ops.elementwise import Log
         return Log.apply(self._float())
 
-    def log2(self):
+    def log2(self) -> Tensor:
         from .ops.elementwise import Log2
         return Log2.apply(self._float())
 
-    def abs(self):
+    def abs(self) -> Tensor:
         from .ops.elementwise import Abs
         return Abs.apply(self)
 
-    def neg(self):
+    def neg(self) -> Tensor:
         return -self
 
-    def sqrt(self):
+    def sqrt(self) -> Tensor:
         from .ops.elementwise import Sqrt
         return Sqrt.apply(self._float())
 
-    def rsqrt(self):
+    def rsqrt(self) -> Tensor:
         from .ops.elementwise import Rsqrt
         return Rsqrt.apply(self._float())
 
-    def pow(self, exponent):
+    def pow(self, exponent: Operand) -> Tensor:
         return self ** exponent
 
-    def sign(self):
+    def sign(self) -> Tensor:
         from .ops.elementwise import Sign
         return Sign.apply(self)
 
-    def clamp(self, min=None, max=None):  # noqa: A002 - torch's argument names
+    def clamp(self, min: Operand | None = None, max: Operand | None = None) -> Tensor:  # noqa: A002 - torch's argument names
         """Clip to [min, max] (numbers; either may be None);  gradient 1 inside, 0 where clipped."""
         from .ops.elementwise import Clamp
         if min is None and max is None:
@@ -536,63 +550,65 @@ class Tensor:
 
     clip = clamp
 
-    def maximum(self, other):
+    def maximum(self, other: Operand) -> Tensor:
         from .ops.elementwise import Maximum
         return self._binary(Maximum, other)
 
-    def minimum(self, other):
+    def minimum(self, other: Operand) -> Tensor:
         from .ops.elementwise import Minimum
         return self._binary(Minimum, other)
 
-    def sigmoid(self):
+    def sigmoid(self) -> Tensor:
         from .ops.activation import Sigmoid
         return Sigmoid.apply(self)
 
-    def tanh(self):
+    def tanh(self) -> Tensor:
         from .ops.activation import Tanh
         return Tanh.apply(self)
 
-    def relu(self):
+    def relu(self) -> Tensor:
         from .ops.activation import ReLU
         return ReLU.apply(self)
 
-    def softmax(self, dim):
+    def softmax(self, dim: Axis) -> Tensor:
         from .ops.loss import Softmax
         return Softmax.apply(self, axis=dim)
 
-    def log_softmax(self, dim):
+    def log_softmax(self, dim: Axis) -> Tensor:
         from .ops.loss import LogSoftmax
         return LogSoftmax.apply(self, axis=dim)
 
-    def matmul(self, other):
+    def matmul(self, other: Operand) -> Tensor:
         return self @ other
 
     mm = matmul
 
     # --- reductions: dim=/keepdim= like PyTorch (axis=/keepdims= also accepted) ------------------------
-    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
+    def sum(self, dim: Dims = None, keepdim: Flag = False, *, axis: Dims = None, keepdims: Flag | None = None,
+            dtype: DTypeLike | None = None) -> Tensor:
         from .ops.reduce import Sum
         x = self if dtype is None else self.astype(dtype)
         if x.data.dtype.kind in "biu" and dtype is None:
             x = x.astype(np.int64)  # like torch: integer and bool sums are int64
         return Sum.apply(x, axis=_pick(dim, axis), keepdims=_pick(keepdims, keepdim))
 
-    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None, dtype=None):
+    def mean(self, dim: Dims = None, keepdim: Flag = False, *, axis: Dims = None, keepdims: Flag | None = None,
+             dtype: DTypeLike | None = None) -> Tensor:
         from .ops.reduce import Mean
         x = self if dtype is None else self.astype(dtype)
         if x.data.dtype.kind not in "fc":
             raise RuntimeError(f"mean(): expected a floating point input, got {x.dtype}; use .float().mean()")
         return Mean.apply(x, axis=_pick(dim, axis), keepdims=_pick(keepdims, keepdim))
 
-    def amax(self, dim=None, keepdim=False):
+    def amax(self, dim: Dims = None, keepdim: Flag = False) -> Tensor:
         from .ops.reduce import Amax
         return Amax.apply(self, axis=_dims(dim), keepdims=keepdim)
 
-    def amin(self, dim=None, keepdim=False):
+    def amin(self, dim: Dims = None, keepdim: Flag = False) -> Tensor:
         from .ops.reduce import Amax
         return Amax.apply(self, axis=_dims(dim), keepdims=keepdim, minimum=True)
 
-    def max(self, dim=None, keepdim=False):
+    def max(self, dim: Axis | Tensor | None = None, keepdim: Flag = False) -> Tensor | ValuesIndices:
         """``max()``: the largest value (0-d); ``max(dim)``: (values, indices) along dim;
         ``max(other)``: the elementwise maximum."""
         if isinstance(dim, Tensor):
@@ -601,7 +617,7 @@ class Tensor:
             return self.amax()
         return self._extreme_along(dim, keepdim, "max")
 
-    def min(self, dim=None, keepdim=False):
+    def min(self, dim: Axis | Tensor | None = None, keepdim: Flag = False) -> Tensor | ValuesIndices:
         if isinstance(dim, Tensor):
             return self.minimum(dim)
         if dim is None:
@@ -616,31 +632,33 @@ class Tensor:
         values = TakeAlong.apply(self, indices=indices, axis=axis, keepdims=keepdim)
         return ValuesIndices(values, Tensor(indices if keepdim else indices.squeeze(axis)))
 
-    def argmax(self, dim=None, keepdim=False, *, axis=None):
+    def argmax(self, dim: Axis | None = None, keepdim: Flag = False, *, axis: Axis | None = None) -> Tensor:
         return _arg_extreme(self.data, np.argmax, _pick(dim, axis), keepdim)
 
-    def argmin(self, dim=None, keepdim=False, *, axis=None):
+    def argmin(self, dim: Axis | None = None, keepdim: Flag = False, *, axis: Axis | None = None) -> Tensor:
         return _arg_extreme(self.data, np.argmin, _pick(dim, axis), keepdim)
 
-    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    def var(self, dim: Dims = None, unbiased: Flag | None = None, keepdim: Flag = False, *,
+            correction: Number | None = None) -> Tensor:
         """Variance with Bessel's correction by default (``correction=1``, or ``unbiased=True``)."""
         from .ops.reduce import Var
         if isinstance(unbiased, bool) or unbiased is None:
             correction = (1 if unbiased is None or unbiased else 0) if correction is None else correction
         return Var.apply(self, axis=_dims(dim), correction=correction, keepdims=keepdim)
 
-    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    def std(self, dim: Dims = None, unbiased: Flag | None = None, keepdim: Flag = False, *,
+            correction: Number | None = None) -> Tensor:
         return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
 
-    def prod(self, dim=None, keepdim=False):
+    def prod(self, dim: Axis | None = None, keepdim: Flag = False) -> Tensor:
         from .ops.reduce import Prod
         return Prod.apply(self, axis=dim, keepdims=keepdim)
 
-    def logsumexp(self, dim, keepdim=False):
+    def logsumexp(self, dim: Dims, keepdim: Flag = False) -> Tensor:
         from .ops.reduce import LogSumExp
         return LogSumExp.apply(self, axis=_dims(dim), keepdims=keepdim)
 
-    def norm(self, p="fro", dim=None, keepdim=False):
+    def norm(self, p: Number | str = "fro", dim: Dims = None, keepdim: Flag = False) -> Tensor:
         """The p-norm over ``dim`` (all elements by default); p = 'fro' or 2, 1, any number, or inf."""
         from .ops.reduce import Norm
         if p == "fro":
@@ -650,40 +668,40 @@ class Tensor:
         return Norm.apply(self, p=p, axis=_dims(dim), keepdims=keepdim)
 
     # --- shapes ---------------------------------------------------------------------------------------
-    def size(self, dim=None):
+    def size(self, dim: Axis | None = None) -> Size | Count:
         """The shape (a tuple, ``Size``), or its length along ``dim``, like PyTorch.  (Before convnp
         followed PyTorch here, ``size`` was NumPy's element count: that is ``numel()``.)"""
         return Size(self.data.shape) if dim is None else self.data.shape[_dim(dim, self.ndim)]
 
-    def dim(self):
+    def dim(self) -> Count:
         return self.data.ndim
 
-    def numel(self):
+    def numel(self) -> Count:
         return int(self.data.size)
 
-    def reshape(self, *shape):
+    def reshape(self, *shape: Sizes) -> Tensor:
         from .ops.shape import Reshape
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return Reshape.apply(self, shape=tuple(int(n) for n in shape))
 
-    def view(self, *shape):
+    def view(self, *shape: Sizes) -> Tensor:
         """Same as ``reshape`` (NumPy copies when a view is impossible; convnp never raises for that)."""
         if len(shape) == 1 and not isinstance(shape[0], (tuple, list, int)) and not hasattr(shape[0], "__index__"):
             return self.astype(shape[0])  # view(dtype): a reinterpretation in torch; a cast is the nearest
         return self.reshape(*shape)
 
-    def view_as(self, other):
+    def view_as(self, other: Tensor) -> Tensor:
         return self.reshape(other.shape)
 
-    def reshape_as(self, other):
+    def reshape_as(self, other: Tensor) -> Tensor:
         return self.reshape(other.shape)
 
-    def flatten(self, start_dim=0, end_dim=-1):
+    def flatten(self, start_dim: Axis = 0, end_dim: Axis = -1) -> Tensor:
         from .ops.shape import flatten
         return flatten(self, start_dim, end_dim)
 
-    def unflatten(self, dim, sizes):
+    def unflatten(self, dim: Axis, sizes: Sizes) -> Tensor:
         dim = _dim(dim, self.ndim)
         sizes = list(sizes)
         if -1 in sizes:
@@ -693,7 +711,7 @@ class Tensor:
             sizes[sizes.index(-1)] = self.shape[dim] // known
         return self.reshape(self.shape[:dim] + tuple(sizes) + self.shape[dim + 1:])
 
-    def squeeze(self, dim=None):
+    def squeeze(self, dim: Dims = None) -> Tensor:
         """Remove axes of length 1 (only ``dim``'s, when given; a longer axis is left alone)."""
         if dim is None:
             dims = [i for i, n in enumerate(self.shape) if n == 1]
@@ -702,11 +720,11 @@ class Tensor:
             dims = [d for d in dims if self.shape[d] == 1]
         return self.reshape(tuple(n for i, n in enumerate(self.shape) if i not in dims))
 
-    def unsqueeze(self, dim):
+    def unsqueeze(self, dim: Axis) -> Tensor:
         dim = _dim(dim, self.ndim + 1)
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
-    def permute(self, *dims):
+    def permute(self, *dims: Sizes) -> Tensor:
         """Reorder the axes: ``x.permute(0, 2, 3, 1)`` (NCHW -> NHWC)."""
         from .ops.shape import Transpose
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
@@ -716,7 +734,7 @@ class Tensor:
                              f"tensor of shape {self.shape}")
         return Transpose.apply(self, axes=tuple(dims))
 
-    def transpose(self, dim0, dim1):
+    def transpose(self, dim0: Axis, dim1: Axis) -> Tensor:
         """Swap two axes, like ``torch.transpose`` (``x.transpose(0, 1)``).  For a full reordering use
         ``permute`` (NumPy's ``transpose(axes)`` is ``permute`` here)."""
         axes = list(range(self.ndim))
@@ -726,7 +744,7 @@ class Tensor:
 
     swapaxes = transpose
 
-    def t(self):
+    def t(self) -> Tensor:
         """Transpose of a matrix (a 0-d or 1-d tensor comes back as it is)."""
         if self.ndim > 2:
             raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}D")
@@ -742,7 +760,7 @@ class Tensor:
         """The last two axes swapped (a batch of matrices transposed)."""
         return self.transpose(-2, -1)
 
-    def expand(self, *sizes):
+    def expand(self, *sizes: Sizes) -> Tensor:
         """Broadcast to ``sizes`` without copying (-1 keeps an axis's size)."""
         from .ops.shape import Expand
         if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
@@ -751,10 +769,10 @@ class Tensor:
         shape = tuple(self.shape[i - lead] if n == -1 else n for i, n in enumerate(sizes))
         return Expand.apply(self, shape=shape)
 
-    def expand_as(self, other):
+    def expand_as(self, other: Tensor) -> Tensor:
         return self.expand(other.shape)
 
-    def repeat(self, *sizes):
+    def repeat(self, *sizes: Sizes) -> Tensor:
         from .ops.shape import Repeat
         if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
             sizes = tuple(sizes[0])
@@ -762,11 +780,11 @@ class Tensor:
             raise RuntimeError(f"repeat: {len(sizes)} repeats for a tensor with {self.ndim} dimensions")
         return Repeat.apply(self, repeats=tuple(sizes))
 
-    def contiguous(self):
+    def contiguous(self) -> Tensor:
         from .ops.elementwise import Clone
         return self if self.data.flags.c_contiguous else Clone.apply(self)
 
-    def clone(self):
+    def clone(self) -> Tensor:
         from .ops.elementwise import Clone
         return Clone.apply(self)
 
@@ -788,34 +806,35 @@ class Tensor:
     def grad_fn(self):
         return self._ctx
 
-    def requires_grad_(self, requires_grad=True):
+    def requires_grad_(self, requires_grad: Flag = True) -> Tensor:
         if requires_grad and self.data.dtype.kind != "f":
             raise RuntimeError(f"only floating-point tensors can require gradients, got dtype {self.data.dtype}")
         self.requires_grad = bool(requires_grad)
         return self
 
-    def float(self):
+    def float(self) -> Tensor:
         return self.astype(np.float32)
 
-    def double(self):
+    def double(self) -> Tensor:
         return self.astype(np.float64)
 
-    def half(self):
+    def half(self) -> Tensor:
         return self.astype(np.float16)
 
-    def long(self):
+    def long(self) -> Tensor:
         return self.astype(np.int64)
 
-    def int(self):
+    def int(self) -> Tensor:
         return self.astype(np.int32)
 
-    def bool(self):
+    def bool(self) -> Tensor:
         return self.astype(np.bool_)
 
-    def type_as(self, other):
+    def type_as(self, other: Tensor) -> Tensor:
         return self.astype(other.dtype)
 
-    def to(self, *args, dtype=None, device=None, copy=False, non_blocking=False):
+    def to(self, *args, dtype: DTypeLike | None = None, device=None, copy: Flag = False,
+           non_blocking: Flag = False) -> Tensor:
         """``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(other)`` (its dtype), like PyTorch.
         Returns this tensor itself when nothing changes.  Devices other than the CPU raise (see
         ``convnp.device``)."""
@@ -833,61 +852,61 @@ class Tensor:
             return self.astype(dtype)
         return self.clone() if copy else self
 
-    def cpu(self):
+    def cpu(self) -> Tensor:
         return self
 
-    def cuda(self, device=None):
+    def cuda(self, device=None) -> Tensor:
         resolve_device("cuda" if device is None else device)
 
-    def tolist(self):
+    def tolist(self) -> list | Number:
         return self.data.tolist()
 
     # --- in place, for tensors outside the graph (initialisation, manual updates under no_grad) ------------
-    def zero_(self):
+    def zero_(self) -> Tensor:
         self._check_in_place("zero_()")
         self.data[...] = 0
         return self
 
-    def fill_(self, value):
+    def fill_(self, value: Number) -> Tensor:
         self._check_in_place("fill_()")
         self.data[...] = value
         return self
 
-    def copy_(self, source):
+    def copy_(self, source: Tensor | ArrayLike) -> Tensor:
         self._check_in_place("copy_()")
         self.data[...] = source.data if isinstance(source, Tensor) else source
         return self
 
-    def add_(self, other, alpha=1):
+    def add_(self, other: Operand, alpha: Number = 1) -> Tensor:
         self._check_in_place("add_()")
         self.data += (other.data if isinstance(other, Tensor) else other) * alpha
         return self
 
-    def sub_(self, other, alpha=1):
+    def sub_(self, other: Operand, alpha: Number = 1) -> Tensor:
         return self.add_(other, -alpha)
 
-    def mul_(self, other):
+    def mul_(self, other: Operand) -> Tensor:
         self._check_in_place("mul_()")
         self.data *= other.data if isinstance(other, Tensor) else other
         return self
 
-    def div_(self, other):
+    def div_(self, other: Operand) -> Tensor:
         self._check_in_place("div_()")
         self.data /= other.data if isinstance(other, Tensor) else other
         return self
 
-    def clamp_(self, min=None, max=None):  # noqa: A002
+    def clamp_(self, min: Number | None = None, max: Number | None = None) -> Tensor:  # noqa: A002
         self._check_in_place("clamp_()")
         np.clip(self.data, min, max, out=self.data)
         return self
 
-    def uniform_(self, a=0.0, b=1.0, generator=None):
+    def uniform_(self, a: Number = 0.0, b: Number = 1.0, generator=None) -> Tensor:
         from .backend import rng_of
         self._check_in_place("uniform_()")
         self.data[...] = rng_of(generator).uniform(a, b, size=self.shape)
         return self
 
-    def normal_(self, mean=0.0, std=1.0, generator=None):
+    def normal_(self, mean: Number = 0.0, std: Number = 1.0, generator=None) -> Tensor:
         from .backend import rng_of
         self._check_in_place("normal_()")
         self.data[...] = rng_of(generator).normal(mean, std, size=self.shape)
