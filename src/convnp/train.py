@@ -88,6 +88,11 @@ class Callback:
     def on_train_end(self, state):
         pass
 
+    def reduce_epoch_totals(self, total_loss, correct, count):
+        """The epoch's (loss sum, correct, images) -> the ones to report (a distributed run sums them
+        over its ranks: convnp.distributed.GradientAllreduce)."""
+        return total_loss, correct, count
+
 
 # --- callbacks ---------------------------------------------------------------------------------------------
 class NaNGuard(Callback):
@@ -316,6 +321,9 @@ def train_epoch(model, loader, optimizer, loss, state=None, callbacks=(), schedu
             tqdm_bar.update(len(labels) if counts_images else 1)
             if step % 10 == 0:
                 tqdm_bar.set_postfix_str(f"loss {total_loss / count:.4f} acc {correct / count:.4f}", refresh=False)
+    for callback in callbacks:  # duck-typed callbacks may lack the hook
+        if hasattr(callback, "reduce_epoch_totals"):
+            total_loss, correct, count = callback.reduce_epoch_totals(total_loss, correct, count)
     if count == 0:
         raise ValueError("fit: the training data yielded no batches (an empty dataset, or drop_last with "
                          "fewer images than one batch)")
