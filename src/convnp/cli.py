@@ -257,7 +257,7 @@ def _resumed_recipe(args, info):
 
 def train_command(args):
     if args.workers is not None and args.workers > 1 and not distributed.launched_by_mpi():
-        return distributed.launch(args.workers, args.arguments)  # each rank runs this command again
+        return distributed.launch(args.workers, getattr(args, "arguments", sys.argv[1:]))  # each rank runs it again
     world = distributed.init() if distributed.launched_by_mpi() else None
     if world is None or world.size == 1 and world.is_writer:
         return _train(args, world)

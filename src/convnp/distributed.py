@@ -23,8 +23,8 @@ last batch) is skipped on every rank.
 What else is per rank
 ---------------------
 - Batch norm computes its batch statistics over the rank's own shard (per-rank statistics, like PyTorch
-  DDP without SyncBatchNorm); the running averages then differ between ranks, and the checkpoint holds
-  rank 0's.  With batch norm, ``mpiexec -n 4`` at batch 128 is therefore not the same computation as one
+  DDP without SyncBatchNorm); its running averages drift apart during an epoch, and at the epoch's end
+  rank 0's are broadcast to all (validation and checkpoints use rank 0's).  With batch norm, ``mpiexec -n 4`` at batch 128 is therefore not the same computation as one
   process at batch 128 (it is one at batch 32 per statistic).  Models without batch norm are.
 - Dropout masks come from convnp's global generator, which a run of more than one rank reseeds at every
   epoch with ``(seed, rank, epoch)``: the streams differ between ranks and a resumed run repeats them.
@@ -177,10 +177,11 @@ class GradientAllreduce(Callback):
     rank gave a gradient keeps ``grad = None``.  ``state.loss`` becomes the global loss, so the NaN guard
     (which must come after this callback) decides alike on every rank.  At the end of an epoch the loss
     sums and counts of all ranks are added up (``reduce_epoch_totals``), so the logged training loss and
-    accuracy are the whole epoch's."""
+    accuracy are the whole epoch's, and rank 0's buffers (batch norm's running statistics) are broadcast,
+    so that validation, early stopping and checkpoints agree on every rank."""
 
     def __init__(self, world, model, loader):
-        self.world, self.loader = world, loader
+        self.world, self.model, self.loader = world, model, loader
         self.params = [p for p in model.parameters() if p.requires_grad]
         dtype = np.result_type(*[p.data.dtype for p in self.params]) if self.params else np.float64
         sizes = [p.data.size for p in self.params]
@@ -211,6 +212,9 @@ class GradientAllreduce(Callback):
         state.loss = float(buffer[total])
 
     def reduce_epoch_totals(self, total_loss, correct, count):
+        if self.world.comm is not None:  # rank 0's batch-norm running statistics everywhere, before validation
+            for _, buffer in self.model.named_buffers():
+                self.world.comm.Bcast(buffer, root=0)
         summed = self.world.allreduce_sum([total_loss, correct, count])
         return float(summed[0]), int(round(summed[1])), int(round(summed[2]))
 
