@@ -204,3 +204,23 @@ def test_lenet5_training_steps_on_the_device_match_numpy(cupy, make_optimizer, t
     again = LeNet5().double().to("cuda")
     checkpoint.restore(path, again, make_optimizer(again.parameters()))
     assert all(on_device(p.data) for p in again.parameters())
+
+
+def test_fit_and_evaluate_move_the_batches_to_the_model(cupy):
+    from convnp.data import DataLoader
+    from convnp.train import evaluate, fit
+
+    x = rng.standard_normal((24, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 24)
+    convnp.manual_seed(0)
+    host_model = LeNet5()
+    device_model = copy.deepcopy(host_model).to("cuda")
+    histories = [fit(model, DataLoader((x, y), 8, shuffle=True, seed=1), optimizer=optim.SGD(model.parameters(), lr=0.05),
+                     epochs=1, progress=False, log=None) for model in (host_model, device_model)]
+    np.testing.assert_allclose(histories[1]["train_loss"], histories[0]["train_loss"], rtol=1e-5)
+    for p, q in zip(device_model.parameters(), host_model.parameters()):
+        np.testing.assert_allclose(host(p.data), q.data, rtol=1e-4, atol=1e-6)
+    on_host, on_gpu = (evaluate(model, DataLoader((x, y), 12)) for model in (host_model, device_model))
+    assert on_gpu["accuracy"] == on_host["accuracy"]
+    np.testing.assert_allclose(on_gpu["loss"], on_host["loss"], rtol=1e-5)
+    np.testing.assert_array_equal(on_gpu["confusion"], on_host["confusion"])
