@@ -63,9 +63,16 @@ class ndarray:  # noqa: N801 - CuPy's name
         raise TypeError(IMPLICIT)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if any(isinstance(value, np.ndarray) for value in inputs):
+        """NumPy's ufuncs on device arrays (``np.exp(a)``, ``np.float32(2) * a``) run on the device, as
+        in CuPy; a host array among the operands is refused."""
+        outputs = kwargs.get("out", ())
+        if any(isinstance(value, np.ndarray) for value in (*inputs, *outputs)):
             raise TypeError(f"Unsupported type numpy.ndarray in numpy.{ufunc.__name__}: {IMPLICIT}")
-        return NotImplemented  # a NumPy scalar op device array: let the device array's operator run
+        if method != "__call__":
+            return NotImplemented
+        if outputs:
+            kwargs["out"] = tuple(_host(value, ufunc.__name__) for value in outputs)
+        return _device(ufunc(*_host(inputs, ufunc.__name__), **kwargs))
 
     def __iter__(self):
         return (_device(row) for row in self._array)
@@ -114,6 +121,8 @@ class ndarray:  # noqa: N801 - CuPy's name
         self._array[_host(key, "indexing")] = _host(value, "assignment")
 
     def __getattr__(self, name):  # the methods: NumPy's, on host values, with device results
+        if name.startswith("__") or name == "_array":  # copy/pickle probing a half-built object
+            raise AttributeError(name)
         method = getattr(self._array, name)
         if name in ("tolist", "item"):
             return method
@@ -188,10 +197,6 @@ def array(a, dtype=None, copy=True, order="K", ndmin=0):
 
 def asnumpy(a):
     return a._array.copy() if isinstance(a, ndarray) else np.asarray(a)
-
-
-def get_array_module(*args):
-    return sys.modules[__name__ + ".module"] if any(isinstance(a, ndarray) for a in args) else np
 
 
 def as_strided(x, shape=None, strides=None):  # CuPy's: no writeable, no subok

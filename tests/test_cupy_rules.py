@@ -224,3 +224,9 @@ def test_fit_and_evaluate_move_the_batches_to_the_model(cupy):
     assert on_gpu["accuracy"] == on_host["accuracy"]
     np.testing.assert_allclose(on_gpu["loss"], on_host["loss"], rtol=1e-5)
     np.testing.assert_array_equal(on_gpu["confusion"], on_host["confusion"])
+
+
+def test_summary_of_a_model_on_the_device(cupy):
+    model = LeNet5()
+    expected = str(convnp.summary(model, (1, 28, 28)))
+    assert str(convnp.summary(model.to("cuda"), (1, 28, 28))) == expected

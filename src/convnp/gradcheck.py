@@ -35,7 +35,7 @@ def numerical_gradients(fn, inputs, dy, eps=1e-6):
         if not (isinstance(x, Tensor) and x.requires_grad):
             grads.append(None)
             continue
-        grad = np.zeros_like(x.data, dtype=np.float64)
+        grad = np.zeros(x.shape, dtype=np.float64)  # on the host, whatever the device of x
         flat = x.data.reshape(-1)  # a view: writes go into x.data (x is made contiguous first)
         for i in range(flat.size):
             original = flat[i]
