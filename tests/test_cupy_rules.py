@@ -23,7 +23,6 @@ from convnp.models import LeNet5
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 import fake_cupy  # noqa: E402
 
-
 REAL_CUPY = os.environ.get("CONVNP_REAL_CUPY") == "1"
 
 
@@ -113,7 +112,8 @@ CASES = {
     "linear relu": (lambda x, w, b: F.relu(F.linear(x, w, b)), [(5, 7), (3, 7), (3,)]),
     "tanh sigmoid": (lambda x: F.tanh(x) * F.sigmoid(x), [(4, 5)]),
     "log_softmax": (lambda x: F.log_softmax(x, dim=1), [(4, 5)]),
-    "batch_norm training": (lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True), [(4, 3, 5, 5), (3,), (3,)]),
+    "batch_norm training": (lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True),
+                            [(4, 3, 5, 5), (3,), (3,)]),
     "flatten mean": (lambda x: x.reshape(2, -1).mean(), [(2, 3, 4)]),
 }
 
@@ -215,8 +215,8 @@ def test_fit_and_evaluate_move_the_batches_to_the_model(cupy):
     convnp.manual_seed(0)
     host_model = LeNet5()
     device_model = copy.deepcopy(host_model).to("cuda")
-    histories = [fit(model, DataLoader((x, y), 8, shuffle=True, seed=1), optimizer=optim.SGD(model.parameters(), lr=0.05),
-                     epochs=1, progress=False, log=None) for model in (host_model, device_model)]
+    histories = [fit(model, DataLoader((x, y), 8, shuffle=True, seed=1), epochs=1, progress=False, log=None,
+                     optimizer=optim.SGD(model.parameters(), lr=0.05)) for model in (host_model, device_model)]
     np.testing.assert_allclose(histories[1]["train_loss"], histories[0]["train_loss"], rtol=1e-5)
     for p, q in zip(device_model.parameters(), host_model.parameters()):
         np.testing.assert_allclose(host(p.data), q.data, rtol=1e-4, atol=1e-6)

@@ -24,8 +24,9 @@ What else is per rank
 ---------------------
 - Batch norm computes its batch statistics over the rank's own shard (per-rank statistics, like PyTorch
   DDP without SyncBatchNorm); its running averages drift apart during an epoch, and at the epoch's end
-  rank 0's are broadcast to all (validation and checkpoints use rank 0's).  With batch norm, ``mpiexec -n 4`` at batch 128 is therefore not the same computation as one
-  process at batch 128 (it is one at batch 32 per statistic).  Models without batch norm are.
+  rank 0's are broadcast to all (validation and checkpoints use rank 0's).  With batch norm,
+  ``mpiexec -n 4`` at batch 128 is therefore not the same computation as one process at batch 128 (its
+  statistics are those of 32 images).  Models without batch norm compute the same.
 - Dropout masks come from convnp's global generator, which a run of more than one rank reseeds at every
   epoch with ``(seed, rank, epoch)``: the streams differ between ranks and a resumed run repeats them.
 - Validation runs in full on every rank (same weights, same result) so that every rank takes the same
