@@ -1,8 +1,19 @@
-"""Array backend and random numbers.
+"""Array backend, devices and random numbers.
 
 Every op asks ``get_array_module(*arrays)`` for the array library of its inputs, so one code path
 serves NumPy and (when given CuPy arrays) CuPy, the way Chainer does it.  convnp computes in float32
 by default, like PyTorch; float64 works everywhere and is what gradient checks use.
+
+Devices: ``model.to("cuda")`` / ``tensor.to("cuda")`` move arrays to the GPU with CuPy (the ``cuda``
+extra) when ``cuda.is_available()``; everything that leaves the engine goes through ``to_numpy``.
+Host and device arrays never mix silently: an op given both raises a RuntimeError naming the two devices
+(``check_same_device``), as PyTorch does, and the caller moves its data (``labels.to(device)``).
+
+The work policy per backend: on NumPy, convolution and pooling cut their work into chunks, cache-sized
+GEMM tiles and convnp's threads (``convnp.parallel``); on CuPy none of that: no convnp threads, one
+im2col and one GEMM per convolution (per group), pooling in one piece, dropout masks from
+``cupy.random``.  tests/test_cupy_rules.py runs the engine on a stand-in that applies CuPy's rules on
+the CPU; it has not been measured on a real GPU yet.
 """
 import ctypes
 import os
@@ -27,9 +38,12 @@ def get_array_module(*arrays):
 
 
 def manual_seed(seed):
-    """Seed convnp's random number generator (initialisation, dropout, shuffling defaults)."""
+    """Seed convnp's random number generator (initialisation, dropout, shuffling defaults), and
+    ``cupy.random`` (dropout on the GPU) when CuPy is loaded."""
     global _rng
     _rng = np.random.default_rng(seed)
+    if "cupy" in sys.modules:
+        sys.modules["cupy"].random.seed(np.random.default_rng(seed).integers(2**32))
     return _rng
 
 
@@ -105,13 +119,61 @@ CPU = device("cpu")
 
 
 def resolve_device(where):
-    """``where`` (a device, 'cpu', 'cuda:0', ...) as a device convnp can compute on, else RuntimeError."""
+    """``where`` (a device, 'cpu', 'cuda:0', ...) as a device convnp can compute on, else RuntimeError.
+    'cuda' needs CuPy (the ``cuda`` extra) and a GPU."""
     where = where if isinstance(where, device) else device(where)
+    if where.type == "cuda" and cuda.is_available():
+        return where
     if where.type != "cpu":
-        raise RuntimeError(f"device {str(where)!r}: convnp has no GPU backend yet (it computes with NumPy "
-                           f"on the CPU); use device('cpu'), or pick it with "
+        raise RuntimeError(f"device {str(where)!r}: convnp has no GPU backend here (it computes on 'cuda' with "
+                           f"CuPy, which is not installed or sees no GPU: pip install 'convnp[cuda]'); use "
+                           f"device('cpu'), or pick it with "
                            f"convnp.device('cuda' if convnp.cuda.is_available() else 'cpu')")
     return where
+
+
+def _cupy():
+    """The cupy module, or None when it cannot be imported."""
+    try:
+        import cupy
+    except ImportError:
+        return None
+    return cupy
+
+
+def is_device_array(array):
+    """True for a CuPy (GPU) array."""
+    return type(array) is not np.ndarray and type(array).__module__.startswith("cupy")
+
+
+def device_of(array):
+    """The device an array lives on: the CPU for NumPy arrays, 'cuda' for CuPy's."""
+    return device("cuda") if is_device_array(array) else CPU
+
+
+def to_numpy(array):
+    """``array`` on the host: a NumPy array as it is, a CuPy array copied from the GPU.  Everything that
+    leaves the engine (state_dict, checkpoints, summaries, repr, the explorer's JSON) goes through it."""
+    if type(array) is np.ndarray:
+        return array
+    if is_device_array(array):
+        return array.get()
+    return np.asarray(array)
+
+
+def to_device(array, where):
+    """``array`` on device ``where`` (a device from resolve_device): NumPy for the CPU, CuPy for 'cuda'.
+    Returns ``array`` itself when it is there already."""
+    if where.type == "cpu":
+        return to_numpy(array)
+    return _cupy().asarray(array)
+
+
+def check_same_device(where, *arrays):
+    """RuntimeError naming both devices when the arrays are not all on one (no silent copies)."""
+    devices = {str(device_of(array)) for array in arrays if array is not None}
+    if len(devices) > 1:
+        raise RuntimeError(f"{where}: expected all arrays on the same device, found {' and '.join(sorted(devices))}")
 
 
 def is_device(value):
@@ -122,19 +184,28 @@ def is_device(value):
 
 
 class cuda:  # noqa: N801 - torch's spelling: convnp.cuda.is_available()
-    """``convnp.cuda.is_available()`` is False: convnp has no GPU backend yet."""
+    """``convnp.cuda.is_available()``: True when CuPy imports and sees a GPU (convnp then computes there
+    with CuPy as its array module)."""
 
     @staticmethod
     def is_available():
-        return False
+        return cuda.device_count() > 0
 
     @staticmethod
     def device_count():
-        return 0
+        cupy = _cupy()
+        if cupy is None:
+            return 0
+        try:
+            return int(cupy.cuda.runtime.getDeviceCount())
+        except Exception:  # noqa: BLE001 - CuPy without a driver or a GPU raises its own error types
+            return 0
 
     @staticmethod
     def manual_seed(seed):
-        return None
+        cupy = _cupy()
+        if cupy is not None:
+            cupy.random.seed(seed)
 
     manual_seed_all = manual_seed
 

@@ -20,11 +20,13 @@ Since the command owns its process, ``main`` makes two process-wide settings tha
 does not: ``keep_freed_memory_for_reuse()`` and ``set_num_threads`` (convnp's threads and BLAS together).
 """
 import argparse
+import contextlib
 import os
 import sys
 import traceback
 from pathlib import Path
 
+from . import distributed
 from .backend import keep_freed_memory_for_reuse
 from .bench import add_bench_parser
 from .errors import UserError, checked, fraction, non_negative_float, positive_float, positive_int
@@ -102,6 +104,9 @@ def build_parser():
                    help="show a progress bar (default: when stderr is a terminal; else one line per epoch)")
     p.add_argument("--explore", nargs="?", type=int, const=8765, metavar="PORT",
                    help="serve the explorer page with a live view of the training (default port 8765)")
+    p.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="data-parallel training on N MPI ranks: starts mpiexec itself (convnp[distributed]); "
+                        "under mpiexec/mpirun/srun the ranks are found without it (convnp.distributed)")
     p.set_defaults(func=train_command)
 
     # evaluate
@@ -149,6 +154,7 @@ def main(argv=None):
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    args.arguments = list(sys.argv[1:] if argv is None else argv)  # what `train --workers` hands to mpiexec
     where = f"convnp {args.command}"
     debug = bool(os.environ.get("CONVNP_DEBUG"))
     # The command owns its process, so it makes the process-wide settings a library must not make at
@@ -250,6 +256,25 @@ def _resumed_recipe(args, info):
 
 
 def train_command(args):
+    if args.workers is not None and args.workers > 1 and not distributed.launched_by_mpi():
+        return distributed.launch(args.workers, getattr(args, "arguments", sys.argv[1:]))  # each rank runs it again
+    world = distributed.init() if distributed.launched_by_mpi() else None
+    if world is None or world.size == 1 and world.is_writer:
+        return _train(args, world)
+    set_num_threads(distributed.threads_per_rank(world, available_threads()))
+    try:
+        if world.is_writer:
+            return _train(args, world)
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # rank 0 alone reports
+            return _train(args, world)
+    except BaseException as error:  # the other ranks would wait for this one in the next Allreduce
+        print(f"convnp train (rank {world.rank} of {world.size}): {_one_line(error)}; stopping every rank",
+              file=sys.stderr, flush=True)
+        world.abort(1)
+        raise
+
+
+def _train(args, world):
     import numpy as np
 
     from . import checkpoint
@@ -272,7 +297,7 @@ def train_command(args):
     if info is not None:
         print(f"resuming from {info.path} after epoch {info.epoch}", flush=True)
     callbacks, server = [], None
-    if args.explore is not None:  # the explorer's live view (convnp.explorer)
+    if args.explore is not None and (world is None or world.is_writer):  # the live view (convnp.explorer)
         from .explorer.live import start_live_view
 
         monitor, server = start_live_view(out, port=args.explore, log=lambda line: print(line, flush=True))
@@ -281,7 +306,7 @@ def train_command(args):
         # Overflow on the way to a NaN is reported by the NaN guard, in one line, not as NumPy warnings.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             result = run(recipe, out=out, resume=info, progress=args.progress,
-                         log=lambda line: print(line, flush=True), callbacks=callbacks)
+                         log=lambda line: print(line, flush=True), callbacks=callbacks, world=world)
     except FileNotFoundError as error:
         raise UserError(_dataset_problem(recipe.dataset, error)) from None
     finally:
@@ -289,6 +314,8 @@ def train_command(args):
             server.shutdown()
             server.server_close()
     history = result.history
+    if world is not None and not world.is_writer:
+        return 1 if history["diverged"] else 0
     if history["diverged"]:
         kept = f"; the last good checkpoint is {result.files['last']}" if result.files["last"].exists() else ""
         print(f"convnp train: training diverged (see above){kept}", file=sys.stderr)

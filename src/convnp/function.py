@@ -9,6 +9,7 @@ wanted, wraps the result in a Tensor that remembers the op so ``Tensor.backward`
 all (all False under ``no_grad()``), so an op skips work nobody will use: the first conv layer never
 computes the gradient of the image, and evaluation saves nothing for a backward pass.
 """
+from .backend import check_same_device
 from .tensor import Tensor, is_grad_enabled
 
 # Tracing (convnp.interop.trace): while set, ``trace_hook(cls, inputs, attrs, output)`` is called after
@@ -47,7 +48,11 @@ class Function:
             fn.needs_input_grad = tuple(t is not None and t.requires_grad for t in tensors)
         else:  # under no_grad nothing needs a gradient (apply runs for every op of every forward: keep it cheap)
             fn.needs_input_grad = (False,) * len(tensors)
-        y = fn.forward(*[None if t is None else t.data for t in tensors], **attrs)
+        try:
+            y = fn.forward(*[None if t is None else t.data for t in tensors], **attrs)
+        except TypeError:  # CuPy refuses host arrays: say which devices were mixed (free unless it fails)
+            check_same_device(cls.__name__, *[None if t is None else t.data for t in tensors])
+            raise
         out = Tensor(y)
         if any(fn.needs_input_grad):
             out.requires_grad = True

@@ -5,7 +5,7 @@ expected) and then applies one op from ``convnp.ops``.  Layers in ``convnp.nn`` 
 """
 import numpy as np
 
-from .backend import default_rng
+from .backend import check_same_device, default_rng
 from .ops import activation, conv, dropout as dropout_ops, linear as linear_ops, loss, norm, pool, reduce, shape
 from .ops.windows import check_pool_args, check_window_args, check_window_input, pair
 from .tensor import Tensor
@@ -287,6 +287,7 @@ def cross_entropy(logits: TensorLike, target: TensorLike, reduction: str = "mean
     if weight is not None or ignore_index != -100 or logits.ndim != 2 or _is_probability_target(target, logits):
         return _cross_entropy_general(logits, target, weight, ignore_index, reduction, label_smoothing)
     target = check_class_targets(logits.shape, target)
+    check_same_device("cross_entropy", logits.data, target)  # like PyTorch: move the labels yourself
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if not 0.0 <= label_smoothing <= 1.0:

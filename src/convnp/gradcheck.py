@@ -13,6 +13,7 @@ For big inputs, ``directions=k`` checks k random directions v instead of every e
 """
 import numpy as np
 
+from .backend import device_of, get_array_module, to_device, to_numpy
 from .tensor import Tensor, no_grad
 
 
@@ -24,7 +25,7 @@ def rel_error(a, b):
 
 def _weighted_output(fn, inputs, dy):
     with no_grad():
-        return float(np.sum(np.asarray(fn(*inputs).data, dtype=np.float64) * dy))
+        return float(np.sum(np.asarray(to_numpy(fn(*inputs).data), dtype=np.float64) * dy))
 
 
 def numerical_gradients(fn, inputs, dy, eps=1e-6):
@@ -34,7 +35,7 @@ def numerical_gradients(fn, inputs, dy, eps=1e-6):
         if not (isinstance(x, Tensor) and x.requires_grad):
             grads.append(None)
             continue
-        grad = np.zeros_like(x.data, dtype=np.float64)
+        grad = np.zeros(x.shape, dtype=np.float64)  # on the host, whatever the device of x
         flat = x.data.reshape(-1)  # a view: writes go into x.data (x is made contiguous first)
         for i in range(flat.size):
             original = flat[i]
@@ -54,19 +55,20 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4, directions=None, seed=
     fn: callable taking the ``inputs`` (Tensors; those with requires_grad=True are checked) and
     returning a Tensor.  Inputs should be float64.  ``directions=k`` checks k random directions instead
     of every element (for large inputs).  Passes when |analytic - numeric| <= atol + rtol |numeric|.
+    Inputs on the GPU stay there: dy and the directions are moved to them, the results back.
     """
     rng = np.random.default_rng(seed)
     for x in inputs:
         if isinstance(x, Tensor) and x.requires_grad:
             if x.dtype != np.float64:
                 raise TypeError(f"gradcheck needs float64 inputs, got {x.dtype}")
-            x.data = np.ascontiguousarray(x.data)
+            x.data = get_array_module(x.data).ascontiguousarray(x.data)
             x.grad = None
     y = fn(*inputs)
     dy = rng.standard_normal(y.shape)
-    y.backward(dy)
+    y.backward(to_device(dy, device_of(y.data)))
     checked = [x for x in inputs if isinstance(x, Tensor) and x.requires_grad]
-    analytic = [np.zeros(x.shape) if x.grad is None else x.grad for x in checked]
+    analytic = [np.zeros(x.shape) if x.grad is None else to_numpy(x.grad) for x in checked]
 
     if directions is None:
         numeric = [g for g in numerical_gradients(fn, inputs, dy, eps) if g is not None]
@@ -82,10 +84,10 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4, directions=None, seed=
         vs = [rng.standard_normal(x.shape) for x in checked]
         originals = [x.data for x in checked]
         for x, v, o in zip(checked, vs, originals):
-            x.data = o + eps * v
+            x.data = o + to_device(eps * v, device_of(o))
         plus = _weighted_output(fn, inputs, dy)
         for x, v, o in zip(checked, vs, originals):
-            x.data = o - eps * v
+            x.data = o - to_device(eps * v, device_of(o))
         minus = _weighted_output(fn, inputs, dy)
         for x, o in zip(checked, originals):
             x.data = o

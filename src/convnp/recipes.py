@@ -339,7 +339,7 @@ class RunResult:
     val_loader: object
 
 
-def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=()):
+def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=(), world=None):
     """Train by ``recipe``; with ``out``, write last.npz, best.npz, history.json and training_curves.png.
 
     ``resume``: a checkpoint (path or loaded) from an earlier run of the same recipe; training continues
@@ -348,15 +348,23 @@ def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=()):
 
     ``out`` is locked for the run (``convnp.files.RunLock``: a second run into the same folder is refused,
     naming the first one's pid), and temporary files a killed write left there are removed first.
+
+    ``world``: a ``convnp.distributed.World`` for data-parallel training over MPI: every rank calls
+    ``run`` with the same recipe; the weights start as rank 0's, each rank trains on its shard of every
+    batch of ``recipe.batch_size`` images, and only rank 0 locks ``out``, logs and writes files.
     """
     check_recipe(recipe)
-    if out is not None:  # one run per folder at a time; the lock is released when this run ends
+    writer = world is None or world.is_writer
+    if out is not None and writer:  # one run per folder at a time; the lock is released when this run ends
         with RunLock(out):
-            return _run_locked(recipe, out, resume, log, progress, callbacks)
-    return _run_locked(recipe, out, resume, log, progress, callbacks)
+            return _run_locked(recipe, out, resume, log, progress, callbacks, world)
+    return _run_locked(recipe, out, resume, log, progress, callbacks, world)
 
 
-def _run_locked(recipe, out, resume, log, progress, callbacks):
+def _run_locked(recipe, out, resume, log, progress, callbacks, world=None):
+    writer = world is None or world.is_writer
+    if not writer:
+        log, progress, out = None, False, None
     if out is not None:
         stale = remove_stale_temporaries(out)
         if stale and log is not None:
@@ -371,9 +379,13 @@ def _run_locked(recipe, out, resume, log, progress, callbacks):
     preprocessing = preprocessing_for(recipe.dataset, train_set)
     model = build_model(recipe, preprocessing)
     check_model_fits(model, recipe, preprocessing)
+    if world is not None:
+        world.broadcast_model(model)
     optimizer = build_optimizer(recipe, model)
     train_loader = DataLoader(train_set, recipe.batch_size, shuffle=True, seed=recipe.seed,
                               transform=train_transform(preprocessing, recipe.augment))
+    if world is not None:  # every rank draws the same global batches and takes its shard of each
+        train_loader = world.shard(train_loader)
     val_loader = DataLoader(val_set, 1000, transform=normalizer(preprocessing))
     scheduler, interval = build_scheduler(recipe, optimizer, len(train_loader))
     if log is not None:
@@ -382,12 +394,22 @@ def _run_locked(recipe, out, resume, log, progress, callbacks):
         log(f"{type(model).__name__}: {model.num_parameters():,} parameters; {recipe.dataset}: {len(train_set):,} "
             f"training and {len(val_set):,} validation ({held_out}) images, {channels}x{height}x{width}, "
             f"{len(preprocessing['classes'])} classes")
+        if world is not None and world.size > 1:
+            log(f"data parallel over {world.size} MPI ranks: each takes its share of every batch of "
+                f"{recipe.batch_size} images (about {recipe.batch_size // world.size} per rank)")
     start_epoch, history = 0, None
     if info is not None:
         checkpoint.restore(info, model, optimizer, scheduler, loader=train_loader)
         start_epoch, history = info.epoch, info.history
 
-    callbacks = [NaNGuard(), *callbacks]
+    leading = []
+    if world is not None:  # the gradient allreduce first: the NaN guard then sees the global loss
+        from .distributed import RankDropoutSeed
+
+        leading.append(world.gradient_allreduce(model, train_loader))
+        if world.size > 1:
+            leading.append(RankDropoutSeed(world, recipe.seed))
+    callbacks = [*leading, NaNGuard(), *callbacks]
     files = {}
     if out is not None:
         out = Path(out)

@@ -214,9 +214,11 @@ class Tensor:
         return Cast.apply(self, dtype=dtype)
 
     def __repr__(self):
+        from .backend import is_device_array, to_numpy
         grad = ", requires_grad=True" if self.requires_grad else ""
-        body = np.array2string(np.asarray(self.data), prefix="Tensor(")
-        return f"Tensor({body}, dtype={self.dtype}{grad})"
+        body = np.array2string(to_numpy(self.data), prefix="Tensor(")
+        where = ", device='cuda'" if is_device_array(self.data) else ""
+        return f"Tensor({body}{where}, dtype={self.dtype}{grad})"
 
     # --- autograd ----------------------------------------------------------------------------
     def backward(self, gradient: ArrayLike | Tensor | None = None, retain_graph: Flag = False) -> None:
@@ -293,7 +295,8 @@ class Tensor:
             if isinstance(other, (bool, int, float, np.number, np.bool_)):
                 dtype = _scalar_result_dtype(self.data.dtype, other)
                 a = self if dtype == self.data.dtype else self.astype(dtype)
-                b = Tensor(np.asarray(other, dtype=dtype))
+                xp = np if type(self.data) is np.ndarray else get_array_module(self.data)  # a GPU scalar on the GPU
+                b = Tensor(xp.asarray(other, dtype=dtype))
                 return op.apply(b, a) if reverse else op.apply(a, b)
             other = Tensor(other)
         a, b = self, other
@@ -791,12 +794,13 @@ class Tensor:
     # --- dtypes and devices -----------------------------------------------------------------------------
     @property
     def device(self):
-        from .backend import CPU
-        return CPU
+        from .backend import device_of
+        return device_of(self.data)
 
     @property
     def is_cuda(self):
-        return False
+        from .backend import is_device_array
+        return is_device_array(self.data)
 
     @property
     def is_leaf(self):
@@ -836,8 +840,8 @@ class Tensor:
     def to(self, *args, dtype: DTypeLike | None = None, device=None, copy: Flag = False,
            non_blocking: Flag = False) -> Tensor:
         """``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(other)`` (its dtype), like PyTorch.
-        Returns this tensor itself when nothing changes.  Devices other than the CPU raise (see
-        ``convnp.device``)."""
+        Returns this tensor itself when nothing changes.  A move to another device ('cuda' needs CuPy
+        and a GPU, see ``convnp.device``) gives a new leaf tensor (same requires_grad) holding a copy."""
         from .backend import is_device
         for arg in args:
             if isinstance(arg, Tensor):
@@ -846,17 +850,21 @@ class Tensor:
                 device = arg
             else:
                 dtype = arg
+        moved = self
         if device is not None:
-            resolve_device(device)
-        if dtype is not None and np.dtype(dtype) != self.data.dtype:
-            return self.astype(dtype)
-        return self.clone() if copy else self
+            from .backend import device_of, to_device
+            target = resolve_device(device)
+            if target.type != device_of(self.data).type:
+                moved = Tensor(to_device(self.data, target), requires_grad=self.requires_grad)
+        if dtype is not None and np.dtype(dtype) != moved.data.dtype:
+            return moved.astype(dtype)
+        return moved.clone() if copy and moved is self else moved
 
     def cpu(self) -> Tensor:
-        return self
+        return self.to("cpu")
 
     def cuda(self, device=None) -> Tensor:
-        resolve_device("cuda" if device is None else device)
+        return self.to("cuda" if device is None else device)
 
     def tolist(self) -> list | Number:
         return self.data.tolist()

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from . import functional as F
+from .backend import device_of, to_device, to_numpy
 from .metrics import confusion_matrix
 from .nn import eval_mode
 from .tensor import Tensor, no_grad
@@ -87,6 +88,11 @@ class Callback:
 
     def on_train_end(self, state):
         pass
+
+    def reduce_epoch_totals(self, total_loss, correct, count):
+        """The epoch's (loss sum, correct, images) -> the ones to report (a distributed run sums them
+        over its ranks: convnp.distributed.GradientAllreduce)."""
+        return total_loss, correct, count
 
 
 # --- callbacks ---------------------------------------------------------------------------------------------
@@ -226,21 +232,23 @@ def evaluate(model, data, loss=None, num_classes=None, batch_size=1000, finite=T
     loader = _as_loader(data, batch_size, shuffle=False)
     total_loss, count = 0.0, 0
     confusion = None
+    where = model_device(model)
     with eval_mode(model), no_grad(), np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         for images, labels in loader:  # non-finite outputs are checked just below
             labels = np.asarray(labels)
-            logits = model(Tensor(images))
-            if finite and not np.isfinite(logits.data).all():
+            logits = model(Tensor(to_device(images, where)))
+            if finite and not np.isfinite(to_numpy(logits.data)).all():
                 raise ValueError(f"evaluate: the model's outputs are not finite (NaN or inf) after "
                                  f"{count + len(labels):,} images: its weights or its normalisation (std) "
                                  f"are broken")
+            device_labels = to_device(labels, where)
             if loss is None:
-                total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
+                total_loss += F.cross_entropy(logits, device_labels, reduction="sum").item()
             else:
-                total_loss += loss(logits, labels).item() * len(labels)
+                total_loss += loss(logits, device_labels).item() * len(labels)
             count += len(labels)
             k = num_classes or logits.shape[1]
-            batch_confusion = confusion_matrix(labels, logits.data.argmax(axis=1), k)
+            batch_confusion = confusion_matrix(labels, to_numpy(logits.data.argmax(axis=1)), k)
             confusion = batch_confusion if confusion is None else confusion + batch_confusion
     if count == 0:
         raise ValueError("evaluate: the data yielded no batches")
@@ -252,6 +260,13 @@ def evaluate(model, data, loss=None, num_classes=None, batch_size=1000, finite=T
 
 
 # --- training -------------------------------------------------------------------------------------------------
+def model_device(model):
+    """The device of the model's first parameter (the CPU for a model without parameters)."""
+    for p in model.parameters():
+        return device_of(p.data)
+    return device_of(None)
+
+
 def _as_loader(data, batch_size, shuffle):
     if hasattr(data, "x") and hasattr(data, "y") and not hasattr(data, "batch_size"):
         from .data import DataLoader
@@ -291,12 +306,13 @@ def train_epoch(model, loader, optimizer, loss, state=None, callbacks=(), schedu
     """
     model.train()
     total_loss, correct, count = 0.0, 0, 0
+    where = model_device(model)
     start = time.perf_counter()
     for step, (images, labels) in enumerate(loader):
         labels = np.asarray(labels)
         optimizer.zero_grad()
-        logits = model(Tensor(images))
-        batch_loss = loss(logits, labels)
+        logits = model(Tensor(to_device(images, where)))  # the batch goes where the model is
+        batch_loss = loss(logits, to_device(labels, where))
         value = batch_loss.item()
         batch_loss.backward()
         if state is not None:
@@ -307,7 +323,7 @@ def train_epoch(model, loader, optimizer, loss, state=None, callbacks=(), schedu
         if scheduler_step is not None:
             scheduler_step()
         total_loss += value * len(labels)
-        correct += int((logits.data.argmax(axis=1) == labels).sum())
+        correct += int((to_numpy(logits.data.argmax(axis=1)) == labels).sum())
         count += len(labels)
         for callback in callbacks:
             callback.on_batch_end(state)
@@ -316,6 +332,9 @@ def train_epoch(model, loader, optimizer, loss, state=None, callbacks=(), schedu
             tqdm_bar.update(len(labels) if counts_images else 1)
             if step % 10 == 0:
                 tqdm_bar.set_postfix_str(f"loss {total_loss / count:.4f} acc {correct / count:.4f}", refresh=False)
+    for callback in callbacks:  # duck-typed callbacks may lack the hook
+        if hasattr(callback, "reduce_epoch_totals"):
+            total_loss, correct, count = callback.reduce_epoch_totals(total_loss, correct, count)
     if count == 0:
         raise ValueError("fit: the training data yielded no batches (an empty dataset, or drop_last with "
                          "fewer images than one batch)")

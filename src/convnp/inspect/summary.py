@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import nn
+from ..backend import CPU, device_of, to_device
 from ..nn import eval_mode
 from ..nn.module import Parameter
 from ..tensor import Tensor, no_grad
@@ -419,7 +420,8 @@ def summary(model, input_size, batch_size=None):
         (``batch_size``, default 1) is prepended; or a full (N, C, H, W) shape, as torchinfo takes it.
     """
     shape = _input_shape(input_size, batch_size)
-    x = Tensor(np.zeros(shape, dtype=_model_dtype(model)))
+    where = next((device_of(p.data) for p in model.parameters()), CPU)  # a model on the GPU is traced there
+    x = Tensor(to_device(np.zeros(shape, dtype=_model_dtype(model)), where))
     try:
         with eval_mode(model), no_grad():
             _, calls = trace(model, x)

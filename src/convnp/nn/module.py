@@ -11,6 +11,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from ..backend import device_of, to_device, to_numpy
 from ..tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -127,17 +128,18 @@ class Module:
 
     # --- state ------------------------------------------------------------------------------------
     def state_dict(self):
-        """{dotted name: array copy} of every parameter and buffer, with PyTorch's keys and layouts."""
+        """{dotted name: NumPy array copy} of every parameter and buffer, with PyTorch's keys and layouts
+        (host arrays from either device: a model on the GPU is copied back)."""
         state = {}
         for module_name, module in self.named_modules():
             prefix = f"{module_name}." if module_name else ""
             for name, value in vars(module).items():
                 if isinstance(value, Parameter):
-                    state[prefix + name] = value.data.copy()
+                    state[prefix + name] = np.array(to_numpy(value.data), copy=True)
             for name in module._persistent_buffer_names():
                 value = getattr(module, name)
                 if value is not None:
-                    state[prefix + name] = np.array(value, copy=True)
+                    state[prefix + name] = np.array(to_numpy(value), copy=True)
         return state
 
     def _persistent_buffer_names(self):
@@ -185,9 +187,9 @@ class Module:
             module, name = targets[key]
             current = getattr(module, name)
             if isinstance(current, Parameter):
-                current.data = value
+                current.data = to_device(value, device_of(current.data))  # onto the device it is on
             else:  # a buffer: written in place, so ops holding it see the new values
-                current[...] = value
+                current[...] = to_device(value, device_of(current))
         return IncompatibleKeys(missing, unexpected)
 
     def _state_targets(self):
@@ -254,8 +256,9 @@ class Module:
         return module
 
     def to(self, *args, dtype=None, device=None, non_blocking=False):
-        """``to(device)``, ``to(dtype)``, ``to(device, dtype)``: floating-point parameters and buffers
-        are cast in place; the CPU is the only device (others raise, see ``convnp.device``)."""
+        """``to(device)``, ``to(dtype)``, ``to(device, dtype)``: parameters (with their gradients) and
+        buffers are moved, floating-point ones cast, in place; 'cuda' needs CuPy and a GPU (see
+        ``convnp.device``)."""
         from ..backend import is_device, resolve_device
         for arg in args:
             if isinstance(arg, Tensor):
@@ -265,19 +268,29 @@ class Module:
             else:
                 dtype = arg
         if device is not None:
-            resolve_device(device)
+            self._move_to(resolve_device(device))
         if dtype is not None:
             if np.dtype(dtype).kind != "f":
                 raise TypeError(f"Module.to only accepts floating point dtypes, got {np.dtype(dtype)}")
             self.astype(dtype)
         return self
 
+    def _move_to(self, where):
+        for p in self.parameters():
+            p.data = to_device(p.data, where)
+            if p.grad is not None:
+                p.grad = to_device(p.grad, where)
+        for module in self.modules():
+            for name in module._buffer_names:
+                value = getattr(module, name)
+                if value is not None:
+                    setattr(module, name, to_device(value, where))
+
     def cpu(self):
-        return self
+        return self.to("cpu")
 
     def cuda(self, device=None):
-        from ..backend import resolve_device
-        resolve_device("cuda" if device is None else device)
+        return self.to("cuda" if device is None else device)
 
     def float(self):
         return self.astype(np.float32)

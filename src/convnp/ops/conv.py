@@ -28,7 +28,7 @@ operand order OpenBLAS runs faster.
 """
 from typing import NamedTuple
 
-from ..backend import get_array_module
+from ..backend import get_array_module, is_device_array
 from ..function import Function
 from ..parallel import parallel_map, pieces_for, split
 from .windows import empty_in_order, memory_order, output_size, pad2d, window_slice, windows
@@ -66,6 +66,9 @@ def conv_geometry(x, w_shape, stride, padding, dilation, groups):
     rows_per_chunk = max(1, CHUNK_NUMBERS // (per_pixel * w_out))
     rows_per_chunk = min(rows_per_chunk, -(-h_out // pieces_for(per_pixel * w_out * h_out, h_out)))
     chunks = [(r, min(r + rows_per_chunk, h_out)) for r in range(0, h_out, rows_per_chunk)]
+    if is_device_array(x):  # the GPU's work policy: all rows at once, whole-row tiles, no convnp threads
+        return ConvGeometry(x.shape, x.dtype, memory_order(x), (kh, kw), stride, padding, dilation, groups,
+                            (h_out, w_out), w_out, [(0, h_out)])
     return ConvGeometry(x.shape, x.dtype, memory_order(x), (kh, kw), stride, padding, dilation, groups,
                         (h_out, w_out), choose_tile_width(w_out, per_pixel, n), chunks)
 
@@ -98,6 +101,12 @@ class Conv2d(Function):
         b_col = None if b is None else b.reshape(groups, f // groups, 1)
         y_mat = xp.empty((groups, f // groups, h_out * w_out * n), dtype=xp.result_type(x, w))
         view = self.window_view(x_pad)
+        if is_device_array(x):  # on the GPU: one im2col copy and one GEMM (per group) into y_mat
+            xp.matmul(w_mat, view.reshape(groups, c_group * kh * kw, h_out * w_out * n), out=y_mat)
+            if b_col is not None:
+                y_mat += b_col
+            self.save_for_backward(x_pad if self.needs_input_grad[1] else None, w_mat)
+            return y_mat.reshape(f, h_out, w_out, n).transpose(3, 0, 1, 2)
 
         def forward_chunk(rows):  # chunks write disjoint rows of y_mat, so they run on parallel threads
             y_tiles = self.tiles(y_mat, rows, geo.tile_width)
@@ -169,7 +178,8 @@ class Conv2d(Function):
         parts = c if g == 1 else g
         first, stop = geo.chunks[0]
         slab = c * (stop - first) * geo.out_size[1] * n
-        return [(input_gradient, part) for part in split(parts, pieces_for(slab, parts, SLAB_NUMBERS))]
+        pieces = 1 if is_device_array(dx_pad) else pieces_for(slab, parts, SLAB_NUMBERS)  # GPU: no threads
+        return [(input_gradient, part) for part in split(parts, pieces)]
 
     def weight_gradient_jobs(self, dy_mat, x_pad):
         """dW = sum over row chunks of cols @ dy_mat^T, as one job per chunk returning its partial sum

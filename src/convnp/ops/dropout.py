@@ -1,5 +1,15 @@
-"""Inverted dropout."""
+"""Inverted dropout.  On the GPU the masks come from ``cupy.random`` (seeded by ``convnp.manual_seed``),
+never from a NumPy generator, whose masks would live on the host."""
+import numpy as np
+
+from ..backend import get_array_module
 from ..function import Function
+
+
+def _uniform(rng, x, shape):
+    """Uniform [0, 1) numbers of ``shape`` on x's device: from ``rng`` (NumPy) or ``cupy.random``."""
+    xp = get_array_module(x)
+    return rng.random(shape) if xp is np else xp.random.random(shape)
 
 
 class Dropout(Function):
@@ -8,7 +18,7 @@ class Dropout(Function):
     rescaling.  dx = dy * mask / (1 - p).  ``rng`` is a numpy.random.Generator."""
 
     def forward(self, x, p, rng):
-        keep = rng.random(x.shape) >= p
+        keep = _uniform(rng, x, x.shape) >= p
         scale = keep * x.dtype.type(1.0 / (1.0 - p))  # mask and scale in one array of x's dtype
         self.save_for_backward(scale)
         return x * scale
@@ -23,7 +33,7 @@ class ChannelDropout(Function):
     rest scaled by 1 / (1 - p) (``dropout2d``);  dx = dy * mask / (1 - p)"""
 
     def forward(self, x, p, rng):
-        keep = rng.random(x.shape[:2] + (1,) * (x.ndim - 2)) >= p
+        keep = _uniform(rng, x, x.shape[:2] + (1,) * (x.ndim - 2)) >= p
         scale = keep * x.dtype.type(1.0 / (1.0 - p))
         self.save_for_backward(scale)
         return x * scale

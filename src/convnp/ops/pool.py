@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import get_array_module, is_device_array
 from ..function import Function
 from ..parallel import parallel_map, pieces_for, split
 from .windows import empty_in_order, in_order, memory_order, output_size, pad2d, window_slice
@@ -80,7 +80,7 @@ class MaxPool2d(Function):
             first_max([row_max[:, :, window_slice(u, 1, sh, h_out)] for u in range(kh)], track,
                       y[part], row_winner[part] if track else None)
 
-        parallel_map(pool, split(c, pieces_for(x_pad.size, c, streaming=True)))
+        parallel_map(pool, split(c, 1 if is_device_array(x) else pieces_for(x_pad.size, c, streaming=True)))
         self.save_for_backward(row_winner, column_winner)
         if track:
             self.geometry = PoolGeometry(x.shape, x.dtype, memory_order(x), kernel_size, stride, padding)
@@ -102,7 +102,7 @@ class MaxPool2d(Function):
             undo_first_max(dy[part], row_winner[part], d_row_max, 2, kh, sh)
             undo_first_max(d_row_max, column_winner[part], dx_pad[part], 3, kw, sw)
 
-        parallel_map(route, split(c, pieces_for(dx_pad.size, c, streaming=True)))
+        parallel_map(route, split(c, 1 if is_device_array(dy) else pieces_for(dx_pad.size, c, streaming=True)))
         return dx_pad[:, :, ph:ph + h, pw:pw + w]
 
 
