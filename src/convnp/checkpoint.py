@@ -110,6 +110,13 @@ def save(path, model, optimizer=None, scheduler=None, epoch=0, *, loader=None, p
         args = model_config(model)
     except ValueError:
         args = None  # a model convnp.models does not know: its weights are saved, load_model cannot rebuild it
+    if args is not None and model_name(model) is None:  # a user's class: keep args only if the schema takes them
+        from .checkpoint_schema import SchemaError, check_model
+
+        try:
+            check_model({"name": None, "class": type(model).__name__, "args": args})
+        except SchemaError:
+            args = None  # rebuilt from the recipe's model_args instead (convnp.models.user_code)
     arrays = {}
     encode = _Encoder(arrays)
     if rng_state is None:

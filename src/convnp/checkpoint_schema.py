@@ -26,7 +26,7 @@ MAX_GROUPS = 10_000              # optimizer parameter groups
 MAX_NESTING = 6                  # lists/dicts inside one another in a plain value (scheduler state)
 
 PREPROCESSING_KEYS = ("dataset", "mean", "std", "input_size", "channels", "classes", "layout")
-LAYOUT_VALUES = {"box": None, "centre": (None, "mass", "box"), "invert": ("auto", "never")}
+LAYOUT_VALUES = {"box": None, "centre": (None, "mass", "box"), "invert": ("auto", "never"), "fit": (None, "crop")}
 TOP_LEVEL_KEYS = ("format", "format_version", "convnp_version", "model", "epoch", "optimizer", "scheduler",
                   "rng_state", "loader_rng_state", "preprocessing", "history", "extra")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -297,7 +297,7 @@ def check_preprocessing(prep):
         layout = _dict(prep["layout"], "preprocessing.layout", keys=tuple(LAYOUT_VALUES))
         if layout.get("box") is not None:
             check_int(layout["box"], "preprocessing.layout.box", 1, MAX_SIDE)
-        for key in ("centre", "invert"):
+        for key in ("centre", "invert", "fit"):
             if key in layout and layout[key] not in LAYOUT_VALUES[key]:
                 raise SchemaError(f"preprocessing.layout.{key}", f"must be one of {LAYOUT_VALUES[key]}, "
                                                                  f"got {str(layout[key])[:40]!r}")
