@@ -6,7 +6,7 @@ from convnp import nn
 
 
 class ShapeNet(nn.Module):
-    """x: (N, C, 16, 16) -> logits (N, num_classes): conv, ReLU, pool, conv, ReLU, global average pool, linear."""
+    """x: (N, C, 16, 16) -> logits (N, num_classes): conv, ReLU, pool, conv, ReLU, pool, linear."""
 
     def __init__(self, num_classes=3, in_channels=1, width=8):
         super().__init__()
@@ -14,18 +14,17 @@ class ShapeNet(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1)
         self.pool = nn.MaxPool2d(2)
         self.conv2 = nn.Conv2d(width, width, 3, padding=1)
-        self.gap = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(width, num_classes)
+        self.fc = nn.Linear(width * 4 * 4, num_classes)
 
     input_shape = (1, 16, 16)
 
     def forward(self, x):
         x = self.pool(self.conv1(x).relu())
-        x = self.gap(self.conv2(x).relu())
+        x = self.pool(self.conv2(x).relu())
         return self.fc(x.reshape((x.shape[0], -1)))
 '''
 
-CLASSES = ("circle", "square", "stripes")
+CLASSES = ("circle", "cross", "stripes")
 
 
 def shape(kind, size, rng):
@@ -34,8 +33,8 @@ def shape(kind, size, rng):
     cy, cx = 0.5 + rng.uniform(-0.08, 0.08, 2)
     if kind == "circle":
         mask = (ys - cy) ** 2 + (xs - cx) ** 2 < 0.09
-    elif kind == "square":
-        mask = (abs(ys - cy) < 0.27) & (abs(xs - cx) < 0.27)
+    elif kind == "cross":
+        mask = ((abs(ys - cy) < 0.1) & (abs(xs - cx) < 0.35)) | ((abs(xs - cx) < 0.1) & (abs(ys - cy) < 0.35))
     else:
         mask = (np.floor(xs * 6 + rng.integers(0, 2)) % 2) == 0
     return np.clip(mask * 0.85 + 0.1 + rng.normal(0, 0.03, mask.shape), 0, 1)
