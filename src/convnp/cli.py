@@ -290,11 +290,27 @@ def _recipe_from_args(args, user_class=None):
         raise UserError("--model-args are the arguments of a --model-code class")
     if user_class is not None:
         recipe.model, recipe.model_code, recipe.model_args = user_class.__name__, args.model_code, args.model_args or {}
+    start = _init_from_input(args)  # fine-tuning: the started-from model's input size and arguments by default
+    if user_class is not None and start and not args.model_args:
+        recipe.model_args = dict(start.get("model_args") or {})
     if dataset == "folder":
         recipe.data = str(Path(args.data).resolve())
-        recipe.image_size = args.image_size or _default_image_size(recipe, user_class)
-        recipe.channels = args.channels or _guess_channels(args.data)
+        recipe.image_size = args.image_size or start.get("image_size") or _default_image_size(recipe, user_class)
+        recipe.channels = args.channels or start.get("channels") or _guess_channels(args.data)
     return recipe
+
+
+def _init_from_input(args):
+    """{'image_size', 'channels', 'model_args'} of the --init-from checkpoint ({} without one)."""
+    if not args.init_from:
+        return {}
+    from . import checkpoint
+
+    info = checkpoint.load(args.init_from)
+    size = (info.get("preprocessing") or {}).get("input_size")
+    saved = info.get("recipe") or {}
+    return {"image_size": list(size[1:]) if size else None, "channels": size[0] if size else None,
+            "model_args": saved.get("model_args")}
 
 
 def _default_image_size(recipe, user_class):
@@ -575,15 +591,41 @@ def _report_evaluation(args, model, info, dataset, described):
     return 0
 
 
+def precision_recall_f1(confusion):
+    """Per class (precision, recall, F1), each an array, from a confusion matrix (rows: true class):
+    scikit-learn's ``precision_recall_fscore_support`` (0 where a class is never predicted or present)
+    when scikit-learn is installed, else the same formulas in NumPy."""
+    import numpy as np
+
+    confusion = np.asarray(confusion)
+    k = len(confusion)
+    try:
+        from sklearn.metrics import precision_recall_fscore_support
+    except ImportError:
+        true_positive = np.diag(confusion).astype(np.float64)
+        predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
+        precision = np.divide(true_positive, predicted, out=np.zeros(k), where=predicted > 0)
+        recall = np.divide(true_positive, actual, out=np.zeros(k), where=actual > 0)
+        total = precision + recall
+        return precision, recall, np.divide(2 * precision * recall, total, out=np.zeros(k), where=total > 0)
+    rows, cols = np.nonzero(confusion)
+    counts = confusion[rows, cols]
+    y_true, y_pred = np.repeat(rows, counts), np.repeat(cols, counts)
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=range(k), zero_division=0)
+    return precision, recall, f1
+
+
 def format_per_class(metrics, classes):
     support = metrics["confusion"].sum(axis=1)
+    precision, recall, f1 = precision_recall_f1(metrics["confusion"])
     width = max(len("class"), *(len(f"{k} {name}") for k, name in enumerate(classes)))
-    lines = ["per-class accuracy:", f"  {'class':<{width}}  accuracy  images"]
+    lines = ["per-class accuracy:", f"  {'class':<{width}}  accuracy  images  precision  recall      F1"]
     for k, name in enumerate(classes):
         label = str(k) if name == str(k) else f"{k} {name}"
         accuracy = metrics["per_class_accuracy"][k]
         shown = "       -" if accuracy != accuracy else f"{accuracy * 100:7.2f}%"
-        lines.append(f"  {label:<{width}}  {shown}  {support[k]:6d}")
+        lines.append(f"  {label:<{width}}  {shown}  {support[k]:6d}  {precision[k]:9.4f}  {recall[k]:6.4f}  "
+                     f"{f1[k]:6.4f}")
     return "\n".join(lines)
 
 

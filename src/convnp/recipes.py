@@ -542,9 +542,6 @@ def _run_locked(recipe, out, resume, log, progress, callbacks, model_class_=None
         start_epoch, history = info.epoch, info.history
 
     callbacks = [NaNGuard(), *callbacks]
-    if recipe.patience:
-        callbacks.append(EarlyStopping("val_loss" if val_loader is not None else "train_loss",
-                                       patience=recipe.patience))
     files = {}
     if out is not None:
         out = Path(out)
@@ -552,6 +549,9 @@ def _run_locked(recipe, out, resume, log, progress, callbacks, model_class_=None
         callbacks.append(saver)
         callbacks.append(HistoryFiles(out, recipe, preprocessing))
         files.update(last=saver.last_path, best=saver.best_path)
+    if recipe.patience:  # after the savers, so the last epoch is written before it stops the run
+        callbacks.append(EarlyStopping("val_loss" if val_loader is not None else "train_loss",
+                                       patience=recipe.patience))
     history = fit(model, train_loader, val_loader, optimizer, epochs=recipe.epochs, scheduler=scheduler,
                   scheduler_interval=interval, callbacks=callbacks, start_epoch=start_epoch, history=history,
                   progress=progress, log=log)
