@@ -63,7 +63,8 @@ def next_steps(out, dataset):
         f"  export CONVNP_DATA={shlex.quote(str(os.environ.get('CONVNP_DATA') or data_dir()))}",
         f"  convnp evaluate {best}",
         f"  convnp predict {best} YOUR_PICTURE.png",
-        f"  convnp viz {best} --out {shlex.quote(str(out / 'viz'))}" + (" --data digits" if dataset == "digits" else ""),
+        f"  convnp viz {best} --out {shlex.quote(str(out / 'viz'))}" + (" --data digits" if dataset == "digits"
+                                                                         else ""),
         f"  convnp explore {best}",
         "  convnp train --data YOUR_IMAGE_FOLDER --out runs/mine      (your own images: see the README)",
     ])

@@ -391,8 +391,8 @@ def build_model(recipe, preprocessing, cls=None):
         try:
             return cls(**args, **recipe.model_args)
         except TypeError as error:
-            raise ValueError(f"{cls.__name__}({', '.join(f'{k}={v!r}' for k, v in {**args, **recipe.model_args}.items())})"
-                             f" failed: {error}") from None
+            call = ", ".join(f"{key}={value!r}" for key, value in {**args, **recipe.model_args}.items())
+            raise ValueError(f"{cls.__name__}({call}) failed: {error}") from None
     accepted = constructor_parameters(model_class(recipe.model))
     return get_model(recipe.model, **{key: value for key, value in wanted.items() if key in accepted})
 

@@ -134,9 +134,9 @@ def image_folder(path, size=(28, 28), mode="L", skip_bad=False):
 
     Classes are the sorted sub-folder names. Every image is converted to ``mode`` ("L" grayscale or
     "RGB") by ``convnp.data.images.image_to_array`` (as ``predict`` does: 16-bit, palette, RGBA, CMYK,
-    EXIF-rotated pictures read correctly) and resized to ``size`` = (height, width) with Pillow's bilinear filter. Unreadable files
-    are collected and reported together in one ``CorruptDataError``; with ``skip_bad=True`` they are
-    skipped with a warning instead. Files with other extensions are ignored.
+    EXIF-rotated pictures read correctly) and resized to ``size`` = (height, width) with Pillow's
+    bilinear filter. Unreadable files are collected and reported together in one ``CorruptDataError``;
+    with ``skip_bad=True`` they are skipped with a warning instead. Files with other extensions are ignored.
     """
     try:
         from PIL import Image

@@ -81,8 +81,9 @@ def load_user_model(cls, checkpoint_path):
         model = cls(**args)
         checkpoint.restore(info, model, rng=False)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"cannot load {checkpoint_path} into {cls.__name__}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
-                         f": {' '.join(str(error).split())}") from None
+        call = ", ".join(f"{key}={value!r}" for key, value in args.items())
+        raise ValueError(f"cannot load {checkpoint_path} into {cls.__name__}({call}): "
+                         f"{' '.join(str(error).split())}") from None
     model.eval()
     return model, info
 
