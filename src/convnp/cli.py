@@ -2,6 +2,7 @@
 
     convnp train --model lenet5 --dataset mnist --epochs 5 --out runs/lenet5      train, write checkpoints
     convnp train --out runs/lenet5 --epochs 8 --resume                              continue from last.npz
+    convnp train --data photos --model-code nets.py:Net --out runs/mine             your images, your model class
     convnp evaluate runs/lenet5/best.npz                                            accuracy, per class, confusion
     convnp predict runs/lenet5/best.npz seven.png photo.jpg                         top-3 classes per picture
     convnp datasets                                                                 what is here, how to get the rest
@@ -36,6 +37,7 @@ from .parallel import available_threads, set_num_threads
 
 EXAMPLES = """examples:
   convnp train --model lenet5 --dataset mnist --epochs 5 --out runs/lenet5
+  convnp train --data photos --image-size 32 --out runs/photos       (class sub-folders of images)
   convnp evaluate runs/lenet5/best.npz
   convnp predict runs/lenet5/best.npz digit.png
   convnp datasets"""
@@ -57,6 +59,27 @@ _positive_int, _positive_float, _non_negative_float, _fraction = (positive_int, 
                                                                  fraction)
 _non_negative_int = checked(int, lambda value: value >= 0, "a whole number of pixels >= 0")
 _seed = checked(int, lambda value: 0 <= value < 2**32, "a whole number in [0, 2**32)")
+
+
+def _train_dataset(text):
+    """--dataset of train: a built-in dataset's name, or folder:PATH."""
+    from .data import DATASET_NAMES
+
+    if str(text).lower().startswith("folder:") and len(text) > len("folder:"):
+        return "folder:" + str(text)[len("folder:"):]
+    if str(text).lower() not in DATASET_NAMES:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(DATASET_NAMES)}, or "
+                                         f"folder:PATH)")
+    return str(text).lower()
+
+
+def _augment(text):
+    """--augment: a whole number of pixels, or one of the policies none|light|standard."""
+    from .data.transforms import AUGMENT_POLICIES
+
+    if str(text).lower() in AUGMENT_POLICIES:
+        return str(text).lower()
+    return _non_negative_int(text)
 
 
 def _image_size(text):
@@ -110,12 +133,13 @@ def build_parser():
     p = sub.add_parser("train", help="train a model on a dataset, writing checkpoints, history and curves",
                        description="Train a model. Settings not given come from the dataset's default recipe "
                                    "(see convnp.recipes); --out receives last.npz (every epoch), best.npz (best "
-                                   "validation accuracy), history.json and training_curves.png. Validation uses "
-                                   "the test split unless --val-fraction holds part of the training set out.")
+                                   "validation accuracy), history.json, history.csv and training_curves.png. "
+                                   "Validation holds out a stratified 10%% of the training set (--val-fraction; 0: "
+                                   "the test split), or uses the val/ folder of --data.")
     p.add_argument("--model", type=str.lower, choices=list(MODELS), metavar="NAME",
                    help=f"one of {', '.join(MODELS)} (default: the dataset's recipe)")
-    p.add_argument("--dataset", type=str.lower, choices=list(DATASET_NAMES), metavar="NAME",
-                   help=f"one of {', '.join(DATASET_NAMES)} (default mnist)")
+    p.add_argument("--dataset", type=_train_dataset, metavar="NAME",
+                   help=f"one of {', '.join(DATASET_NAMES)} (default mnist), or folder:PATH (the same as --data PATH)")
     p.add_argument("--epochs", type=_positive_int, metavar="N", help="total epochs (default: the recipe's)")
     p.add_argument("--batch-size", type=_positive_int, metavar="N")
     p.add_argument("--optimizer", type=str.lower, choices=OPTIMIZERS, metavar="NAME",
@@ -124,8 +148,10 @@ def build_parser():
     p.add_argument("--weight-decay", type=_non_negative_float, metavar="WD")
     p.add_argument("--scheduler", type=str.lower, choices=SCHEDULERS, metavar="NAME",
                    help=f"learning-rate schedule: one of {', '.join(SCHEDULERS)}")
-    p.add_argument("--augment", type=_non_negative_int, nargs="?", const=-1, metavar="PIXELS",
-                   help="random shifts of up to PIXELS pixels (alone: 1 pixel, or the recipe's; 0: off)")
+    p.add_argument("--augment", type=_augment, nargs="?", const=-1, metavar="PIXELS|POLICY",
+                   help="random shifts of up to PIXELS pixels (alone: 1 pixel, or the recipe's; 0: off), or a "
+                        "policy: none, light (flips, small crops and shifts) or standard (flips, crops, rotations, "
+                        "shifts, brightness and contrast)")
     p.add_argument("--seed", type=_seed, metavar="N", help="random seed (default 0)")
     p.add_argument("--val-fraction", type=_fraction, metavar="F",
                    help="hold out this stratified fraction of the training set for validation, so best.npz is "
@@ -148,6 +174,8 @@ def build_parser():
                    "(new optimizer and schedule)")
     p.add_argument("--freeze", type=_name_list, metavar="NAMES", help="with --init-from: comma-separated "
                    "sub-modules whose parameters are not trained, e.g. conv1,conv2 (or 0,3 in a Sequential)")
+    p.add_argument("--log", choices=("tensorboard",), help="also write TensorBoard event files into OUT/tensorboard "
+                   "(needs the tensorboard package); history.json and history.csv are always written")
     p.add_argument("--force", action="store_true", help="start a new run in an --out folder that holds another "
                    "run's files (they are overwritten); without it such a folder is refused")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/MODEL-DATASET)")
@@ -272,6 +300,10 @@ RECIPE_FLAGS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "
 def _recipe_from_args(args, user_class=None):
     from .recipes import DEFAULTS, default_recipe
 
+    if args.dataset and args.dataset.startswith("folder:"):  # --dataset folder:PATH is --data PATH
+        if args.data is not None:
+            raise UserError("give the folder once: --data PATH or --dataset folder:PATH")
+        args.data, args.dataset = args.dataset[len("folder:"):], None
     if args.data is not None and args.dataset not in (None, "folder"):
         raise UserError(f"--data trains on your folder; it cannot be combined with --dataset {args.dataset}")
     dataset = "folder" if args.data is not None else (args.dataset or "mnist")
@@ -279,13 +311,15 @@ def _recipe_from_args(args, user_class=None):
         raise UserError("--dataset folder needs --data PATH")
     if dataset != "folder" and (args.image_size or args.channels):
         raise UserError("--image-size and --channels are for your own images (--data PATH)")
-    augment = args.augment
+    augment, policy = args.augment, None
     if augment == -1:  # --augment without a value
         augment = DEFAULTS[dataset].augment or 1
+    if isinstance(augment, str):  # a policy instead of shifts
+        augment, policy = 0, augment
     recipe = default_recipe(dataset, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                             optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
                             scheduler=args.scheduler, augment=augment, seed=args.seed, val_fraction=args.val_fraction,
-                            patience=args.patience, freeze=args.freeze)
+                            patience=args.patience, freeze=args.freeze, augment_policy=policy)
     if args.model_args and not args.model_code:
         raise UserError("--model-args are the arguments of a --model-code class")
     if user_class is not None:
@@ -348,6 +382,11 @@ def _resumed_recipe(args, info):
         given = getattr(args, flag)
         if flag == "augment" and given == -1:
             given = None
+        if flag == "augment" and isinstance(given, str):  # a policy: compared with the run's policy
+            if given != recipe.augment_policy:
+                raise UserError(f"--augment {given} differs from the resumed run's {recipe.augment_policy}; a "
+                                f"resumed run keeps its recipe (only --epochs may change)")
+            continue
         if flag != "epochs" and given is not None and given != getattr(recipe, flag):
             raise UserError(f"--{flag.replace('_', '-')} {given} differs from the resumed run's "
                             f"{getattr(recipe, flag)}; a resumed run keeps its recipe (only --epochs may change)")
@@ -356,9 +395,12 @@ def _resumed_recipe(args, info):
             raise UserError(f"the run trained on the image folder {recipe.data}; resume with --data {recipe.data}")
         recipe.data = str(Path(args.data).resolve())
     if args.epochs is not None and args.epochs != recipe.epochs:
-        if recipe.scheduler in ("cosine", "onecycle"):
-            raise UserError(f"the run's {recipe.scheduler} schedule was planned for {recipe.epochs} epochs; resume "
-                            f"with --epochs {recipe.epochs} (or start a new run)")
+        if args.epochs < info.epoch:
+            raise UserError(f"{info.path} has already completed {info.epoch} epoch(s); --epochs {args.epochs} "
+                            f"would end before that")
+        if recipe.scheduler in ("cosine", "onecycle"):  # re-planned for the new length (recipes.replan_schedule)
+            print(f"convnp train: the {recipe.scheduler} schedule planned for {recipe.epochs} epochs is re-planned "
+                  f"for {args.epochs}, continuing from the current step", flush=True)
         if recipe.scheduler == "step":  # the saved StepLR keeps its step size: say so rather than surprise
             step = (info.scheduler_state or {}).get("step_size", max(1, recipe.epochs // 3))
             print(f"convnp train: the step schedule keeps its step size of {step} epoch(s) from the "
@@ -440,6 +482,14 @@ def train_command(args):
     if info is not None:
         print(f"resuming from {info.path} after epoch {info.epoch}", flush=True)
     callbacks, server = [], None
+    if args.log == "tensorboard":
+        from .recipes import TensorBoardLog
+
+        try:
+            callbacks.append(TensorBoardLog(out / "tensorboard"))
+        except ImportError as error:
+            raise UserError(str(error)) from None
+        print(f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}", flush=True)
     if args.explore is not None:  # the explorer's live view (convnp.explorer)
         from .explorer.live import start_live_view
 
@@ -452,13 +502,17 @@ def train_command(args):
                          log=lambda line: print(line, flush=True), callbacks=callbacks, model_class=user_class,
                          init_from=args.init_from)
     except FileNotFoundError as error:
+        if recipe.dataset == "folder":
+            raise UserError(f"--data: {' '.join(str(error).split())}") from None
         raise UserError(_dataset_problem(recipe.dataset, error)) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # what was kept, and the command that continues
         last = out / "last.npz"
-        kept = (f"{last} (after epoch {checkpoint.load(last).epoch}) and history.json were kept"
-                if last.is_file() else "no epoch had finished, so nothing was kept")
-        print(f"convnp train: interrupted; {kept}.\nresume with: {_resume_command(args, out, recipe)}",
-              file=sys.stderr, flush=True)
+        if last.is_file():
+            print(f"convnp train: interrupted; {last} (after epoch {checkpoint.load(last).epoch}) and history.json "
+                  f"were kept.\nresume with: {_resume_command(args, out, recipe)}", file=sys.stderr, flush=True)
+        else:
+            print("convnp train: interrupted; no epoch had finished, so nothing was kept (run the same command "
+                  "again)", file=sys.stderr, flush=True)
         return 130
     finally:
         if server is not None:  # the page then says that the server stopped

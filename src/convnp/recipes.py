@@ -35,7 +35,9 @@ import numpy as np
 
 from . import checkpoint, optim
 from .backend import manual_seed
-from .data import DATASET_NAMES, ArrayDataset, Compose, DataLoader, Normalize, RandomShift, load_dataset
+from .data import DATASET_NAMES, ArrayDataset, Compose, DataLoader, Normalize, RandomShift, data_dir, load_dataset
+from .data.folders import folder_dataset, folder_splits, image_channels, stratified_split
+from .data.transforms import AUGMENT_POLICIES, augment_policy
 from .files import RunLock, remove_stale_temporaries
 from .models import constructor_parameters, get_model, model_class
 from .nn import eval_mode
@@ -87,6 +89,7 @@ class Recipe:
     model_args: dict = field(default_factory=dict)
     patience: int = 0              # early stopping after this many epochs without improvement (0: off)
     freeze: list = field(default_factory=list)   # sub-modules not trained (fine-tuning), e.g. ['conv1']
+    augment_policy: str = "none"   # --augment none|light|standard (convnp.data.transforms.augment_policy)
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -101,6 +104,8 @@ class Recipe:
         schedule = {"none": "constant lr", "cosine": "cosine decay", "onecycle": "one-cycle schedule",
                     "step": "step decay"}[self.scheduler]
         augment = f"random shifts of up to {self.augment} px" if self.augment else "no augmentation"
+        if self.augment_policy != "none":
+            augment = f"{self.augment_policy} augmentation" + (f" and {augment}" if self.augment else "")
         stop = f", early stopping after {self.patience} epoch(s) without improvement" if self.patience else ""
         return (f"{self.optimizer} lr {self.lr:g} with {schedule}, batch {self.batch_size}, {augment}, "
                 f"{self.epochs} epoch(s), seed {self.seed}{stop}")
@@ -236,6 +241,9 @@ def check_saved_recipe(values):
             check_model_args(value, field)
         elif key == "patience":
             check_int(value, field, 0, MAX_EPOCHS)
+        elif key == "augment_policy":
+            if check_str(value, field) not in AUGMENT_POLICIES:
+                raise SchemaError(field, f"must be one of {', '.join(AUGMENT_POLICIES)}, got {value[:40]!r}")
         elif key == "freeze":
             if not isinstance(value, list) or len(value) > 256:
                 raise SchemaError(field, "must be a list of at most 256 module names")
@@ -302,11 +310,16 @@ def load_splits(recipe, log=None):
     class in proportion), or the folder's own ``val/``; with ``val_fraction`` 0 and no ``val/``, the test
     split (the old behaviour: then best.npz is chosen on test data, and the log says so)."""
     if recipe.dataset == "folder":
-        from .data.folders import folder_dataset, folder_splits
-
         folders = folder_splits(recipe.data)
-        read = lambda split: folder_dataset(folders[split], size=recipe.image_size, channels=recipe.channels,  # noqa: E731
-                                            log=log, name=f"{Path(recipe.data).name}-{split}")
+        if recipe.image_size is None:
+            raise ValueError("a folder recipe needs image_size [height, width] (--image-size)")
+        if recipe.channels is None:  # what the images are: 3 when any has colour
+            recipe.channels = image_channels(folders["train"])
+
+        def read(split):
+            return folder_dataset(folders[split], size=recipe.image_size, channels=recipe.channels, log=log,
+                                  name=f"{Path(recipe.data).name}-{split}")
+
         train = read("train")
         test = read("test") if folders["test"] else None
         if folders["val"]:
@@ -320,8 +333,6 @@ def load_splits(recipe, log=None):
             return Splits(train, None, None, "no validation and no test split (--val-fraction 0, no val/ or test/)")
         return Splits(train, test, test, "validation: the TEST split (--val-fraction 0), so best.npz is chosen on "
                                          "test data")
-    from .data.folders import stratified_split
-
     train_idx, val_idx = stratified_split(train.y, recipe.val_fraction, recipe.seed)
     name = recipe.dataset if recipe.dataset != "folder" else Path(recipe.data).name
     held = ArrayDataset(train.x[val_idx], train.y[val_idx], train.classes, name=f"{name}-val")
@@ -368,10 +379,13 @@ def normalizer(preprocessing):
     return Normalize(preprocessing["mean"], preprocessing["std"])
 
 
-def train_transform(preprocessing, augment):
-    if not augment:
+def train_transform(preprocessing, augment, policy="none"):
+    """The training batches' transform: the ``policy``'s augmentations, shifts of up to ``augment``
+    pixels, then the normalisation."""
+    steps = augment_policy(policy) + ([RandomShift(augment)] if augment else [])
+    if not steps:
         return normalizer(preprocessing)
-    return Compose([RandomShift(augment), normalizer(preprocessing)])
+    return Compose([*steps, normalizer(preprocessing)])
 
 
 def build_model(recipe, preprocessing, cls=None):
@@ -525,12 +539,13 @@ def _run_locked(recipe, out, resume, log, progress, callbacks, model_class_=None
     optimizer = make_optimizer(recipe.optimizer, [p for p in model.parameters() if p.requires_grad], recipe.lr,
                                recipe.momentum, recipe.weight_decay)
     train_loader = DataLoader(train_set, recipe.batch_size, shuffle=True, seed=recipe.seed,
-                              transform=train_transform(preprocessing, recipe.augment))
+                              transform=train_transform(preprocessing, recipe.augment, recipe.augment_policy))
     val_loader = None if val_set is None else DataLoader(val_set, 1000, transform=normalizer(preprocessing))
     scheduler, interval = build_scheduler(recipe, optimizer, len(train_loader))
     if log is not None:
         channels, height, width = preprocessing["input_size"]
-        where = f" in {recipe.data}" if recipe.dataset == "folder" else ""
+        where = (f" in {recipe.data}" if recipe.dataset == "folder" else
+                 f" in {data_dir()}" if recipe.dataset in ("mnist", "fashion-mnist", "cifar10") else "")
         log(f"{type(model).__name__}: {model.num_parameters():,} parameters; {recipe.dataset}{where}: "
             f"{len(train_set):,} training, {0 if val_set is None else len(val_set):,} validation and "
             f"{0 if splits.test is None else len(splits.test):,} test images, {channels}x{height}x{width}, "
@@ -538,8 +553,12 @@ def _run_locked(recipe, out, resume, log, progress, callbacks, model_class_=None
         log(splits.described)
     start_epoch, history = 0, None
     if info is not None:
+        planned = (info.get("recipe") or {}).get("epochs", recipe.epochs)
+        fresh = scheduler.state_dict() if scheduler is not None else None  # the plan for recipe.epochs
         checkpoint.restore(info, model, optimizer, scheduler, loader=train_loader)
         start_epoch, history = info.epoch, info.history
+        if scheduler is not None and planned != recipe.epochs and recipe.scheduler in ("cosine", "onecycle"):
+            replan_schedule(scheduler, fresh, optimizer, log)
 
     callbacks = [NaNGuard(), *callbacks]
     files = {}
@@ -551,16 +570,21 @@ def _run_locked(recipe, out, resume, log, progress, callbacks, model_class_=None
         files.update(last=saver.last_path, best=saver.best_path)
     if recipe.patience:  # after the savers, so the last epoch is written before it stops the run
         callbacks.append(EarlyStopping("val_loss" if val_loader is not None else "train_loss",
-                                       patience=recipe.patience))
+                                       patience=recipe.patience, restore_best_weights=True))
     history = fit(model, train_loader, val_loader, optimizer, epochs=recipe.epochs, scheduler=scheduler,
                   scheduler_interval=interval, callbacks=callbacks, start_epoch=start_epoch, history=history,
                   progress=progress, log=log)
     if out is not None and history["epoch"]:
         files["history"] = write_history(out / "history.json", history, recipe, preprocessing)
-        from .inspect.viz import plot_training_curves  # matplotlib: the tools extra
-
-        title = f"{recipe.model} on {recipe.dataset}: {recipe.describe()}"
-        files["curves"] = plot_training_curves(history, out / "training_curves.png", title=title)
+        try:
+            from .inspect.viz import plot_training_curves  # matplotlib: the tools extra
+        except ImportError:
+            plot_training_curves = None
+            if log is not None:
+                log("training_curves.png skipped: drawing it needs matplotlib (pip install 'convnp[tools]')")
+        if plot_training_curves is not None:
+            title = f"{recipe.model} on {recipe.dataset}: {recipe.describe()}"
+            files["curves"] = plot_training_curves(history, out / "training_curves.png", title=title)
     return RunResult(model, history, recipe, preprocessing, files, val_loader)
 
 
@@ -574,6 +598,34 @@ class HistoryFiles(Callback):
     def on_epoch_end(self, state):
         write_history(self.folder / "history.json", state.history, self.recipe, self.preprocessing)
         write_history_csv(self.folder / "history.csv", state.history)
+
+
+class TensorBoardLog(Callback):
+    """Scalars of every epoch (train/val loss and accuracy, lr) as TensorBoard event files in ``folder``
+    (``tensorboard --logdir folder``), through the SummaryWriter of ``torch.utils.tensorboard`` or
+    ``tensorboardX``, whichever is installed; ImportError naming the package to install otherwise."""
+
+    def __init__(self, folder):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            try:
+                from tensorboardX import SummaryWriter
+            except ImportError:
+                raise ImportError("--log tensorboard needs the tensorboard package: pip install tensorboard "
+                                  "(with torch) or pip install tensorboardX") from None
+        self.writer = SummaryWriter(str(folder))
+
+    def on_epoch_end(self, state):
+        history = state.history
+        epoch = history["epoch"][-1]
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
+            if history.get(key) and len(history[key]) == len(history["epoch"]):
+                self.writer.add_scalar(key.replace("_", "/", 1) if key != "lr" else "lr", history[key][-1], epoch)
+        self.writer.flush()
+
+    def on_train_end(self, state):
+        self.writer.close()
 
 
 def write_history_csv(path, history):
@@ -591,6 +643,22 @@ def write_history_csv(path, history):
     for row in zip(*(history[key] for key in columns)):
         writer.writerow([f"{value:.6g}" if isinstance(value, float) else value for value in row])
     return atomic_write_text(Path(path), text.getvalue())
+
+
+def replan_schedule(scheduler, fresh_state, optimizer, log=None):
+    """Extend a resumed run: ``scheduler`` (restored at step k of its old plan) takes the plan of
+    ``fresh_state`` (the same schedule built for the new number of epochs) at the same step k, so a
+    cosine or one-cycle schedule continues as if it had been planned for the longer run from the start."""
+    step = scheduler.last_epoch
+    old_lr = optimizer.param_groups[0]["lr"]
+    scheduler.load_state_dict(fresh_state)
+    scheduler.last_epoch = step
+    for group, lr in zip(optimizer.param_groups, scheduler.get_lr()):
+        group["lr"] = lr
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    if log is not None:
+        log(f"the {type(scheduler).__name__} schedule is re-planned for the longer run from step {step}: "
+            f"lr {old_lr:.3g} -> {optimizer.param_groups[0]['lr']:.3g}")
 
 
 def write_history(path, history, recipe, preprocessing):

@@ -6,6 +6,7 @@
 Each parser sets ``func`` (``args.func(args)`` runs the command and returns the exit status 0).  A user
 error raises ``convnp.errors.UserError``, which ``convnp.cli.main`` reports as one line.
 """
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -178,7 +179,11 @@ def _model_geometry(model, info):
 
 
 def viz_command(args):
-    from . import viz
+    try:  # through sys.modules, not the package attribute: a missing matplotlib shows here
+        viz = importlib.import_module(".viz", __package__)
+    except ImportError as error:  # a NumPy-only install: name the extra
+        raise UserError(f"drawing figures needs matplotlib ({_one_line(error)}): pip install 'convnp[tools]'") \
+            from None
 
     kinds = _parse_kinds(args.what)
     explicit = "all" not in kinds

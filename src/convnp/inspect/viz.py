@@ -340,7 +340,7 @@ def plot_training_curves(history, path, title=None):
     train_loss, train_accuracy and optionally epoch, val_loss, val_accuracy).  The one training-curves
     plotter: ``convnp train`` writes its training_curves.png with it too.
 
-    With an ``lr`` entry (the learning rate at each epoch's end) a third panel shows the schedule (a
+    With an ``lr`` entry (the learning rate as each epoch starts) a third panel shows the schedule (a
     one-cycle run's warm-up and decay); the best validation epoch is marked by a dotted line in every panel."""
     train_loss = list(history.get("train_loss") or [])
     if not train_loss:
@@ -355,7 +355,7 @@ def plot_training_curves(history, path, title=None):
         ax_lr.plot(epochs[:len(lrs)], lrs, "o-", color="tab:green", label="lr")
         ax_lr.set_xlabel("epoch")
         ax_lr.set_ylabel("learning rate")
-        ax_lr.set_title("learning rate (end of epoch)", fontsize=10)
+        ax_lr.set_title("learning rate (start of epoch)", fontsize=10)
         ax_lr.grid(alpha=0.3)
         ax_lr.set_xticks(epochs if len(epochs) <= 20 else epochs[:: math.ceil(len(epochs) / 10)])
     for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):

@@ -92,7 +92,7 @@ def missing_code_message(path, info):
     """What to say when a checkpoint of a user's class is opened without --model-code."""
     recipe = info.get("recipe") or {}
     spec = recipe.get("model_code") or f"FILE.py:{info['model_class']}"
-    return (f"{path} holds a {info['model_class']} model, which is not one of convnp's models: pass the code "
+    return (f"{path} holds a {info['model_class']} model, which convnp.models does not list: pass the code "
             f"that defines it, --model-code {spec} (convnp never imports code because a file names it)")
 
 
