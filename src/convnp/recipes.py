@@ -606,9 +606,15 @@ class TensorBoardLog(Callback):
     ``tensorboardX``, whichever is installed; ImportError naming the package to install otherwise."""
 
     def __init__(self, folder):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
+        import importlib.util
+
+        SummaryWriter = None
+        if importlib.util.find_spec("tensorboard") is not None:  # torch's writer needs it (and torch)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                pass
+        if SummaryWriter is None:
             try:
                 from tensorboardX import SummaryWriter
             except ImportError:
