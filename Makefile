@@ -22,7 +22,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The demo needs only the tools extra (progress bars, figures, images, the bundled digits), not torch.
+TOOLS_STAMP := $(VENV)/.installed-tools
+$(TOOLS_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[tools]'
+	touch $(TOOLS_STAMP)
+
+demo: $(TOOLS_STAMP)
 	$(BIN)/python -m convnp.demo
 
 test: $(STAMP)

@@ -63,14 +63,17 @@ def test_train_writes_checkpoints_history_and_curves(trained):
     out, stdout = trained
     for epoch in range(1, 5):
         assert f"epoch {epoch}/4" in stdout
-    assert sorted(p.name for p in out.iterdir()) == ["best.npz", "history.json", "last.npz", "training_curves.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["best.npz", "history.csv", "history.json", "last.npz",
+                                                    "training_curves.png"]
     saved = json.loads((out / "history.json").read_text())
     history = saved["history"]
     assert history["epoch"] == [1, 2, 3, 4] and saved["recipe"]["model"] == "lenet5"
     assert saved["recipe"]["lr"] == 3e-3 and saved["recipe"]["batch_size"] == 32
     assert history["val_accuracy"][-1] > 0.9
     last, best = checkpoint.load(out / "last.npz"), checkpoint.load(out / "best.npz")
-    assert last.epoch == 4 and best.epoch == int(np.argmax(history["val_accuracy"])) + 1
+    top = max(history["val_accuracy"])  # the best validation accuracy; a tie goes to the lower validation loss
+    tied = [i for i, value in enumerate(history["val_accuracy"]) if value == top]
+    assert last.epoch == 4 and best.epoch == min(tied, key=lambda i: history["val_loss"][i]) + 1
     assert last.dataset == "mnist" and last.input_size == [1, 28, 28] and last.classes == [str(k) for k in range(10)]
     assert last.recipe["dataset"] == "mnist"
     with Image.open(out / "training_curves.png") as image:
@@ -141,7 +144,9 @@ def test_resume_continues_exactly_where_an_interrupted_run_stopped(fake_data, tm
 
     monkeypatch.setattr(convnp.train, "train_epoch", interrupted_in_epoch_3)
     status, _, stderr = run_cli(*common, "--out", tmp_path / "resumed")
-    assert status == 130 and stderr.strip() == "convnp train: interrupted"
+    assert status == 130 and stderr.startswith("convnp train: interrupted; ")
+    assert "last.npz (after epoch 2) and history.json were kept" in stderr
+    assert stderr.strip().endswith(f"resume with: convnp train --resume --out {tmp_path / 'resumed'}")
     assert checkpoint.load(tmp_path / "resumed" / "last.npz").epoch == 2
     monkeypatch.setattr(convnp.train, "train_epoch", real_train_epoch)
 

@@ -67,6 +67,9 @@ def _check_every_file_loads(out):
             checkpoint.load_model(path)
         elif path.name == "history.json":
             json.loads(path.read_text())
+        elif path.name == "history.csv":
+            rows = path.read_text().splitlines()
+            assert rows[0].startswith("epoch,") and all(len(row.split(",")) == len(rows[0].split(",")) for row in rows)
         elif path.suffix == ".png":
             open_image_checked(path)
         elif path.name.endswith(".tmp"):

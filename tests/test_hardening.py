@@ -292,8 +292,8 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_and_stale_temporaries_remo
     printed = capsys.readouterr().out
     assert status == 0
     assert "removed 2 temporary file(s) an interrupted write left" in printed
-    assert sorted(p.name for p in out.iterdir()) == ["best.npz", "history.json", "last.npz", "notes.txt",
-                                                     "training_curves.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["best.npz", "history.csv", "history.json", "last.npz",
+                                                     "notes.txt", "training_curves.png"]
 
 
 def test_history_is_written_atomically_and_a_write_error_names_the_file(tmp_path, monkeypatch):

@@ -61,8 +61,8 @@ ARRAY_PREFIX = "arrays/"
 
 # The keys of the dict ``load`` returns; ``save``'s extra keywords may not use them.
 RESERVED = frozenset({
-    "path", "format", "format_version", "convnp_version", "model", "model_class", "model_args", "model_state",
-    "epoch", "optimizer_class", "optimizer_state", "scheduler_class", "scheduler_state", "rng_state",
+    "path", "format", "format_version", "convnp_version", "model", "model_class", "model_args", "model_layers",
+    "model_state", "epoch", "optimizer_class", "optimizer_state", "scheduler_class", "scheduler_state", "rng_state",
     "loader_rng_state", "preprocessing", "history", "dataset", "input_size", "classes", "mean", "std", "extra",
 })
 
@@ -75,8 +75,9 @@ class Checkpoint(dict):
     """What ``load`` returns: a dict whose keys can also be read as attributes (``info.epoch``).
 
     Keys: path, format_version, convnp_version, model (short name, e.g. 'lenet5', or None), model_class,
-    model_args, model_state ({key: array}), epoch, optimizer_class, optimizer_state, scheduler_class,
-    scheduler_state, rng_state, loader_rng_state, preprocessing (dict or None), history (dict or None),
+    model_args, model_layers (an nn.Sequential's structure, or None), model_state ({key: array}), epoch,
+    optimizer_class, optimizer_state, scheduler_class, scheduler_state, rng_state, loader_rng_state,
+    preprocessing (dict or None), history (dict or None),
     extra (dict of the extra keywords given to ``save``, also available as top-level keys), and, copied
     from preprocessing for convenience: dataset, input_size (C, H, W), classes, mean, std.
     """
@@ -101,6 +102,7 @@ def save(path, model, optimizer=None, scheduler=None, epoch=0, *, loader=None, p
     (and arrays), returned by ``load`` under their names.  Returns ``path`` as a Path.
     """
     from .models import model_config, model_name
+    from .models.sequential import sequential_layers
 
     path = Path(path)
     clash = sorted(set(extra) & RESERVED)
@@ -110,6 +112,13 @@ def save(path, model, optimizer=None, scheduler=None, epoch=0, *, loader=None, p
         args = model_config(model)
     except ValueError:
         args = None  # a model convnp.models does not know: its weights are saved, load_model cannot rebuild it
+    if args is not None and model_name(model) is None:  # a user's class: keep args only if the schema takes them
+        from .checkpoint_schema import SchemaError, check_model
+
+        try:
+            check_model({"name": None, "class": type(model).__name__, "args": args})
+        except SchemaError:
+            args = None  # rebuilt from the recipe's model_args instead (convnp.models.user_code)
     arrays = {}
     encode = _Encoder(arrays)
     if rng_state is None:
@@ -132,6 +141,9 @@ def save(path, model, optimizer=None, scheduler=None, epoch=0, *, loader=None, p
         "history": encode(history),
         "extra": encode(extra),
     }
+    layers = sequential_layers(model)  # an nn.Sequential of convnp's layers: its structure, as data
+    if layers is not None:
+        meta["model"]["layers"] = layers
     _check_before_saving(path, meta, arrays, model.state_dict())
     entries = {MODEL_PREFIX + key: np.asarray(value) for key, value in model.state_dict().items()}
     entries.update((ARRAY_PREFIX + name, value) for name, value in arrays.items())
@@ -267,6 +279,7 @@ def load(path):
         model=model["name"],
         model_class=model["class"],
         model_args=model["args"],
+        model_layers=model.get("layers"),
         model_state=model_state,
         epoch=checked["epoch"],
         optimizer_class=optimizer and optimizer["class"],
@@ -488,6 +501,13 @@ def load_model(path):
 
     info = load(path)
     name, args = info["model"], info["model_args"]
+    if name is None and info.get("model_layers"):  # an nn.Sequential stored as data
+        from .models.sequential import build_sequential
+
+        model = build_sequential(info["model_layers"])
+        restore(info, model, rng=False)
+        model.eval()
+        return model, info
     if name is None or name not in MODELS:
         raise CheckpointError(f"{path} holds a {info['model_class']} model, which convnp.models does not list, "
                               f"so it cannot be rebuilt from the file; build it and call "

@@ -26,7 +26,7 @@ MAX_GROUPS = 10_000              # optimizer parameter groups
 MAX_NESTING = 6                  # lists/dicts inside one another in a plain value (scheduler state)
 
 PREPROCESSING_KEYS = ("dataset", "mean", "std", "input_size", "channels", "classes", "layout")
-LAYOUT_VALUES = {"box": None, "centre": (None, "mass", "box"), "invert": ("auto", "never")}
+LAYOUT_VALUES = {"box": None, "centre": (None, "mass", "box"), "invert": ("auto", "never"), "fit": (None, "crop")}
 TOP_LEVEL_KEYS = ("format", "format_version", "convnp_version", "model", "epoch", "optimizer", "scheduler",
                   "rng_state", "loader_rng_state", "preprocessing", "history", "extra")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -165,7 +165,9 @@ def check_model(model, weight_sizes=None):
     cannot ask for a model larger than the weights it actually holds."""
     from .models import MODELS, constructor_parameters
 
-    _dict(model, "model", keys=("name", "class", "args"), required=("name", "class", "args"))
+    _dict(model, "model", keys=("name", "class", "args", "layers"), required=("name", "class", "args"))
+    if model.get("layers") is not None:
+        check_layers(model["layers"], weight_sizes)
     name = model["name"]
     if name is not None:
         check_str(name, "model.name")
@@ -198,6 +200,45 @@ def check_model(model, weight_sizes=None):
         raise SchemaError("model.args", f"asks for layers of up to {largest[0]} x {largest[-1]} weights "
                                         f"(at most {MAX_LAYER_WEIGHTS:,} allowed)")
     return model
+
+
+def check_layers(layers, weight_sizes=None):
+    """model.layers: an nn.Sequential's structure, [[layer class, {argument: value}], ...] of the layers
+    ``convnp.models.sequential.LAYER_ARGUMENTS`` lists, every argument typed and bounded."""
+    from .models.sequential import LAYER_ARGUMENTS
+
+    items = _list(layers, "model.layers", 1000, min_length=1)
+    for i, item in enumerate(items):
+        field = f"model.layers[{i}]"
+        _list(item, field, 2, min_length=2)
+        name, args = item
+        if check_str(name, f"{field}[0]") not in LAYER_ARGUMENTS:
+            raise SchemaError(f"{field}[0]", f"must be one of {', '.join(LAYER_ARGUMENTS)}, got {name[:40]!r}")
+        _dict(args, f"{field}[1]", keys=LAYER_ARGUMENTS[name], required=LAYER_ARGUMENTS[name])
+        sizes = []
+        for key, value in args.items():
+            where = f"{field}[1].{key}"
+            if key in ("bias", "affine", "track_running_stats"):
+                if not isinstance(value, bool):
+                    raise SchemaError(where, f"must be true or false, got {_type_name(value)}")
+            elif key in ("eps", "momentum", "negative_slope", "p"):
+                if value is not None or key != "momentum":
+                    check_number(value, where)
+            elif key in ("start_dim", "end_dim"):
+                check_int(value, where, -8, 8)
+            else:
+                values = _list(value, where, 2, min_length=1) if isinstance(value, list) else [value]
+                low = 0 if key == "padding" else 1
+                for v in values:
+                    sizes.append(check_int(v, where, low, MAX_MODEL_ARG))
+                    if key in ("out_channels", "in_features", "out_features") and weight_sizes is not None \
+                            and v not in weight_sizes:
+                        raise SchemaError(where, f"is {v}, which is no axis length of the stored weights")
+        largest = sorted(sizes)[-2:]
+        if len(largest) == 2 and math.prod(largest) > MAX_LAYER_WEIGHTS:
+            raise SchemaError(field, f"asks for up to {largest[0]} x {largest[1]} weights (at most "
+                                     f"{MAX_LAYER_WEIGHTS:,} allowed)")
+    return layers
 
 
 def check_optimizer_state(state, field):
@@ -297,7 +338,7 @@ def check_preprocessing(prep):
         layout = _dict(prep["layout"], "preprocessing.layout", keys=tuple(LAYOUT_VALUES))
         if layout.get("box") is not None:
             check_int(layout["box"], "preprocessing.layout.box", 1, MAX_SIDE)
-        for key in ("centre", "invert"):
+        for key in ("centre", "invert", "fit"):
             if key in layout and layout[key] not in LAYOUT_VALUES[key]:
                 raise SchemaError(f"preprocessing.layout.{key}", f"must be one of {LAYOUT_VALUES[key]}, "
                                                                  f"got {str(layout[key])[:40]!r}")

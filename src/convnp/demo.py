@@ -42,10 +42,32 @@ def main(argv=None):
               f"upsampled to 28x28 (run 'convnp datasets' to see where MNIST should go).", flush=True)
         dataset = "digits"
     out = Path(args.out)
-    status = run(["train", "--dataset", dataset, "--out", out])
+    status = run(["train", "--dataset", dataset, "--out", out, "--force"])  # the demo's own folder: rerun over it
     if status == 0:
         status = run(["evaluate", out / "last.npz"])
+    if status == 0:
+        print(next_steps(out, dataset), flush=True)
     return status
+
+
+def next_steps(out, dataset):
+    """The lines printed at the end of the demo: the data folder to export, and the commands to try next."""
+    import os
+
+    from .data import data_dir
+
+    best = shlex.quote(str(out / "best.npz"))
+    return "\n".join([
+        "",
+        "next: use the same data folder in your shell, then try the other commands on the trained model:",
+        f"  export CONVNP_DATA={shlex.quote(str(os.environ.get('CONVNP_DATA') or data_dir()))}",
+        f"  convnp evaluate {best}",
+        f"  convnp predict {best} YOUR_PICTURE.png",
+        f"  convnp viz {best} --out {shlex.quote(str(out / 'viz'))}" + (" --data digits" if dataset == "digits"
+                                                                         else ""),
+        f"  convnp explore {best}",
+        "  convnp train --data YOUR_IMAGE_FOLDER --out runs/mine      (your own images: see the README)",
+    ])
 
 
 if __name__ == "__main__":

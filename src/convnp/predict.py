@@ -16,7 +16,9 @@
    or its bounding box (``centre='box'``) lies at the centre;
 6. the training normalisation (mean/std) is applied.
 
-Datasets without such a layout (CIFAR-10, the 8x8 lines) are simply resized.
+Datasets without such a layout (CIFAR-10, the 8x8 lines) are simply resized.  Models trained on an
+image folder (``layout['fit'] == 'crop'``) get exactly the folder reader's conversion
+(``convnp.data.images.read_image_array``: any mode, 16-bit included, centre crop, Lanczos resize).
 
 This is the one image loader: ``convnp predict``, ``convnp viz --image`` and the explorer all prepare
 pictures with ``load_model_input`` (an image file or a .npy array) and ``normalize``.
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data.images import fit_array, image_to_array, open_image_checked
 from .nn import eval_mode
 from .tensor import Tensor, no_grad
 
@@ -35,8 +38,6 @@ INK_THRESHOLD = 0.2
 def load_image(path):
     """Open an image file with Pillow (``convnp.data.images.open_image_checked``: regular files only, a pixel
     cap, decoder errors named); FileNotFoundError / ImageError (a ValueError) name the file."""
-    from .data.images import open_image_checked
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such image file")
@@ -78,6 +79,8 @@ def to_model_input(image, preprocessing):
     """A PIL image -> float32 (C, H, W) in [0, 1], prepared like the training images (not normalised)."""
     channels, height, width = preprocessing["input_size"]
     layout = preprocessing.get("layout") or {}
+    if layout.get("fit") == "crop":  # an image-folder model: the folder reader's own conversion, no layout
+        return fit_array(image_to_array(image, channels), height, width)
     if channels == 3:
         rgb = image.convert("RGB").resize((width, height), _lanczos())
         return np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / 255

@@ -35,12 +35,14 @@ import numpy as np
 
 from . import checkpoint, optim
 from .backend import manual_seed
-from .data import DATASET_NAMES, ArrayDataset, Compose, DataLoader, Normalize, RandomShift, load_dataset
+from .data import DATASET_NAMES, ArrayDataset, Compose, DataLoader, Normalize, RandomShift, data_dir, load_dataset
+from .data.folders import folder_dataset, folder_splits, image_channels, stratified_split
+from .data.transforms import AUGMENT_POLICIES, augment_policy
 from .files import RunLock, remove_stale_temporaries
 from .models import constructor_parameters, get_model, model_class
 from .nn import eval_mode
 from .tensor import Tensor, no_grad
-from .train import ModelCheckpoint, NaNGuard, fit
+from .train import Callback, EarlyStopping, ModelCheckpoint, NaNGuard, fit
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "onecycle", "step")
@@ -74,8 +76,20 @@ class Recipe:
     scheduler: str = "onecycle"
     augment: int = 1               # random shift of up to this many pixels (0: none)
     seed: int = 0
-    val_fraction: float = 0.0      # 0: validate on the test split; else hold out this much of train
+    val_fraction: float = 0.1      # stratified held-out share of train for validation; 0: validate on test
     dataset_options: dict = field(default_factory=dict)
+    # your own images (dataset 'folder'): the folder (kept for the messages; evaluate and a resumed run are
+    # given it again with --data, a file never chooses what is read), the (height, width) and channels
+    data: str = None
+    image_size: list = None
+    channels: int = None
+    # your own model class: 'file.py:Class' (recorded to say what to pass; imported only when the user
+    # names it with --model-code) and its constructor arguments
+    model_code: str = None
+    model_args: dict = field(default_factory=dict)
+    patience: int = 0              # early stopping after this many epochs without improvement (0: off)
+    freeze: list = field(default_factory=list)   # sub-modules not trained (fine-tuning), e.g. ['conv1']
+    augment_policy: str = "none"   # --augment none|light|standard (convnp.data.transforms.augment_policy)
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -90,8 +104,11 @@ class Recipe:
         schedule = {"none": "constant lr", "cosine": "cosine decay", "onecycle": "one-cycle schedule",
                     "step": "step decay"}[self.scheduler]
         augment = f"random shifts of up to {self.augment} px" if self.augment else "no augmentation"
+        if self.augment_policy != "none":
+            augment = f"{self.augment_policy} augmentation" + (f" and {augment}" if self.augment else "")
+        stop = f", early stopping after {self.patience} epoch(s) without improvement" if self.patience else ""
         return (f"{self.optimizer} lr {self.lr:g} with {schedule}, batch {self.batch_size}, {augment}, "
-                f"{self.epochs} epoch(s), seed {self.seed}")
+                f"{self.epochs} epoch(s), seed {self.seed}{stop}")
 
 
 DEFAULTS = {
@@ -109,6 +126,9 @@ DEFAULTS = {
                     augment=0),
     "cifar10": Recipe("cifar10", "lenet5-classic", epochs=10, batch_size=128, optimizer="adam", lr=2e-3,
                       scheduler="onecycle", augment=2),
+    # your own image folder (convnp.data.folders): a small CNN, images at the model's input size
+    "folder": Recipe("folder", "simplecnn", epochs=10, batch_size=32, optimizer="adam", lr=4e-3,
+                     scheduler="onecycle", augment=0),
 }
 
 
@@ -125,7 +145,12 @@ def default_recipe(dataset, **overrides):
 
 def check_recipe(recipe):
     """Raise ValueError with a one-line message for any out-of-range setting."""
-    model_class(recipe.model)
+    if recipe.model_code is None:
+        model_class(recipe.model)
+    if recipe.dataset == "folder" and not recipe.data:
+        raise ValueError("dataset folder needs the folder: --data PATH")
+    if recipe.patience < 0:
+        raise ValueError(f"patience must be >= 0, got {recipe.patience}")
     if recipe.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {recipe.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
     if recipe.scheduler not in SCHEDULERS:
@@ -153,6 +178,7 @@ DATASET_OPTIONS = {
     "digits": {"size": (4, 256), "test_fraction": (0.0, 1.0), "seed": (0, 2**32 - 1)},
     "geometric": {"n": (1, 100_000), "seed": (0, 2**32 - 1), "shift": (0, 13)},
     "lines": {"n": (1, 100_000), "val_fraction": (0.0, 1.0), "seed": (0, 2**32 - 1)},
+    "folder": {},
 }
 
 
@@ -185,7 +211,7 @@ def check_dataset_options(dataset, options, field="dataset_options"):
 
 def check_saved_recipe(values):
     """A Recipe from a stored dict (a checkpoint's 'recipe'): every field known, typed and in range."""
-    from .checkpoint_schema import MAX_EPOCHS, SchemaError, check_int, check_number, check_str
+    from .checkpoint_schema import MAX_EPOCHS, MAX_SIDE, SchemaError, check_int, check_number, check_str
     from .models import MODELS
 
     if not isinstance(values, dict):
@@ -197,7 +223,33 @@ def check_saved_recipe(values):
     recipe = Recipe()
     for key, value in values.items():
         field = f"recipe.{key}"
-        if key in ("dataset", "model", "optimizer", "scheduler"):
+        if key == "model" and values.get("model_code") is not None:  # a user's class: its name, not a choice
+            check_str(value, field, identifier=True)
+        elif key in ("data", "model_code"):
+            if value is not None:
+                check_str(value, field, max_length=4096)
+        elif key == "image_size":
+            if value is not None:
+                if not isinstance(value, list) or len(value) != 2:
+                    raise SchemaError(field, f"must be [height, width], got {str(value)[:40]}")
+                for i, side in enumerate(value):
+                    check_int(side, f"{field}[{i}]", 1, MAX_SIDE)
+        elif key == "channels":
+            if value is not None and check_int(value, field, 1, 3) == 2:
+                raise SchemaError(field, "must be 1 or 3")
+        elif key == "model_args":
+            check_model_args(value, field)
+        elif key == "patience":
+            check_int(value, field, 0, MAX_EPOCHS)
+        elif key == "augment_policy":
+            if check_str(value, field) not in AUGMENT_POLICIES:
+                raise SchemaError(field, f"must be one of {', '.join(AUGMENT_POLICIES)}, got {value[:40]!r}")
+        elif key == "freeze":
+            if not isinstance(value, list) or len(value) > 256:
+                raise SchemaError(field, "must be a list of at most 256 module names")
+            for i, name in enumerate(value):
+                check_str(name, f"{field}[{i}]", max_length=200)
+        elif key in ("dataset", "model", "optimizer", "scheduler"):
             choices = {"dataset": DATASET_OPTIONS, "model": MODELS, "optimizer": OPTIMIZERS,
                        "scheduler": SCHEDULERS}[key]
             if check_str(value, field) not in choices:
@@ -223,20 +275,77 @@ def check_saved_recipe(values):
     return recipe
 
 
+def check_model_args(values, field="model_args"):
+    """A user model's constructor arguments: {identifier: number, bool, short string, or a list of numbers}."""
+    from .checkpoint_schema import SchemaError, check_number, check_str
+
+    if not isinstance(values, dict):
+        raise SchemaError(field, f"must be an object, got {type(values).__name__}")
+    if len(values) > 64:
+        raise SchemaError(field, f"has {len(values)} entries (at most 64)")
+    for key, value in values.items():
+        check_str(key, f"{field}.{key}", identifier=True)
+        items = value if isinstance(value, list) and len(value) <= 64 else [value]
+        for item in items:
+            if isinstance(item, str):
+                check_str(item, f"{field}.{key}", max_length=200, allow_empty=True)
+            elif not isinstance(item, bool):
+                check_number(item, f"{field}.{key}")
+    return dict(values)
+
+
 # --- building blocks ----------------------------------------------------------------------------------------
-def load_data(recipe):
-    """(train, validation, test) datasets; validation is the test split unless val_fraction > 0, when a
-    seeded val_fraction of the training images is held out."""
-    train = load_dataset(recipe.dataset, "train", **recipe.dataset_options)
-    test = load_dataset(recipe.dataset, "test", **recipe.dataset_options)
+@dataclass
+class Splits:
+    """What a run trains, validates and (later, with ``convnp evaluate``) tests on, and where each came from."""
+
+    train: object
+    val: object             # None: no validation
+    test: object            # None: the data has no test split
+    described: str          # for the train log: which split is which
+
+
+def load_splits(recipe, log=None):
+    """The run's data.  Validation is a stratified, seeded ``val_fraction`` of the training images (each
+    class in proportion), or the folder's own ``val/``; with ``val_fraction`` 0 and no ``val/``, the test
+    split (the old behaviour: then best.npz is chosen on test data, and the log says so)."""
+    if recipe.dataset == "folder":
+        folders = folder_splits(recipe.data)
+        if recipe.image_size is None:
+            raise ValueError("a folder recipe needs image_size [height, width] (--image-size)")
+        if recipe.channels is None:  # what the images are: 3 when any has colour
+            recipe.channels = image_channels(folders["train"])
+
+        def read(split):
+            return folder_dataset(folders[split], size=recipe.image_size, channels=recipe.channels, log=log,
+                                  name=f"{Path(recipe.data).name}-{split}")
+
+        train = read("train")
+        test = read("test") if folders["test"] else None
+        if folders["val"]:
+            return Splits(train, read("val"), test, f"validation: {folders['val']}; " +
+                          (f"test: {folders['test']} (untouched)" if test is not None else "no test split"))
+    else:
+        train = load_dataset(recipe.dataset, "train", **recipe.dataset_options)
+        test = load_dataset(recipe.dataset, "test", **recipe.dataset_options)
     if not recipe.val_fraction:
-        return train, test, test
-    order = np.random.default_rng([recipe.seed, 1]).permutation(len(train))
-    n_val = max(1, round(recipe.val_fraction * len(train)))
-    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-    return (ArrayDataset(train.x[train_idx], train.y[train_idx], train.classes, name=f"{recipe.dataset}-train"),
-            ArrayDataset(train.x[val_idx], train.y[val_idx], train.classes, name=f"{recipe.dataset}-val"),
-            test)
+        if test is None:
+            return Splits(train, None, None, "no validation and no test split (--val-fraction 0, no val/ or test/)")
+        return Splits(train, test, test, "validation: the TEST split (--val-fraction 0), so best.npz is chosen on "
+                                         "test data")
+    train_idx, val_idx = stratified_split(train.y, recipe.val_fraction, recipe.seed)
+    name = recipe.dataset if recipe.dataset != "folder" else Path(recipe.data).name
+    held = ArrayDataset(train.x[val_idx], train.y[val_idx], train.classes, name=f"{name}-val")
+    kept = ArrayDataset(train.x[train_idx], train.y[train_idx], train.classes, name=f"{name}-train")
+    untouched = "untouched test split" if test is not None else "no test split"
+    return Splits(kept, held, test, f"validation: {recipe.val_fraction:g} of train held out, stratified by class "
+                                    f"(seed {recipe.seed}); {untouched}")
+
+
+def load_data(recipe):
+    """(train, validation, test) datasets: ``load_splits`` without the description."""
+    splits = load_splits(recipe)
+    return splits.train, splits.val, splits.test
 
 
 def channel_stats(x, chunk=8192):
@@ -257,27 +366,47 @@ def preprocessing_for(dataset_name, train_set):
     """What a model trained on ``train_set`` expects: stored in its checkpoints for evaluate/predict."""
     mean, std = channel_stats(train_set.x)
     channels, height, width = train_set.x.shape[1:]
+    if dataset_name == "folder":  # predict reads a picture as the folder reader did: no MNIST layout
+        layout = {"box": None, "centre": None, "invert": "never", "fit": "crop"}
+    else:
+        layout = dict(LAYOUTS.get(dataset_name, {"box": None, "centre": None, "invert": "never"}))
     return {"dataset": dataset_name, "mean": [round(float(v), 6) for v in mean],
             "std": [round(float(v), 6) for v in std], "input_size": [int(channels), int(height), int(width)],
-            "channels": int(channels), "classes": list(train_set.classes),
-            "layout": dict(LAYOUTS.get(dataset_name, {"box": None, "centre": None, "invert": "never"}))}
+            "channels": int(channels), "classes": list(train_set.classes), "layout": layout}
 
 
 def normalizer(preprocessing):
     return Normalize(preprocessing["mean"], preprocessing["std"])
 
 
-def train_transform(preprocessing, augment):
-    if not augment:
+def train_transform(preprocessing, augment, policy="none"):
+    """The training batches' transform: the ``policy``'s augmentations, shifts of up to ``augment``
+    pixels, then the normalisation."""
+    steps = augment_policy(policy) + ([RandomShift(augment)] if augment else [])
+    if not steps:
         return normalizer(preprocessing)
-    return Compose([RandomShift(augment), normalizer(preprocessing)])
+    return Compose([*steps, normalizer(preprocessing)])
 
 
-def build_model(recipe, preprocessing):
-    """The recipe's model, sized for the data: num_classes, in_channels (and in_features for the MLP)."""
+def build_model(recipe, preprocessing, cls=None):
+    """The recipe's model, sized for the data: num_classes, in_channels (and in_features for the MLP).
+
+    ``cls``: a user's nn.Module class (``recipe.model_code``), built with ``recipe.model_args`` plus
+    those sizes for the constructor arguments it has and the user did not give."""
     channels, height, width = preprocessing["input_size"]
     wanted = {"num_classes": len(preprocessing["classes"]), "in_channels": channels,
               "in_features": channels * height * width}
+    if recipe.model_code is not None:
+        if cls is None:
+            raise ValueError(f"the recipe's model is {recipe.model} from {recipe.model_code}: pass "
+                             f"--model-code {recipe.model_code}")
+        accepted = constructor_parameters(cls)
+        args = {key: value for key, value in wanted.items() if key in accepted and key not in recipe.model_args}
+        try:
+            return cls(**args, **recipe.model_args)
+        except TypeError as error:
+            call = ", ".join(f"{key}={value!r}" for key, value in {**args, **recipe.model_args}.items())
+            raise ValueError(f"{cls.__name__}({call}) failed: {error}") from None
     accepted = constructor_parameters(model_class(recipe.model))
     return get_model(recipe.model, **{key: value for key, value in wanted.items() if key in accepted})
 
@@ -339,7 +468,8 @@ class RunResult:
     val_loader: object
 
 
-def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=(), world=None):
+def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=(), model_class=None, init_from=None,
+        freeze=(), world=None):
     """Train by ``recipe``; with ``out``, write last.npz, best.npz, history.json and training_curves.png.
 
     ``resume``: a checkpoint (path or loaded) from an earlier run of the same recipe; training continues
@@ -352,16 +482,40 @@ def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=(), w
     ``world``: a ``convnp.distributed.World`` for data-parallel training over MPI: every rank calls
     ``run`` with the same recipe; the weights start as rank 0's, each rank trains on its shard of every
     batch of ``recipe.batch_size`` images, and only rank 0 locks ``out``, logs and writes files.
+    ``model_class``: the user's nn.Module class when ``recipe.model_code`` names one (the caller imports
+    it, because the user named the file).  ``init_from``: a checkpoint (path or loaded) whose weights
+    start this new run (fine-tuning: a fresh optimizer and schedule); ``freeze``: names of the model's
+    sub-modules (``conv1``, ``features.0``) whose parameters are not trained.
     """
     check_recipe(recipe)
     writer = world is None or world.is_writer
+    args = (recipe, out, resume, log, progress, callbacks, model_class, init_from, tuple(freeze or recipe.freeze),
+            world)
     if out is not None and writer:  # one run per folder at a time; the lock is released when this run ends
         with RunLock(out):
-            return _run_locked(recipe, out, resume, log, progress, callbacks, world)
-    return _run_locked(recipe, out, resume, log, progress, callbacks, world)
+            return _run_locked(*args)
+    return _run_locked(*args)
 
 
-def _run_locked(recipe, out, resume, log, progress, callbacks, world=None):
+def freeze_modules(model, names):
+    """Turn off ``requires_grad`` of the parameters under each dotted sub-module name -> their count."""
+    modules = dict(model.named_modules()) if hasattr(model, "named_modules") else {}
+    frozen = 0
+    for name in names:
+        prefix = name + "."
+        matched = [(key, p) for key, p in model.named_parameters() if key.startswith(prefix) or key == name]
+        if not matched:
+            known = sorted({key.rsplit(".", 1)[0] for key, _ in model.named_parameters()} | set(modules) - {""})
+            raise ValueError(f"--freeze {name}: {type(model).__name__} has no parameters under {name!r}; "
+                             f"its parts with parameters: {', '.join(k for k in known if k)}")
+        for _, parameter in matched:
+            parameter.requires_grad = False
+            frozen += parameter.data.size
+    return frozen
+
+
+def _run_locked(recipe, out, resume, log, progress, callbacks, model_class_=None, init_from=None, freeze=(),
+                world=None):
     writer = world is None or world.is_writer
     if not writer:
         log, progress, out = None, False, None
@@ -375,32 +529,52 @@ def _run_locked(recipe, out, resume, log, progress, callbacks, world=None):
         if info.epoch >= recipe.epochs:
             raise ValueError(f"{info.path} has already completed {info.epoch} epoch(s); ask for more with --epochs")
     manual_seed(recipe.seed)
-    train_set, val_set, _ = load_data(recipe)
+    splits = load_splits(recipe, log=log)
+    train_set, val_set = splits.train, splits.val
     preprocessing = preprocessing_for(recipe.dataset, train_set)
-    model = build_model(recipe, preprocessing)
+    if info is not None and info.get("preprocessing"):  # a resumed run keeps its normalisation
+        preprocessing = info["preprocessing"]
+    model = build_model(recipe, preprocessing, model_class_)
     check_model_fits(model, recipe, preprocessing)
+    if init_from is not None:  # fine-tuning: the weights of another run, everything else new
+        start = init_from if isinstance(init_from, checkpoint.Checkpoint) else checkpoint.load(init_from)
+        checkpoint.restore(start, model, rng=False)
+        if log is not None:
+            log(f"weights from {start.path} (epoch {start.epoch}); a new optimizer and schedule")
+    if freeze:
+        frozen = freeze_modules(model, freeze)
+        if log is not None:
+            log(f"frozen: {', '.join(freeze)} ({frozen:,} parameters not trained)")
     if world is not None:
         world.broadcast_model(model)
-    optimizer = build_optimizer(recipe, model)
+    optimizer = make_optimizer(recipe.optimizer, [p for p in model.parameters() if p.requires_grad], recipe.lr,
+                               recipe.momentum, recipe.weight_decay)
     train_loader = DataLoader(train_set, recipe.batch_size, shuffle=True, seed=recipe.seed,
-                              transform=train_transform(preprocessing, recipe.augment))
+                              transform=train_transform(preprocessing, recipe.augment, recipe.augment_policy))
     if world is not None:  # every rank draws the same global batches and takes its shard of each
         train_loader = world.shard(train_loader)
-    val_loader = DataLoader(val_set, 1000, transform=normalizer(preprocessing))
+    val_loader = None if val_set is None else DataLoader(val_set, 1000, transform=normalizer(preprocessing))
     scheduler, interval = build_scheduler(recipe, optimizer, len(train_loader))
     if log is not None:
         channels, height, width = preprocessing["input_size"]
-        held_out = "held-out training" if recipe.val_fraction else "test"
-        log(f"{type(model).__name__}: {model.num_parameters():,} parameters; {recipe.dataset}: {len(train_set):,} "
-            f"training and {len(val_set):,} validation ({held_out}) images, {channels}x{height}x{width}, "
+        where = (f" in {recipe.data}" if recipe.dataset == "folder" else
+                 f" in {data_dir()}" if recipe.dataset in ("mnist", "fashion-mnist", "cifar10") else "")
+        log(f"{type(model).__name__}: {model.num_parameters():,} parameters; {recipe.dataset}{where}: "
+            f"{len(train_set):,} training, {0 if val_set is None else len(val_set):,} validation and "
+            f"{0 if splits.test is None else len(splits.test):,} test images, {channels}x{height}x{width}, "
             f"{len(preprocessing['classes'])} classes")
         if world is not None and world.size > 1:
             log(f"data parallel over {world.size} MPI ranks: each takes its share of every batch of "
                 f"{recipe.batch_size} images (about {recipe.batch_size // world.size} per rank)")
+        log(splits.described)
     start_epoch, history = 0, None
     if info is not None:
+        planned = (info.get("recipe") or {}).get("epochs", recipe.epochs)
+        fresh = scheduler.state_dict() if scheduler is not None else None  # the plan for recipe.epochs
         checkpoint.restore(info, model, optimizer, scheduler, loader=train_loader)
         start_epoch, history = info.epoch, info.history
+        if scheduler is not None and planned != recipe.epochs and recipe.scheduler in ("cosine", "onecycle"):
+            replan_schedule(scheduler, fresh, optimizer, log)
 
     leading = []
     if world is not None:  # the gradient allreduce first: the NaN guard then sees the global loss
@@ -415,17 +589,105 @@ def _run_locked(recipe, out, resume, log, progress, callbacks, world=None):
         out = Path(out)
         saver = ModelCheckpoint(out, preprocessing=preprocessing, extra={"recipe": recipe.to_dict()})
         callbacks.append(saver)
+        callbacks.append(HistoryFiles(out, recipe, preprocessing))
         files.update(last=saver.last_path, best=saver.best_path)
+    if recipe.patience:  # after the savers, so the last epoch is written before it stops the run
+        callbacks.append(EarlyStopping("val_loss" if val_loader is not None else "train_loss",
+                                       patience=recipe.patience, restore_best_weights=True))
     history = fit(model, train_loader, val_loader, optimizer, epochs=recipe.epochs, scheduler=scheduler,
                   scheduler_interval=interval, callbacks=callbacks, start_epoch=start_epoch, history=history,
                   progress=progress, log=log)
     if out is not None and history["epoch"]:
         files["history"] = write_history(out / "history.json", history, recipe, preprocessing)
-        from .inspect.viz import plot_training_curves  # matplotlib: the tools extra
-
-        title = f"{recipe.model} on {recipe.dataset}: {recipe.describe()}"
-        files["curves"] = plot_training_curves(history, out / "training_curves.png", title=title)
+        try:
+            from .inspect.viz import plot_training_curves  # matplotlib: the tools extra
+        except ImportError:
+            plot_training_curves = None
+            if log is not None:
+                log("training_curves.png skipped: drawing it needs matplotlib (pip install 'convnp[tools]')")
+        if plot_training_curves is not None:
+            title = f"{recipe.model} on {recipe.dataset}: {recipe.describe()}"
+            files["curves"] = plot_training_curves(history, out / "training_curves.png", title=title)
     return RunResult(model, history, recipe, preprocessing, files, val_loader)
+
+
+class HistoryFiles(Callback):
+    """Write ``history.json`` and ``history.csv`` (one row per epoch) after every epoch, atomically, so that
+    an interrupted run keeps its curves."""
+
+    def __init__(self, folder, recipe, preprocessing):
+        self.folder, self.recipe, self.preprocessing = Path(folder), recipe, preprocessing
+
+    def on_epoch_end(self, state):
+        write_history(self.folder / "history.json", state.history, self.recipe, self.preprocessing)
+        write_history_csv(self.folder / "history.csv", state.history)
+
+
+class TensorBoardLog(Callback):
+    """Scalars of every epoch (train/val loss and accuracy, lr) as TensorBoard event files in ``folder``
+    (``tensorboard --logdir folder``), through the SummaryWriter of ``torch.utils.tensorboard`` or
+    ``tensorboardX``, whichever is installed; ImportError naming the package to install otherwise."""
+
+    def __init__(self, folder):
+        import importlib.util
+
+        SummaryWriter = None
+        if importlib.util.find_spec("tensorboard") is not None:  # torch's writer needs it (and torch)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                pass
+        if SummaryWriter is None:
+            try:
+                from tensorboardX import SummaryWriter
+            except ImportError:
+                raise ImportError("--log tensorboard needs the tensorboard package: pip install tensorboard "
+                                  "(with torch) or pip install tensorboardX") from None
+        self.writer = SummaryWriter(str(folder))
+
+    def on_epoch_end(self, state):
+        history = state.history
+        epoch = history["epoch"][-1]
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
+            if history.get(key) and len(history[key]) == len(history["epoch"]):
+                self.writer.add_scalar(key.replace("_", "/", 1) if key != "lr" else "lr", history[key][-1], epoch)
+        self.writer.flush()
+
+    def on_train_end(self, state):
+        self.writer.close()
+
+
+def write_history_csv(path, history):
+    """The per-epoch lists of ``history`` as CSV: a header row (epoch, train_loss, ...), one row per epoch."""
+    import csv
+    import io
+
+    from .files import atomic_write_text
+
+    columns = [key for key, values in history.items() if isinstance(values, list) and len(values) == len(
+        history["epoch"])]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    for row in zip(*(history[key] for key in columns)):
+        writer.writerow([f"{value:.6g}" if isinstance(value, float) else value for value in row])
+    return atomic_write_text(Path(path), text.getvalue())
+
+
+def replan_schedule(scheduler, fresh_state, optimizer, log=None):
+    """Extend a resumed run: ``scheduler`` (restored at step k of its old plan) takes the plan of
+    ``fresh_state`` (the same schedule built for the new number of epochs) at the same step k, so a
+    cosine or one-cycle schedule continues as if it had been planned for the longer run from the start."""
+    step = scheduler.last_epoch
+    old_lr = optimizer.param_groups[0]["lr"]
+    scheduler.load_state_dict(fresh_state)
+    scheduler.last_epoch = step
+    for group, lr in zip(optimizer.param_groups, scheduler.get_lr()):
+        group["lr"] = lr
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    if log is not None:
+        log(f"the {type(scheduler).__name__} schedule is re-planned for the longer run from step {step}: "
+            f"lr {old_lr:.3g} -> {optimizer.param_groups[0]['lr']:.3g}")
 
 
 def write_history(path, history, recipe, preprocessing):

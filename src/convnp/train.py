@@ -6,8 +6,8 @@
 
 Loaders are ``convnp.data.DataLoader`` objects (or anything yielding (images, labels) batches of NumPy
 arrays); a dataset with ``.x`` and ``.y`` is wrapped in a DataLoader.  ``fit`` shows a tqdm progress
-bar per epoch (loss, accuracy, images/s and ETA) when stderr is a terminal, and logs one line per epoch
-otherwise (logs, CI).
+bar per epoch (loss, accuracy, images/s and ETA) when stderr is a terminal and tqdm is installed, and
+logs one line per epoch (with validation numbers and lr) in every case: after the bar, Keras style.
 
 When the scheduler steps
 ------------------------
@@ -113,15 +113,20 @@ class NaNGuard(Callback):
 
 class EarlyStopping(Callback):
     """Stop when ``monitor`` (a history key, e.g. 'val_loss' or 'val_accuracy') has not improved by more
-    than ``min_delta`` for ``patience`` epochs.  ``mode``: 'min', 'max', or 'auto' (max for accuracies)."""
+    than ``min_delta`` for ``patience`` epochs.  ``mode``: 'min', 'max', or 'auto' (max for accuracies).
 
-    def __init__(self, monitor="val_loss", patience=3, min_delta=0.0, mode="auto"):
+    ``restore_best_weights``: when training ends, put the weights of the best epoch (of this call of
+    ``fit``) back into the model, as Keras does; the model is otherwise left as the last epoch made it."""
+
+    def __init__(self, monitor="val_loss", patience=3, min_delta=0.0, mode="auto", restore_best_weights=False):
         if patience < 1:
             raise ValueError(f"EarlyStopping: patience must be >= 1, got {patience}")
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
         self.mode = _resolve_mode(monitor, mode)
+        self.restore_best_weights = restore_best_weights
 
     def on_train_begin(self, state):
+        self.best_state = None
         self.best, self.best_epoch, self.wait = None, None, 0
         for epoch, value in zip(state.history["epoch"], state.history.get(self.monitor, [])):  # a resumed run
             self._update(epoch, value)
@@ -135,9 +140,15 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, state):
         value = _monitored(state, self.monitor, "EarlyStopping")
         self._update(state.epoch + 1, value)
+        if self.restore_best_weights and self.wait == 0:  # this epoch is the best so far
+            self.best_state = {key: np.array(value, copy=True) for key, value in state.model.state_dict().items()}
         if self.wait >= self.patience:
             raise StopTraining(f"early stopping: {self.monitor} has not improved for {self.wait} epoch(s) "
                                f"(best {self.best:.4f} at epoch {self.best_epoch})")
+
+    def on_train_end(self, state):
+        if self.restore_best_weights and self.best_state is not None:
+            state.model.load_state_dict(self.best_state)
 
 
 class ModelCheckpoint(Callback):
@@ -283,9 +294,15 @@ def _num_samples(loader):
 
 
 def _use_bar(progress):
-    if progress is None:
-        return sys.stderr.isatty()
-    return bool(progress)
+    """A bar when asked (default: stderr is a terminal) and tqdm is installed; else one line per epoch."""
+    wanted = sys.stderr.isatty() if progress is None else bool(progress)
+    if not wanted:
+        return False
+    try:
+        import tqdm  # noqa: F401 - the tools extra; without it, per-epoch lines
+    except ImportError:
+        return False
+    return True
 
 
 def _make_bar(loader, description):
@@ -413,7 +430,7 @@ def fit(model, train_data, val_data=None, optimizer=None, loss=None, epochs=1, s
             history["lr"].append(lr)
             history["time"].append(seconds)
             state.metrics = metrics
-            if bar is None and log is not None:
+            if log is not None:  # with a bar too (Keras style): validation and lr survive a narrow terminal
                 log(f"epoch {epoch + 1}/{epochs}  {_summary(metrics)}  lr {lr:.3g}  {seconds:.1f} s "
                     f"({count / max(seconds, 1e-9):,.0f} img/s)")
             for callback in callbacks:

@@ -13,7 +13,7 @@ import numpy as np
 from convnp.data.array_dataset import ArrayDataset, check_split
 from convnp.data.download import MIRRORS, data_dir, fetch
 from convnp.data.idx import CorruptDataError, read_idx
-from convnp.data.images import open_image_checked
+from convnp.data.images import image_to_array, open_image_checked
 from convnp.data.synthetic import geometric_digits, oriented_lines, oriented_lines_patterns  # noqa: F401
 from convnp.data.transforms import resize_bilinear
 
@@ -133,9 +133,10 @@ def image_folder(path, size=(28, 28), mode="L", skip_bad=False):
     """One sub-folder per class of PNG/JPEG files -> x: (N, 1 or 3, height, width), y: class index.
 
     Classes are the sorted sub-folder names. Every image is converted to ``mode`` ("L" grayscale or
-    "RGB") and resized to ``size`` = (height, width) with Pillow's bilinear filter. Unreadable files
-    are collected and reported together in one ``CorruptDataError``; with ``skip_bad=True`` they are
-    skipped with a warning instead. Files with other extensions are ignored.
+    "RGB") by ``convnp.data.images.image_to_array`` (as ``predict`` does: 16-bit, palette, RGBA, CMYK,
+    EXIF-rotated pictures read correctly) and resized to ``size`` = (height, width) with Pillow's
+    bilinear filter. Unreadable files are collected and reported together in one ``CorruptDataError``;
+    with ``skip_bad=True`` they are skipped with a warning instead. Files with other extensions are ignored.
     """
     try:
         from PIL import Image
@@ -158,13 +159,14 @@ def image_folder(path, size=(28, 28), mode="L", skip_bad=False):
         if not files:
             raise ValueError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
         for file in files:
-            try:
-                image = open_image_checked(file)
-                converted = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+            try:  # the conversion predict uses (16-bit, palette, RGBA, CMYK, EXIF orientation)
+                pixels = image_to_array(open_image_checked(file, exif_transpose=True), 1 if mode == "L" else 3)
+                planes = [Image.fromarray(plane).resize((width, height), Image.Resampling.BILINEAR)
+                          for plane in pixels]
             except (OSError, ValueError) as error:
                 bad_files.append(f"  {file}: {error}")
                 continue
-            images.append(np.asarray(converted, dtype=np.uint8))
+            images.append(np.clip(np.stack([np.asarray(plane, dtype=np.float32) for plane in planes]), 0, 1))
             labels.append(label)
 
     if bad_files:
@@ -174,8 +176,7 @@ def image_folder(path, size=(28, 28), mode="L", skip_bad=False):
         warnings.warn(message + "\nThey were skipped.", stacklevel=2)
     if not images:
         raise ValueError(f"{root}: no readable images")
-    x = np.stack(images).astype(np.float32) / 255
-    x = x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)
+    x = np.stack(images).astype(np.float32)
     return ArrayDataset(x, labels, [folder.name for folder in class_folders], name=root.name)
 
 

@@ -53,3 +53,82 @@ def open_image_checked(path, exif_transpose=False):
         except failures as error:
             reason = " ".join(str(error).split()) or type(error).__name__
             raise ImageError(f"{path}: not a readable image ({reason})") from None
+
+
+def image_to_array(image, channels):
+    """A PIL image of any mode -> float32 (channels, H, W) in [0, 1], channels 1 (grayscale) or 3 (RGB).
+
+    16-bit and 32-bit grayscale ('I;16', 'I') are scaled by their bit depth (not clipped to white, which
+    ``convert('L')`` would do), float images ('F') are clipped to [0, 1], palette and CMYK images are
+    converted through RGB, and transparent pixels (RGBA, LA, a palette with transparency) are laid on
+    white.  The one conversion of convnp's image folders and of ``predict`` for such models."""
+    import numpy as np
+
+    if channels not in (1, 3):
+        raise ValueError(f"cannot prepare pictures with {channels} channels (1 grayscale or 3 RGB)")
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        gray = np.asarray(image, dtype=np.float64)
+        if mode == "F":
+            gray = np.clip(gray, 0.0, 1.0)
+        elif mode.startswith("I;16") or gray.max(initial=0) > 255:
+            gray = np.clip(gray / 65535, 0.0, 1.0)
+        else:  # 'I' holding 8-bit values
+            gray = np.clip(gray / 255, 0.0, 1.0)
+        gray = gray.astype(np.float32)[None]
+        return gray if channels == 1 else np.repeat(gray, 3, axis=0)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255
+        alpha = rgba[..., 3:]
+        rgb = rgba[..., :3] * alpha + (1.0 - alpha)  # on white
+    else:
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+    if channels == 3:
+        return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+    gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's 'L'
+    return gray[None].astype(np.float32)
+
+
+def fit_array(pixels, height, width):
+    """float32 (C, H0, W0) -> (C, height, width): the centre crop with the target's aspect ratio, resized
+    with Pillow's Lanczos filter (torchvision's Resize + CenterCrop, in one step)."""
+    import numpy as np
+    from PIL import Image
+
+    _, h0, w0 = pixels.shape
+    if h0 * width > w0 * height:  # too tall: crop rows
+        crop_h, crop_w = max(1, round(w0 * height / width)), w0
+    else:
+        crop_h, crop_w = h0, max(1, round(h0 * width / height))
+    top, left = (h0 - crop_h) // 2, (w0 - crop_w) // 2
+    out = np.empty((pixels.shape[0], height, width), dtype=np.float32)
+    for c, plane in enumerate(pixels[:, top:top + crop_h, left:left + crop_w]):
+        resized = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32)).resize(
+            (int(width), int(height)), Image.Resampling.LANCZOS)
+        out[c] = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+    return out
+
+
+def read_image_array(path, channels, height, width):
+    """An image file -> float32 (channels, height, width) in [0, 1]: opened with ``open_image_checked``
+    (EXIF orientation applied), converted by ``image_to_array``, fitted by ``fit_array``."""
+    return fit_array(image_to_array(open_image_checked(path, exif_transpose=True), channels), height, width)
+
+
+def open_image_header(path):
+    """(mode, whether a palette image's colours are all gray) of an image file, without decoding its pixels."""
+    from PIL import Image
+
+    from convnp.files import open_regular
+
+    with open_regular(Path(path), "image", ImageError) as file:
+        try:
+            with Image.open(file) as image:
+                mode = image.mode
+                gray = False
+                if mode == "P":
+                    colours = image.getpalette() or []
+                    gray = all(colours[i] == colours[i + 1] == colours[i + 2] for i in range(0, len(colours) - 2, 3))
+                return mode, gray
+        except (OSError, SyntaxError, ValueError) as error:
+            raise ImageError(f"{path}: not a readable image ({' '.join(str(error).split())})") from None

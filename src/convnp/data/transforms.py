@@ -88,6 +88,99 @@ class RandomHorizontalFlip:
         return f"RandomHorizontalFlip(p={self.p})"
 
 
+class RandomAffine:
+    """A random rotation, zoom and shift per image (torchvision's RandomRotation + RandomResizedCrop +
+    RandomAffine translate, in one resampling).  x: (N, C, H, W) -> the same shape.
+
+    Each image shows a square crop whose side is a fraction drawn from ``crop`` (lo, hi) of the image's
+    (1: the whole image; smaller: zoomed in), turned by an angle drawn from -``degrees``..``degrees`` and
+    moved by up to ``translate`` of the side in each direction.  Bilinear, edges clamped; vectorised over
+    the batch (``affine_sample``)."""
+
+    def __init__(self, degrees=0.0, crop=(1.0, 1.0), translate=0.0):
+        low, high = crop
+        if degrees < 0 or translate < 0 or not 0 < low <= high:
+            raise ValueError(f"RandomAffine: degrees and translate must be >= 0 and crop (lo, hi) with "
+                             f"0 < lo <= hi, got degrees {degrees}, crop {crop}, translate {translate}")
+        self.degrees, self.crop, self.translate = float(degrees), (float(low), float(high)), float(translate)
+
+    def __call__(self, x, rng):
+        _check_batch("RandomAffine", x)
+        n = len(x)
+        angle = np.deg2rad(rng.uniform(-self.degrees, self.degrees, n))
+        side = rng.uniform(*self.crop, n)
+        shift = rng.uniform(-self.translate, self.translate, (2, n))
+        return affine_sample(x, angle, side, shift[0], shift[1])
+
+    def __repr__(self):
+        return f"RandomAffine(degrees={self.degrees:g}, crop={self.crop}, translate={self.translate:g})"
+
+
+class ColorJitter:
+    """Per image, brightness x * b and contrast (x - mean) * c + mean, b and c drawn from 1 +- ``brightness``
+    and 1 +- ``contrast``; clipped to [0, 1] (images before normalisation).  x: (N, C, H, W) -> same."""
+
+    def __init__(self, brightness=0.0, contrast=0.0):
+        if not 0 <= brightness < 1 or not 0 <= contrast < 1:
+            raise ValueError(f"ColorJitter: brightness and contrast must be in [0, 1), got {brightness}, {contrast}")
+        self.brightness, self.contrast = float(brightness), float(contrast)
+
+    def __call__(self, x, rng):
+        _check_batch("ColorJitter", x)
+        n = len(x)
+        b = rng.uniform(1 - self.brightness, 1 + self.brightness, n).astype(x.dtype)[:, None, None, None]
+        c = rng.uniform(1 - self.contrast, 1 + self.contrast, n).astype(x.dtype)[:, None, None, None]
+        bright = x * b
+        mean = bright.mean(axis=(1, 2, 3), keepdims=True)
+        return np.clip((bright - mean) * c + mean, 0, 1).astype(x.dtype)
+
+    def __repr__(self):
+        return f"ColorJitter(brightness={self.brightness:g}, contrast={self.contrast:g})"
+
+
+def affine_sample(x, angle, side, shift_x, shift_y):
+    """x: (N, C, H, W) -> (N, C, H, W): output pixel (i, j) of image k samples x[k] bilinearly at
+
+        [sx, sy] = side_k * R(angle_k) @ [u_j, v_i] + [shift_x_k, shift_y_k]
+
+    in coordinates from -1 to 1 across the image (u along the width, v along the height); positions
+    outside are clamped to the edge.  side 1, angle 0, shift 0 gives x back."""
+    n, _, h, w = x.shape
+    v, u = np.meshgrid((np.arange(h) + 0.5) / h * 2 - 1, (np.arange(w) + 0.5) / w * 2 - 1, indexing="ij")
+    cos = (np.cos(angle) * side)[:, None, None]
+    sin = (np.sin(angle) * side)[:, None, None]
+    sx = cos * u - sin * v + np.asarray(shift_x)[:, None, None]
+    sy = sin * u + cos * v + np.asarray(shift_y)[:, None, None]
+    px = np.clip((sx + 1) / 2 * w - 0.5, 0, w - 1)
+    py = np.clip((sy + 1) / 2 * h - 0.5, 0, h - 1)
+    x0, y0 = np.floor(px).astype(np.intp), np.floor(py).astype(np.intp)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = (px - x0)[..., None], (py - y0)[..., None]
+    k = np.arange(n)[:, None, None]
+    top = x[k, :, y0, x0] * (1 - fx) + x[k, :, y0, x1] * fx   # (N, H, W, C): the indexed axes come first
+    bottom = x[k, :, y1, x0] * (1 - fx) + x[k, :, y1, x1] * fx
+    return np.ascontiguousarray((top * (1 - fy) + bottom * fy).transpose(0, 3, 1, 2)).astype(x.dtype)
+
+
+AUGMENT_POLICIES = ("none", "light", "standard")
+
+
+def augment_policy(name):
+    """The transforms of ``--augment NAME`` (before normalisation) -> a list:
+
+    none: nothing;  light: horizontal flips, crops of 90-100% of the side, shifts up to 5%;
+    standard: flips, crops of 75-100%, rotations up to 10 degrees, shifts up to 10%, brightness and
+    contrast jitter of 20%."""
+    if name == "none":
+        return []
+    if name == "light":
+        return [RandomHorizontalFlip(), RandomAffine(crop=(0.9, 1.0), translate=0.05)]
+    if name == "standard":
+        return [RandomHorizontalFlip(), RandomAffine(degrees=10, crop=(0.75, 1.0), translate=0.1),
+                ColorJitter(0.2, 0.2)]
+    raise ValueError(f"unknown augmentation {name!r}; choose one of: {', '.join(AUGMENT_POLICIES)}")
+
+
 class Compose:
     """Apply ``transforms`` in order, all drawing from the same generator."""
 

@@ -8,8 +8,6 @@ for a few seconds on scikit-learn's bundled digits (cached in the data directory
 A user error raises ``convnp.errors.UserError("...")``; ``convnp.cli.main`` prints it as
 ``convnp explore: ...`` with status 1.
 """
-import importlib.util
-import sys
 from pathlib import Path
 
 from ..errors import UserError
@@ -42,43 +40,24 @@ def add_explore_parser(subparsers):
 
 
 def load_model_code(spec):
-    """'path/to/file.py:ClassName' -> the class, importing that one file (nothing else is imported)."""
-    from .. import nn
+    """'path/to/file.py:ClassName' -> the class (``convnp.models.user_code.load_model_class``, the one
+    loader of user code, shared with train/evaluate/predict/viz/summary)."""
+    from ..models.user_code import load_model_class
 
-    file, _, name = spec.rpartition(":")
-    if not file or not name:
-        raise UserError(f"--model-code must be FILE.py:CLASS, got {spec!r}")
-    path = Path(file)
-    if not path.is_file() or path.suffix != ".py":
-        raise UserError(f"--model-code {file}: no such Python file")
-    module_name = f"convnp_user_model_{abs(hash(str(path.resolve())))}"
-    loader_spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(loader_spec)
-    sys.modules[module_name] = module
     try:
-        loader_spec.loader.exec_module(module)
-    except Exception as error:  # the user's code: report it in one line
-        sys.modules.pop(module_name, None)
-        raise UserError(f"importing {file} failed: {type(error).__name__}: {error}") from None
-    cls = getattr(module, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise UserError(f"{file} has no nn.Module subclass named {name!r}")
-    return cls
+        return load_model_class(spec)
+    except (ValueError, ImportError) as error:
+        raise UserError(str(error)) from None
 
 
 def load_custom_model(cls, checkpoint_path):
     """Build ``cls`` with the checkpoint's saved arguments and load its weights -> (model, info)."""
-    from .. import checkpoint
+    from ..models.user_code import load_user_model
 
     try:
-        info = checkpoint.load(checkpoint_path)
-        model = cls(**(info.get("model_args") or {}))
-        checkpoint.restore(info, model, rng=False)
-    except (TypeError, ValueError, OSError) as error:
-        raise UserError(f"cannot load {checkpoint_path} into {cls.__name__}: "
-                        f"{' '.join(str(error).split())}") from None
-    model.eval()
-    return model, info
+        return load_user_model(cls, checkpoint_path)
+    except (ValueError, OSError) as error:
+        raise UserError(" ".join(str(error).split())) from None
 
 
 def default_checkpoint(log=print, progress=None):

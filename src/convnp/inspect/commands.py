@@ -6,6 +6,7 @@
 Each parser sets ``func`` (``args.func(args)`` runs the command and returns the exit status 0).  A user
 error raises ``convnp.errors.UserError``, which ``convnp.cli.main`` reports as one line.
 """
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,11 @@ def add_summary_parser(subparsers):
         description="Print a torchinfo-style table of a model: one row per layer call with its output shape "
                     "(batch included), parameters, mult-adds and receptive field, then the totals (parameters, "
                     "MACs, FLOPs = 2 x MACs) and estimated memory.")
-    parser.add_argument("--model", required=True, metavar="NAME", help=f"the model: one of {names}")
+    parser.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT", help="a checkpoint (.npz, .onnx, "
+                        ".safetensors): its model at its training input size")
+    parser.add_argument("--model", metavar="NAME", help=f"the model: one of {names}")
+    parser.add_argument("--model-code", metavar="FILE.py:CLASS", help="a model of your own class: with CHECKPOINT, "
+                        "the code that defines it; alone, the class built with its default arguments")
     parser.add_argument("--input-size", type=positive_int, nargs="+", metavar="N",
                         help="the shape of one input example, e.g. 1 28 28 (default: the model's own)")
     parser.add_argument("--batch-size", type=positive_int, default=1, metavar="N", help="batch size shown in the "
@@ -55,7 +60,26 @@ def build_model(name):
 
 
 def summary_command(args):
-    model, default_size = build_model(args.model)
+    from ..models.user_code import load_any_model, load_model_class
+
+    if sum(x is not None for x in (args.checkpoint, args.model)) > 1 or not (args.checkpoint or args.model
+                                                                              or args.model_code):
+        raise UserError("give a CHECKPOINT, --model NAME or --model-code FILE.py:CLASS (one of them)")
+    if args.checkpoint is not None:
+        try:
+            model, info = load_any_model(args.checkpoint, args.model_code)
+        except (OSError, ValueError, ImportError) as error:
+            raise UserError(_one_line(error)) from None
+        prep = _info_get(info, "preprocessing") or {}
+        default_size = tuple(prep["input_size"]) if prep.get("input_size") else getattr(model, "input_shape", None)
+    elif args.model_code:
+        try:
+            model = load_model_class(args.model_code)()
+        except (ValueError, ImportError, TypeError) as error:
+            raise UserError(_one_line(error)) from None
+        default_size = getattr(model, "input_shape", None)
+    else:
+        model, default_size = build_model(args.model)
     input_size = tuple(args.input_size) if args.input_size else default_size
     if input_size is None:
         raise UserError(f"give --input-size for {args.model} (e.g. --input-size 3 32 32)")
@@ -93,6 +117,7 @@ def add_viz_parser(subparsers):
                         "confusion/misclassified (default 2000)")
     parser.add_argument("--target", type=non_negative_int, help="class whose score the saliency map explains "
                         "(default: the predicted class)")
+    parser.add_argument("--model-code", metavar="FILE.py:CLASS", help="the code of a model of your own class")
     parser.set_defaults(func=viz_command)
     return parser
 
@@ -154,21 +179,22 @@ def _model_geometry(model, info):
 
 
 def viz_command(args):
-    from . import viz
+    try:  # through sys.modules, not the package attribute: a missing matplotlib shows here
+        viz = importlib.import_module(".viz", __package__)
+    except ImportError as error:  # a NumPy-only install: name the extra
+        raise UserError(f"drawing figures needs matplotlib ({_one_line(error)}): pip install 'convnp[tools]'") \
+            from None
 
     kinds = _parse_kinds(args.what)
     explicit = "all" not in kinds
     wanted = kinds if explicit else list(VIZ_KINDS)
     if not Path(args.checkpoint).is_file():
         raise UserError(f"checkpoint {args.checkpoint} does not exist")
+    from ..models.user_code import load_any_model  # .npz, .onnx, .safetensors; a user's class with --model-code
+
     try:
-        from ..interop.files import load_model_file as load_model  # .npz, .onnx or .safetensors
-    except ImportError as error:
-        raise UserError(f"checkpoints cannot be read here (convnp.checkpoint: "
-                        f"{_one_line(error)})") from None
-    try:
-        model, info = load_model(args.checkpoint)
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        model, info = load_any_model(args.checkpoint, args.model_code)
+    except (OSError, ValueError, KeyError, TypeError, ImportError) as error:
         message = _one_line(error)
         if str(args.checkpoint) not in message:
             message = f"cannot load {args.checkpoint}: {message}"

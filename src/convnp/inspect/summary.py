@@ -413,11 +413,15 @@ def _first_tensor(values):
     return None
 
 
-def summary(model, input_size, batch_size=None):
+def summary(model, input_size, batch_size=None, verbose=0):
     """Summarise ``model`` for inputs of ``input_size`` -> ``Summary`` (print it for the table).
 
     input_size: the shape of one example, e.g. (1, 28, 28) or (784,), to which the batch size
         (``batch_size``, default 1) is prepended; or a full (N, C, H, W) shape, as torchinfo takes it.
+        Any number of input channels.
+    verbose: 1 prints the table as well, like torchinfo's default.  convnp's default is 0 because the
+        returned Summary's repr is the table: a REPL or notebook shows it once, where torchinfo's
+        print-and-return shows it twice; in a script, ``print(convnp.summary(...))`` or ``verbose=1``.
     """
     shape = _input_shape(input_size, batch_size)
     where = next((device_of(p.data) for p in model.parameters()), CPU)  # a model on the GPU is traced there
@@ -428,7 +432,10 @@ def summary(model, input_size, batch_size=None):
     except (ValueError, TypeError) as error:
         raise ValueError(f"summary: {type(model).__name__} cannot take an input of shape {shape}: {error}") \
             from error
-    return _build(model, shape, x, calls)
+    result = _build(model, shape, x, calls)
+    if verbose:
+        print(result)
+    return result
 
 
 def _build(model, shape, x, calls):

@@ -338,12 +338,26 @@ def plot_max_pool(x, path, kernel_size=2, stride=None, title=None):
 def plot_training_curves(history, path, title=None):
     """Loss and accuracy per epoch, train and validation, from ``fit``'s history (a dict of lists:
     train_loss, train_accuracy and optionally epoch, val_loss, val_accuracy).  The one training-curves
-    plotter: ``convnp train`` writes its training_curves.png with it too."""
+    plotter: ``convnp train`` writes its training_curves.png with it too.
+
+    With an ``lr`` entry (the learning rate as each epoch starts) a third panel shows the schedule (a
+    one-cycle run's warm-up and decay); the best validation epoch is marked by a dotted line in every panel."""
     train_loss = list(history.get("train_loss") or [])
     if not train_loss:
         raise ValueError("plot_training_curves: the history has no 'train_loss' values")
     epochs = np.asarray(history.get("epoch") or range(1, len(train_loss) + 1))
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    lrs = [value for value in history.get("lr") or [] if value is not None]
+    panels = 3 if lrs else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
+    ax_loss, ax_acc = axes[0], axes[1]
+    if lrs:
+        ax_lr = axes[2]
+        ax_lr.plot(epochs[:len(lrs)], lrs, "o-", color="tab:green", label="lr")
+        ax_lr.set_xlabel("epoch")
+        ax_lr.set_ylabel("learning rate")
+        ax_lr.set_title("learning rate (start of epoch)", fontsize=10)
+        ax_lr.grid(alpha=0.3)
+        ax_lr.set_xticks(epochs if len(epochs) <= 20 else epochs[:: math.ceil(len(epochs) / 10)])
     for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
         for split, style in (("train", "o-"), ("val", "s--")):
             values = list(history.get(f"{split}_{key}") or [])
@@ -361,6 +375,8 @@ def plot_training_curves(history, path, title=None):
         best = int(np.argmax(val_acc))
         ax_acc.annotate(f"best val {val_acc[best]:.3f}", (epochs[best], val_acc[best]), textcoords="offset points",
                         xytext=(0, -18), ha="center", fontsize=8)
+        for ax in axes:  # the epoch best.npz holds
+            ax.axvline(epochs[best], color="gray", linestyle=":", linewidth=1, label=None)
     title = title or f"Training curves ({len(epochs)} epochs)"
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
