@@ -842,14 +842,7 @@ class Tensor:
         """``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(other)`` (its dtype), like PyTorch.
         Returns this tensor itself when nothing changes.  A move to another device ('cuda' needs CuPy
         and a GPU, see ``convnp.device``) gives a new leaf tensor (same requires_grad) holding a copy."""
-        from .backend import is_device
-        for arg in args:
-            if isinstance(arg, Tensor):
-                dtype = arg.dtype
-            elif is_device(arg):
-                device = arg
-            else:
-                dtype = arg
+        dtype, device = to_arguments(args, dtype, device)
         moved = self
         if device is not None:
             from .backend import device_of, to_device
@@ -1003,3 +996,18 @@ def _tensor_result_dtype(a, b):
 def tensor(data, requires_grad=False, dtype=None):
     """Make a Tensor, like ``torch.tensor``."""
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+def to_arguments(args, dtype=None, device=None):
+    """The positional arguments of ``Tensor.to`` and ``Module.to`` -> (dtype, device): each is a device
+    (or its name), a tensor (its dtype is taken) or a dtype, in any order, as in PyTorch."""
+    from .backend import is_device
+
+    for arg in args:
+        if isinstance(arg, Tensor):
+            dtype = arg.dtype
+        elif is_device(arg):
+            device = arg
+        else:
+            dtype = arg
+    return dtype, device

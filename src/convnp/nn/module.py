@@ -259,14 +259,10 @@ class Module:
         """``to(device)``, ``to(dtype)``, ``to(device, dtype)``: parameters (with their gradients) and
         buffers are moved, floating-point ones cast, in place; 'cuda' needs CuPy and a GPU (see
         ``convnp.device``)."""
-        from ..backend import is_device, resolve_device
-        for arg in args:
-            if isinstance(arg, Tensor):
-                dtype = arg.dtype
-            elif is_device(arg):
-                device = arg
-            else:
-                dtype = arg
+        from ..backend import resolve_device
+        from ..tensor import to_arguments
+
+        dtype, device = to_arguments(args, dtype, device)
         if device is not None:
             self._move_to(resolve_device(device))
         if dtype is not None:
