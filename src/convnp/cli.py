@@ -56,9 +56,6 @@ def _one_line(error):
     return " ".join(str(error).split()) or type(error).__name__
 
 
-# argparse types (convnp.errors): a bad value is reported as "argument --flag: expected ..., got ..."
-_positive_int, _positive_float, _non_negative_float, _fraction = (positive_int, positive_float, non_negative_float,
-                                                                 fraction)
 _non_negative_int = checked(int, lambda value: value >= 0, "a whole number of pixels >= 0")
 _seed = checked(int, lambda value: 0 <= value < 2**32, "a whole number in [0, 2**32)")
 
@@ -142,12 +139,12 @@ def build_parser():
                    help=f"one of {', '.join(MODELS)} (default: the dataset's recipe)")
     p.add_argument("--dataset", type=_train_dataset, metavar="NAME",
                    help=f"one of {', '.join(DATASET_NAMES)} (default mnist), or folder:PATH (the same as --data PATH)")
-    p.add_argument("--epochs", type=_positive_int, metavar="N", help="total epochs (default: the recipe's)")
-    p.add_argument("--batch-size", type=_positive_int, metavar="N")
+    p.add_argument("--epochs", type=positive_int, metavar="N", help="total epochs (default: the recipe's)")
+    p.add_argument("--batch-size", type=positive_int, metavar="N")
     p.add_argument("--optimizer", type=str.lower, choices=OPTIMIZERS, metavar="NAME",
                    help=f"one of {', '.join(OPTIMIZERS)}")
-    p.add_argument("--lr", type=_positive_float, metavar="LR", help="learning rate (peak lr for onecycle)")
-    p.add_argument("--weight-decay", type=_non_negative_float, metavar="WD")
+    p.add_argument("--lr", type=positive_float, metavar="LR", help="learning rate (peak lr for onecycle)")
+    p.add_argument("--weight-decay", type=non_negative_float, metavar="WD")
     p.add_argument("--scheduler", type=str.lower, choices=SCHEDULERS, metavar="NAME",
                    help=f"learning-rate schedule: one of {', '.join(SCHEDULERS)}")
     p.add_argument("--augment", type=_augment, nargs="?", const=-1, metavar="PIXELS|POLICY",
@@ -155,7 +152,7 @@ def build_parser():
                         "policy: none, light (flips, small crops and shifts) or standard (flips, crops, rotations, "
                         "shifts, brightness and contrast)")
     p.add_argument("--seed", type=_seed, metavar="N", help="random seed (default 0)")
-    p.add_argument("--val-fraction", type=_fraction, metavar="F",
+    p.add_argument("--val-fraction", type=fraction, metavar="F",
                    help="hold out this stratified fraction of the training set for validation, so best.npz is "
                         "chosen on validation data (default 0.1; 0: validate on the test split)")
     # your own images and model (convnp.data.folders, convnp.models.user_code)
@@ -170,7 +167,7 @@ def build_parser():
     p.add_argument("--model-args", type=_json_object, metavar="JSON",
                    help="constructor arguments of --model-code's class, e.g. '{\"width\": 32}' (num_classes and "
                         "in_channels are filled in from the data when the class takes them)")
-    p.add_argument("--patience", type=_positive_int, metavar="N",
+    p.add_argument("--patience", type=positive_int, metavar="N",
                    help="stop early when the validation loss has not improved for N epochs")
     p.add_argument("--init-from", metavar="CHECKPOINT", help="fine-tune: start a new run from CHECKPOINT's weights "
                    "(new optimizer and schedule)")
@@ -187,7 +184,7 @@ def build_parser():
                    help="show a progress bar (default: when stderr is a terminal; else one line per epoch)")
     p.add_argument("--explore", nargs="?", type=int, const=8765, metavar="PORT",
                    help="serve the explorer page with a live view of the training (default port 8765)")
-    p.add_argument("--workers", type=_positive_int, metavar="N",
+    p.add_argument("--workers", type=positive_int, metavar="N",
                    help="data-parallel training on N MPI ranks: starts mpiexec itself (convnp[distributed]); "
                         "under mpiexec/mpirun/srun the ranks are found without it (convnp.distributed)")
     p.set_defaults(func=train_command)
@@ -201,7 +198,7 @@ def build_parser():
                    help="default: the dataset the model was trained on")
     p.add_argument("--split", choices=("test", "val", "train"), help="default test (for a folder without test/: "
                    "val, the run's validation images)")
-    p.add_argument("--batch-size", type=_positive_int, default=1000, metavar="N")
+    p.add_argument("--batch-size", type=positive_int, default=1000, metavar="N")
     p.add_argument("--data", metavar="PATH", help="the image folder of a model trained with --data (given again: "
                    "convnp never reads a folder because a file names it)")
     p.add_argument("--model-code", metavar="FILE.py:CLASS", help="the code of a model of your own class")
@@ -214,7 +211,7 @@ def build_parser():
                                    "the drawing's bounding box fit into 20x20 and centred by centre of mass in 28x28.")
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--top", type=_positive_int, default=3, metavar="K", help="classes to show (default 3)")
+    p.add_argument("--top", type=positive_int, default=3, metavar="K", help="classes to show (default 3)")
     p.add_argument("--save-input", metavar="DIR", help="also write each prepared model input as a PNG into DIR")
     p.add_argument("--model-code", metavar="FILE.py:CLASS", help="the code of a model of your own class")
     p.set_defaults(func=predict_command)

@@ -12,16 +12,14 @@ Differences from PyTorch, deliberately: Tensors come back as convnp Tensors (wit
 ``requires_grad``), arrays as arrays (``state_dict()`` values are arrays in convnp); ``map_location``
 is accepted and must name the CPU; ``pickle_module`` and arbitrary Python objects are not supported.
 """
-import contextlib
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .backend import resolve_device
+from .files import atomic_write
 from .tensor import Tensor
 
 STRUCTURE_KEY = "structure"
@@ -39,21 +37,7 @@ def save(obj, f):
     if hasattr(f, "write"):
         np.savez(f, **entries)
         return
-    path = Path(f)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            np.savez(file, **entries)
-            file.flush()
-            os.fsync(file.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(Path(f), lambda file: np.savez(file, **entries))
 
 
 def load(f, map_location=None, weights_only=True, mmap=None):

@@ -12,11 +12,10 @@ patch size, the convolution panel for every preset kernel and input (stride 1, p
 cake presets.  A choice with no precomputed reply says so on the page.
 """
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
+from ..files import atomic_write_text
 from .arrays import RequestError
 from .server import STATIC
 
@@ -108,14 +107,5 @@ def export(explorer, folder):
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "index.html"
     text = page(explorer)
-    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".index.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write_text(target, text)
     return target
