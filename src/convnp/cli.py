@@ -146,7 +146,8 @@ def build_parser():
     p.add_argument("--lr", type=positive_float, metavar="LR", help="learning rate (peak lr for onecycle)")
     p.add_argument("--weight-decay", type=non_negative_float, metavar="WD")
     p.add_argument("--scheduler", type=str.lower, choices=SCHEDULERS, metavar="NAME",
-                   help=f"learning-rate schedule: one of {', '.join(SCHEDULERS)}")
+                   help=f"learning-rate schedule: one of {', '.join(SCHEDULERS)} (plateau: halve the lr when the "
+                        "validation loss has not improved for 2 epochs)")
     p.add_argument("--augment", type=_augment, nargs="?", const=-1, metavar="PIXELS|POLICY",
                    help="random shifts of up to PIXELS pixels (alone: 1 pixel, or the recipe's; 0: off), or a "
                         "policy: none, light (flips, small crops and shifts) or standard (flips, crops, rotations, "

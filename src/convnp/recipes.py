@@ -45,7 +45,10 @@ from .tensor import Tensor, no_grad
 from .train import Callback, EarlyStopping, ModelCheckpoint, NaNGuard, fit
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("none", "cosine", "onecycle", "step")
+SCHEDULERS = ("none", "cosine", "onecycle", "step", "plateau")
+# --scheduler plateau: the lr is halved when the monitored loss (validation, else training) has not improved
+# by 1e-4 (relative) for this many epochs; stepped by ``fit`` after each epoch's validation.
+PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.5, 2
 DEFAULT_LR = {"adam": 2e-3, "adamw": 2e-3, "sgd": 0.05}
 
 # How ``convnp predict`` turns an arbitrary picture into one like the training images (see predict.py):
@@ -102,7 +105,8 @@ class Recipe:
 
     def describe(self):
         schedule = {"none": "constant lr", "cosine": "cosine decay", "onecycle": "one-cycle schedule",
-                    "step": "step decay"}[self.scheduler]
+                    "step": "step decay", "plateau": f"lr x{PLATEAU_FACTOR:g} after {PLATEAU_PATIENCE} epochs "
+                    "without improvement"}[self.scheduler]
         augment = f"random shifts of up to {self.augment} px" if self.augment else "no augmentation"
         if self.augment_policy != "none":
             augment = f"{self.augment_policy} augmentation" + (f" and {augment}" if self.augment else "")
@@ -443,6 +447,9 @@ def make_scheduler(name, optimizer, lr, epochs, steps_per_epoch):
         return optim.OneCycleLR(optimizer, max_lr=lr, epochs=epochs, steps_per_epoch=steps_per_epoch), "batch"
     if name == "step":
         return optim.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1), "epoch"
+    if name == "plateau":  # fit steps it with the epoch's validation loss (or training loss without validation)
+        plateau = optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=PLATEAU_FACTOR, patience=PLATEAU_PATIENCE)
+        return plateau, "epoch"
     if name == "none":
         return None, "epoch"
     raise ValueError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")

@@ -14,6 +14,8 @@ When the scheduler steps
 ``scheduler_interval`` says it: ``"epoch"`` (after each epoch, like StepLR/CosineAnnealingLR in PyTorch
 examples) or ``"batch"`` (after every optimizer step, as OneCycleLR requires).  Left as None, a scheduler
 that sets ``per_batch = True`` and every OneCycleLR steps per batch, every other scheduler per epoch.
+A ``ReduceLROnPlateau`` steps per epoch, after validation, with the epoch's validation loss (the training
+loss when there is no validation data), as ``scheduler.step(val_loss)`` in a PyTorch loop.
 
 Callbacks
 ---------
@@ -376,6 +378,7 @@ def fit(model, train_data, val_data=None, optimizer=None, loss=None, epochs=1, s
     """
     from .nn import CrossEntropyLoss
     from .optim import OneCycleLR
+    from .optim.lr_scheduler import ReduceLROnPlateau
 
     if optimizer is None:
         raise ValueError("fit: an optimizer is required, e.g. convnp.optim.Adam(model.parameters())")
@@ -391,6 +394,9 @@ def fit(model, train_data, val_data=None, optimizer=None, loss=None, epochs=1, s
         scheduler_interval = "batch" if per_batch else "epoch"
     if scheduler_interval not in ("batch", "epoch"):
         raise ValueError(f"fit: scheduler_interval must be 'batch' or 'epoch', got {scheduler_interval!r}")
+    on_plateau = isinstance(scheduler, ReduceLROnPlateau)
+    if on_plateau and scheduler_interval == "batch":
+        raise ValueError("fit: a ReduceLROnPlateau steps once per epoch on a loss; use scheduler_interval='epoch'")
     history = {key: list(history.get(key, [])) if history else [] for key in HISTORY_KEYS}
     history["stop_reason"], history["diverged"] = None, False
     callbacks = list(callbacks)
@@ -413,12 +419,14 @@ def fit(model, train_data, val_data=None, optimizer=None, loss=None, epochs=1, s
                 if not math.isfinite(train_loss):
                     raise FloatingPointError(f"fit: the training loss became {train_loss} in epoch {epoch + 1} "
                                              f"(add the NaNGuard callback to stop at the first bad step)")
-                if scheduler is not None and scheduler_interval == "epoch":
-                    scheduler.step()
                 metrics = {"train_loss": train_loss, "train_accuracy": train_acc}
                 if val_loader is not None:
                     val = evaluate(model, val_loader, loss, finite=False)
                     metrics.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+                if on_plateau:
+                    scheduler.step(metrics.get("val_loss", train_loss))
+                elif scheduler is not None and scheduler_interval == "epoch":
+                    scheduler.step()
                 if bar is not None:
                     bar[0].set_postfix_str(_summary(metrics), refresh=True)
             finally:
