@@ -94,3 +94,45 @@ def test_plateau_without_validation_steps_on_the_training_loss():
     assert history["lr"] == pytest.approx([0.1, 0.1, 0.01])
     with pytest.raises(ValueError, match="steps once per epoch"):
         fit(model, data, None, optimizer, scheduler=scheduler, scheduler_interval="batch", log=None)
+
+
+# --- TensorBoard ---------------------------------------------------------------------------------------------
+def test_tensorboard_event_files_hold_the_history_and_a_resumed_run_continues_them(shapes, tmp_path, capsys):
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    common = ("--data", shapes, "--model", "simplecnn", "--scheduler", "cosine", "--log", "tensorboard",
+              "--no-progress", "--out", tmp_path / "run")
+    status, out, err = run_cli(capsys, "train", *common, "--epochs", "2")
+    assert status == 0, err
+    assert f"TensorBoard: tensorboard --logdir {tmp_path / 'run' / 'tensorboard'}" in out
+    status, _, err = run_cli(capsys, "train", "--resume", *common, "--epochs", "3")
+    assert status == 0, err
+    assert len(list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))) == 2  # one per process
+    events = accumulator.EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    rows = read_csv(tmp_path / "run" / "history.csv")
+    columns = {"train/loss": "train_loss", "train/accuracy": "train_accuracy", "val/loss": "val_loss",
+               "val/accuracy": "val_accuracy", "lr": "lr"}
+    assert sorted(events.Tags()["scalars"]) == sorted(columns)
+    for tag, column in columns.items():
+        scalars = events.Scalars(tag)
+        assert [s.step for s in scalars] == [1, 2, 3], tag
+        np.testing.assert_allclose([s.value for s in scalars], [float(row[column]) for row in rows], rtol=1e-5,
+                                   err_msg=tag)
+
+
+def hide_packages(monkeypatch, *names):
+    """Make ``import NAME`` (and its sub-modules) raise ImportError, as if NAME were not installed."""
+    for name in names:
+        for loaded in [key for key in sys.modules if key == name or key.startswith(name + ".")]:
+            monkeypatch.setitem(sys.modules, loaded, None)
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def test_log_tensorboard_without_the_package_names_it_before_training(shapes, tmp_path, capsys, monkeypatch):
+    hide_packages(monkeypatch, "tensorboard", "tensorboardX")
+    status, _, err = run_cli(capsys, "train", "--data", shapes, "--model", "simplecnn", "--epochs", "1",
+                             "--log", "tensorboard", "--out", tmp_path / "run", "--no-progress")
+    assert status == 1
+    assert err.strip().splitlines() == ["convnp train: --log tensorboard needs the tensorboard package: "
+                                        "pip install tensorboard (or tensorboardX)"]
+    assert not (tmp_path / "run" / "last.npz").exists()

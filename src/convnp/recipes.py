@@ -28,6 +28,7 @@ to about 1e-2; 8e-3 sits in the middle of that plateau.
 """
 import dataclasses
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -631,33 +632,42 @@ class HistoryFiles(Callback):
 
 
 class TensorBoardLog(Callback):
-    """Scalars of every epoch (train/val loss and accuracy, lr) as TensorBoard event files in ``folder``
-    (``tensorboard --logdir folder``), through the SummaryWriter of ``torch.utils.tensorboard`` or
-    ``tensorboardX``, whichever is installed; ImportError naming the package to install otherwise."""
+    """Scalars of every epoch (train/loss, train/accuracy, val/loss, val/accuracy, lr; step = the 1-based
+    epoch) as TensorBoard event files in ``folder`` (``tensorboard --logdir folder``).  Written with the
+    ``tensorboard`` package's own event-file writer (no torch needed), or tensorboardX's SummaryWriter when
+    only that is installed; ImportError naming the package to install otherwise."""
 
     def __init__(self, folder):
-        import importlib.util
+        try:
+            from tensorboard.compat.proto.event_pb2 import Event
+            from tensorboard.compat.proto.summary_pb2 import Summary
+            from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        except ImportError:
+            EventFileWriter = None
+        if EventFileWriter is not None:
+            self.writer = EventFileWriter(str(folder))
+            self._event, self._summary = Event, Summary
+            return
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            raise ImportError("--log tensorboard needs the tensorboard package: pip install tensorboard "
+                              "(or tensorboardX)") from None
+        self.writer, self._event = SummaryWriter(str(folder)), None
 
-        SummaryWriter = None
-        if importlib.util.find_spec("tensorboard") is not None:  # torch's writer needs it (and torch)
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                pass
-        if SummaryWriter is None:
-            try:
-                from tensorboardX import SummaryWriter
-            except ImportError:
-                raise ImportError("--log tensorboard needs the tensorboard package: pip install tensorboard "
-                                  "(with torch) or pip install tensorboardX") from None
-        self.writer = SummaryWriter(str(folder))
+    def _add_scalar(self, tag, value, step):
+        if self._event is None:  # tensorboardX
+            self.writer.add_scalar(tag, value, step)
+            return
+        summary = self._summary(value=[self._summary.Value(tag=tag, simple_value=float(value))])
+        self.writer.add_event(self._event(wall_time=time.time(), step=int(step), summary=summary))
 
     def on_epoch_end(self, state):
         history = state.history
         epoch = history["epoch"][-1]
         for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
             if history.get(key) and len(history[key]) == len(history["epoch"]):
-                self.writer.add_scalar(key.replace("_", "/", 1) if key != "lr" else "lr", history[key][-1], epoch)
+                self._add_scalar(key.replace("_", "/", 1) if key != "lr" else "lr", history[key][-1], epoch)
         self.writer.flush()
 
     def on_train_end(self, state):
