@@ -232,3 +232,49 @@ def test_fetch_caps_each_file_at_its_published_size(monkeypatch, tmp_path):
     monkeypatch.setattr(download_module, "download", lambda url, path, md5, max_bytes: caps.append(max_bytes))
     fetch("mnist", {"t10k-labels-idx1-ubyte.gz": "0" * 32}, mirrors=["http://127.0.0.1:9/"], root=tmp_path)
     assert caps == [4542]  # the published size of MNIST's test labels
+
+
+# --- the progress bar ----------------------------------------------------------------------------------------
+def test_the_progress_bar_counts_the_bytes_of_a_download(server, tmp_path, capsys):
+    pytest.importorskip("tqdm")
+    base_url, served = server
+    (served / "blob.bin").write_bytes(bytes(range(256)) * 5000)  # 1,280,000 bytes, 20 chunks
+    dest = tmp_path / "out" / "blob.bin"
+    download(base_url + "blob.bin", dest, md5_of(served / "blob.bin"), progress=True)
+    assert dest.read_bytes() == (served / "blob.bin").read_bytes()
+    final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    # 1,280,000 / 1024**2 = 1.22 MiB, counted up to the declared total
+    assert final.startswith("downloading blob.bin: 100%") and "1.22M/1.22M" in final, final
+    assert [p.name for p in dest.parent.iterdir()] == ["blob.bin"]
+
+
+def test_no_bar_when_stderr_is_not_a_terminal_and_one_line_without_tqdm(server, tmp_path, capsys, monkeypatch):
+    base_url, served = server
+    (served / "blob.bin").write_bytes(b"0123456789")
+    download(base_url + "blob.bin", tmp_path / "a.bin", md5_of(served / "blob.bin"))  # capsys: not a terminal
+    assert capsys.readouterr().err == ""
+    monkeypatch.setitem(__import__("sys").modules, "tqdm", None)  # tqdm not installed
+    download(base_url + "blob.bin", tmp_path / "b.bin", md5_of(served / "blob.bin"), progress=True)
+    assert capsys.readouterr().err == "downloading b.bin (no progress bar: pip install 'convnp[tools]' for one)\n"
+    assert (tmp_path / "b.bin").read_bytes() == b"0123456789"
+
+
+@pytest.mark.parametrize("case", ["wrong checksum", "stalled server", "trickling server"])
+def test_with_the_bar_a_failed_download_still_fails_cleanly(server, trickle_server, tmp_path, capsys, case):
+    pytest.importorskip("tqdm")
+    base_url, served = server
+    (served / "blob.bin").write_bytes(b"some bytes")
+    with socket.socket() as listener:  # accepts connections (backlog) but never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        url, md5, expected, kwargs = {
+            "wrong checksum": (base_url + "blob.bin", "0" * 32, "checksum mismatch", {}),
+            "stalled server": (f"http://127.0.0.1:{listener.getsockname()[1]}/f.gz", "0" * 32, "timed out after 0.2 s",
+                               {"timeout": 0.2}),
+            "trickling server": (trickle_server + "/slow.gz", "0" * 32, "not complete after the 0.3 s deadline",
+                                 {"timeout": 2, "deadline": 0.3}),
+        }[case]
+        with pytest.raises(DownloadError, match=expected):
+            download(url, tmp_path / "out" / "f.gz", md5, progress=True, **kwargs)
+    assert list((tmp_path / "out").iterdir()) == []  # neither the file nor its temporary
+    assert "downloading f.gz" in capsys.readouterr().err  # the bar was shown, and closed

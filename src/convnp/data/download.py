@@ -4,16 +4,25 @@ The data directory is ``$CONVNP_DATA`` when set, else ``$XDG_CACHE_HOME/convnp``
 ``~/.cache/convnp``. Dataset ``name`` keeps its files in ``data_dir() / name``.
 
 Files already on disk are trusted (re-hashing MNIST on every load would be slow); only downloads are
-checked against their published MD5.
+checked against their published MD5.  A download shows a tqdm progress bar (bytes, speed, ETA) when
+stderr is a terminal and tqdm is installed (the tools extra); ``download(..., progress=True/False)`` forces
+it on or off, and without tqdm a forced one is a line when the download starts.
+
+Why not pooch: it would bring requests, and it has no size cap and no overall deadline, both of which
+this downloader keeps (a server trickling bytes or sending more than a dataset's published size is
+stopped before it fills the disk).  The rest of what pooch offers (hash check, temporary file renamed
+into place, a tqdm bar) is the few lines below.
 """
 import hashlib
 import http.client
 import os
-import tempfile
+import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from convnp.files import atomic_write
 
 # Mirrors tried in order. Tests replace entries (monkeypatch.setitem) to point at a local server.
 MIRRORS = {
@@ -51,36 +60,54 @@ def data_dir():
 
 
 def download(url, dest, md5, timeout=DOWNLOAD_TIMEOUT_S, deadline=DOWNLOAD_DEADLINE_S,
-             max_bytes=MAX_DOWNLOAD_BYTES):
+             max_bytes=MAX_DOWNLOAD_BYTES, progress=None):
     """Download ``url`` to ``dest``, verifying its MD5; returns ``dest`` as a Path.
 
-    The bytes are streamed to a temporary file next to ``dest`` and renamed into place only when the
-    checksum matches, so ``dest`` never holds a partial or wrong file. ``timeout``: seconds each connect
-    or read may wait; ``deadline``: seconds the whole download may take; ``max_bytes``: a larger response
-    (declared or actual) is cut off and rejected before it fills the disk. Raises ``DownloadError``.
+    The bytes are streamed to a temporary file next to ``dest`` (``convnp.files.atomic_write``: fsynced,
+    then renamed into place) only when the checksum matches, so ``dest`` never holds a partial or wrong
+    file. ``timeout``: seconds each connect or read may wait; ``deadline``: seconds the whole download may
+    take; ``max_bytes``: a larger response (declared or actual) is cut off and rejected before it fills the
+    disk; ``progress``: True/False forces the progress bar on or off (default: on when stderr is a
+    terminal). Raises ``DownloadError``.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.NamedTemporaryFile(dir=dest.parent, prefix=dest.name + ".", suffix=".part",
-                                      delete=False)
-    try:
-        with tmp:
-            actual_md5 = _stream_to_file(url, tmp, timeout, deadline, max_bytes)
-        if actual_md5 != md5:
+
+    def write_checked(file):
+        bar = _progress_bar(dest.name, progress)
+        try:
+            actual_md5 = _stream_to_file(url, file, timeout, deadline, max_bytes, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        if actual_md5 != md5:  # raised inside atomic_write: the temporary file is removed, dest untouched
             raise DownloadError(f"{url}: checksum mismatch: expected md5 {md5}, got {actual_md5}")
-        os.replace(tmp.name, dest)
-    finally:
-        if os.path.exists(tmp.name):
-            os.remove(tmp.name)
-    return dest
+
+    return atomic_write(dest, write_checked)
 
 
-def _stream_to_file(url, file, timeout, deadline=DOWNLOAD_DEADLINE_S, max_bytes=MAX_DOWNLOAD_BYTES):
+def _progress_bar(name, progress):
+    """A tqdm bar in bytes for downloading ``name`` (its total set once the server declares a size), or
+    None: progress off, or None and stderr not a terminal.  Without tqdm a forced bar is one line."""
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        print(f"downloading {name} (no progress bar: pip install 'convnp[tools]' for one)", file=sys.stderr,
+              flush=True)
+        return None
+    return tqdm(desc=f"downloading {name}", unit="B", unit_scale=True, unit_divisor=1024, leave=True)
+
+
+def _stream_to_file(url, file, timeout, deadline=DOWNLOAD_DEADLINE_S, max_bytes=MAX_DOWNLOAD_BYTES, bar=None):
     """Copy ``url`` into the open ``file`` in chunks; returns the MD5 hex digest of what was copied.
 
     Each socket operation waits at most ``timeout`` s; between reads the overall ``deadline`` is checked
     (``read1`` returns what one socket read brings, so a trickling server is noticed); at most
-    ``max_bytes`` are written."""
+    ``max_bytes`` are written.  ``bar``: a tqdm bar advanced by each chunk (None: none)."""
     digest = hashlib.md5()
     start = time.monotonic()
     written = 0
@@ -90,6 +117,8 @@ def _stream_to_file(url, file, timeout, deadline=DOWNLOAD_DEADLINE_S, max_bytes=
             if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
                 raise DownloadError(f"{url}: the server offers {int(declared):,} bytes, more than the "
                                     f"{max_bytes:,} expected; not downloaded")
+            if bar is not None and declared is not None and declared.strip().isdigit():
+                bar.reset(total=int(declared))
             while True:
                 if time.monotonic() - start > deadline:
                     raise DownloadError(f"{url}: not complete after the {deadline:g} s deadline "
@@ -103,6 +132,8 @@ def _stream_to_file(url, file, timeout, deadline=DOWNLOAD_DEADLINE_S, max_bytes=
                 digest.update(chunk)
                 file.write(chunk)
                 written += len(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
     except urllib.error.HTTPError as error:
         raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from None
     except urllib.error.URLError as error:
