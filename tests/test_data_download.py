@@ -138,7 +138,13 @@ def test_existing_files_are_trusted_not_rehashed(tmp_path):
     assert paths == [tmp_path / "toy" / "a.bin"]
 
 
-def test_data_dir_precedence(tmp_path, monkeypatch):
+@pytest.mark.parametrize("platformdirs", ["installed", "absent"])
+def test_data_dir_precedence(tmp_path, monkeypatch, platformdirs):
+    """On Linux platformdirs and the fallback agree: $XDG_CACHE_HOME/convnp, else ~/.cache/convnp."""
+    if platformdirs == "installed":
+        pytest.importorskip("platformdirs")
+    else:
+        monkeypatch.setitem(__import__("sys").modules, "platformdirs", None)
     monkeypatch.setenv("CONVNP_DATA", str(tmp_path / "chosen"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert data_dir() == tmp_path / "chosen"
@@ -147,6 +153,27 @@ def test_data_dir_precedence(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert data_dir() == tmp_path / "home" / ".cache" / "convnp"
+
+
+def test_the_cache_folder_is_platformdirs_choice_and_convnp_data_still_wins(tmp_path, monkeypatch):
+    platformdirs = pytest.importorskip("platformdirs")
+    asked = []
+
+    def macos_cache(appname, appauthor=None):  # what platformdirs answers on macOS
+        asked.append((appname, appauthor))
+        return str(tmp_path / "Library" / "Caches" / appname)
+
+    monkeypatch.setattr(platformdirs, "user_cache_dir", macos_cache)
+    monkeypatch.delenv("CONVNP_DATA", raising=False)
+    assert data_dir() == tmp_path / "Library" / "Caches" / "convnp" and asked == [("convnp", False)]
+    monkeypatch.setenv("CONVNP_DATA", str(tmp_path / "chosen"))
+    assert data_dir() == tmp_path / "chosen"
+    # the offline message names the folder platformdirs chose, and how to choose another
+    monkeypatch.delenv("CONVNP_DATA")
+    with pytest.raises(FileNotFoundError) as error:
+        fetch("toy", {"a.bin": "0" * 32}, download=False)
+    assert f"Put these files in {tmp_path / 'Library' / 'Caches' / 'convnp' / 'toy'}" in str(error.value)
+    assert "CONVNP_DATA is not set" in str(error.value)
 
 
 # --- deadline and size cap -------------------------------------------------------------------------------

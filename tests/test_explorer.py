@@ -499,6 +499,7 @@ def test_the_default_model_goes_to_the_home_cache_when_the_data_folder_is_read_o
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CONVNP_DATA", str(shared))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # the per-user cache is then ~/.cache/convnp
     real_access = os.access  # a read-only mount: access() says no even to root
     monkeypatch.setattr(os, "access", lambda path, mode: False if str(path).startswith(str(shared))
                         else real_access(path, mode))

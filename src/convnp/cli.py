@@ -220,7 +220,8 @@ def build_parser():
     # datasets
     p = sub.add_parser("datasets", help="which datasets are available, where, and how to get the others",
                        description="List the datasets convnp knows, where each was found (the data folder is "
-                                   "$CONVNP_DATA or ~/.cache/convnp), and how to get what is missing.")
+                                   "$CONVNP_DATA or the per-user cache, ~/.cache/convnp on Linux), and how to get "
+                                   "what is missing.")
     p.set_defaults(func=datasets_command)
 
     # the commands that live beside their code: summary and viz, experiment, bench

@@ -1,7 +1,10 @@
 """Where datasets live on disk, and fetching missing files with MD5 verification.
 
-The data directory is ``$CONVNP_DATA`` when set, else ``$XDG_CACHE_HOME/convnp``, else
-``~/.cache/convnp``. Dataset ``name`` keeps its files in ``data_dir() / name``.
+The data directory is ``$CONVNP_DATA`` when set, else the per-user cache folder (``user_cache_dir``:
+platformdirs' choice for the platform when platformdirs is installed, the tools extra: ``~/.cache/convnp``
+or ``$XDG_CACHE_HOME/convnp`` on Linux, ``~/Library/Caches/convnp`` on macOS, ``%LOCALAPPDATA%/convnp/Cache``
+on Windows; without it, the Linux rule everywhere).  Dataset ``name`` keeps its files in
+``data_dir() / name``.
 
 Files already on disk are trusted (re-hashing MNIST on every load would be slow); only downloads are
 checked against their published MD5.  A download shows a tqdm progress bar (bytes, speed, ETA) when
@@ -52,11 +55,21 @@ class DownloadError(OSError):
 
 
 def data_dir():
-    """The folder datasets are looked up in (not created here)."""
+    """The folder datasets are looked up in (not created here): ``$CONVNP_DATA``, else ``user_cache_dir()``."""
     if os.environ.get("CONVNP_DATA"):
         return Path(os.environ["CONVNP_DATA"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache).expanduser() / "convnp"
+    return user_cache_dir()
+
+
+def user_cache_dir():
+    """convnp's per-user cache folder (not created here): ``platformdirs.user_cache_dir("convnp")`` when
+    platformdirs is installed, else ``$XDG_CACHE_HOME/convnp`` or ``~/.cache/convnp``."""
+    try:
+        import platformdirs
+    except ImportError:
+        cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(cache).expanduser() / "convnp"
+    return Path(platformdirs.user_cache_dir("convnp", appauthor=False))
 
 
 def download(url, dest, md5, timeout=DOWNLOAD_TIMEOUT_S, deadline=DOWNLOAD_DEADLINE_S,

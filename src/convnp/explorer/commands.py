@@ -63,15 +63,14 @@ def load_custom_model(cls, checkpoint_path):
 def default_checkpoint(log=print, progress=None):
     """runs/demo/last.npz when it exists, else the cached digits LeNet-5 (trained now if missing).
 
-    The cache is the data directory's explorer/digits-lenet5/ folder, or ~/.cache/convnp/... when the data
-    directory cannot be written (a shared read-only dataset folder)."""
+    The cache is the data directory's explorer/digits-lenet5/ folder, or the per-user cache folder's
+    (~/.cache/convnp/... on Linux) when the data directory cannot be written (a shared read-only dataset folder)."""
     if DEMO_CHECKPOINT.is_file():
         log(f"convnp explore: no checkpoint given; using the demo's {DEMO_CHECKPOINT}")
         return DEMO_CHECKPOINT
-    from ..data import data_dir
+    from ..data.download import data_dir, user_cache_dir
 
-    folders = [Path(data_dir()) / "explorer" / "digits-lenet5",
-               Path.home() / ".cache" / "convnp" / "explorer" / "digits-lenet5"]
+    folders = [Path(data_dir()) / "explorer" / "digits-lenet5", user_cache_dir() / "explorer" / "digits-lenet5"]
     for folder in folders:
         if (folder / "last.npz").is_file():
             log(f"convnp explore: no checkpoint given; using {folder / 'last.npz'} (LeNet-5 trained on the "
