@@ -124,3 +124,105 @@ def test_resize_bilinear_against_torch():
         expected = torch.nn.functional.interpolate(torch.from_numpy(x), size=size, mode="bilinear",
                                                    align_corners=False).numpy()
         np.testing.assert_allclose(resize_bilinear(x, *size), expected, atol=1e-6)
+
+
+# --- colour jitter: hand-computed values, colorsys and PIL as the independent truth -------------------------
+def colour_batch(n=3, h=5, w=7, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, (n, 3, h, w))
+    x[0, :, 0, :6] = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0.5, 0.5, 0.5], [0, 0, 0]]).T  # ties, gray
+    return x
+
+
+def test_rgb_to_hsv_and_back_follow_colorsys_pixel_by_pixel():
+    import colorsys
+
+    from convnp.data.transforms import hsv_to_rgb, rgb_to_hsv
+
+    x = colour_batch()
+    h, s, v = rgb_to_hsv(x)
+    pixels = x.transpose(0, 2, 3, 1).reshape(-1, 3)
+    expected = np.array([colorsys.rgb_to_hsv(*pixel) for pixel in pixels]).reshape(*h.shape, 3)
+    np.testing.assert_allclose(np.stack((h, s, v), axis=-1), expected, atol=1e-12)
+    hsv = np.random.default_rng(1).uniform(0, 1, (2, 4, 6, 3))
+    rgb = np.array([colorsys.hsv_to_rgb(*p) for p in hsv.reshape(-1, 3)]).reshape(hsv.shape).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(hsv_to_rgb(hsv[..., 0], hsv[..., 1], hsv[..., 2]), rgb, atol=1e-12)
+
+
+def test_hue_turns_pure_red_to_green_blue_and_yellow_and_follows_colorsys():
+    import colorsys
+
+    from convnp.data.transforms import adjust_hue
+
+    red = np.zeros((4, 3, 1, 1), np.float32)
+    red[:, 0] = 1
+    turned = adjust_hue(red, [1 / 3, -1 / 3, 1 / 6, 0])[:, :, 0, 0]  # one turn per image
+    np.testing.assert_allclose(turned, [[0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 0]], atol=1e-6)
+    assert turned.dtype == np.float32
+    x = colour_batch()
+    turns = [0.05, -0.4, 0.25]
+    out = adjust_hue(x, turns)
+    for k, turn in enumerate(turns):
+        for i, j in np.ndindex(x.shape[2:]):
+            h, s, v = colorsys.rgb_to_hsv(*x[k, :, i, j])
+            np.testing.assert_allclose(out[k, :, i, j], colorsys.hsv_to_rgb((h + turn) % 1, s, v), atol=1e-12)
+
+
+def test_saturation_zero_gives_the_luma_gray_and_matches_pil():
+    Image = pytest.importorskip("PIL.Image")
+    ImageEnhance = pytest.importorskip("PIL.ImageEnhance")
+    from convnp.data.transforms import adjust_saturation
+
+    red = np.zeros((1, 3, 1, 1))
+    red[0, 0] = 1
+    np.testing.assert_allclose(adjust_saturation(red, [0])[0, :, 0, 0], [0.299, 0.299, 0.299])  # 0.299 R
+    picture = (np.random.default_rng(2).uniform(0, 1, (9, 11, 3)) * 255).astype(np.uint8)
+    for factor in (0.0, 0.6, 1.4):
+        theirs = np.asarray(ImageEnhance.Color(Image.fromarray(picture)).enhance(factor), np.float64) / 255
+        ours = adjust_saturation(picture.transpose(2, 0, 1)[None] / 255.0, [factor])[0].transpose(1, 2, 0)
+        np.testing.assert_allclose(ours, theirs, atol=2 / 255)  # PIL rounds its gray and its blend to bytes
+
+
+def test_brightness_and_contrast_match_pil_and_contrast_zero_is_the_mean_luma():
+    Image = pytest.importorskip("PIL.Image")
+    ImageEnhance = pytest.importorskip("PIL.ImageEnhance")
+    from convnp.data.transforms import adjust_brightness, adjust_contrast
+
+    picture = (np.random.default_rng(3).uniform(0, 1, (9, 11, 3)) * 255).astype(np.uint8)
+    x = picture.transpose(2, 0, 1)[None] / 255.0
+    gray = 0.299 * x[0, 0] + 0.587 * x[0, 1] + 0.114 * x[0, 2]
+    np.testing.assert_allclose(adjust_contrast(x, [0]), np.full_like(x, gray.mean()), atol=1e-12)
+    for adjust, enhancer in ((adjust_brightness, ImageEnhance.Brightness), (adjust_contrast, ImageEnhance.Contrast)):
+        for factor in (0.7, 1.3):
+            theirs = np.asarray(enhancer(Image.fromarray(picture)).enhance(factor), np.float64) / 255
+            ours = adjust(x, [factor])[0].transpose(1, 2, 0)
+            np.testing.assert_allclose(ours, theirs, atol=2 / 255, err_msg=enhancer.__name__)
+
+
+def test_color_jitter_draws_per_image_and_leaves_grayscale_colourless():
+    from convnp.data.transforms import ColorJitter, adjust_hue, adjust_saturation
+
+    same = np.repeat(colour_batch(n=1).astype(np.float32), 4, axis=0)  # four copies of one picture
+    jitter = ColorJitter(saturation=0.5, hue=0.2)
+    out = jitter(same, np.random.default_rng(7))
+    draws = np.random.default_rng(7)
+    saturation, turn = draws.uniform(0.5, 1.5, 4), draws.uniform(-0.2, 0.2, 4)
+    np.testing.assert_allclose(out, adjust_hue(adjust_saturation(same, saturation), turn), atol=1e-6)
+    assert all(not np.allclose(out[0], out[k]) for k in (1, 2, 3))  # each copy got its own factors
+    gray = np.random.default_rng(8).uniform(0, 1, (2, 1, 4, 4)).astype(np.float32)
+    np.testing.assert_array_equal(jitter(gray, np.random.default_rng(0)), gray)
+    with pytest.raises(ValueError, match="hue in"):
+        ColorJitter(hue=0.6)
+
+
+def test_color_jitter_follows_torchvision_when_it_is_installed():
+    torch = pytest.importorskip("torch")
+    functional = pytest.importorskip("torchvision.transforms.functional")
+    from convnp.data.transforms import adjust_contrast, adjust_hue, adjust_saturation
+
+    x = colour_batch(n=1).astype(np.float32)
+    image = torch.from_numpy(x[0])
+    for ours, theirs in ((adjust_hue(x, [0.13]), functional.adjust_hue(image, 0.13)),
+                         (adjust_saturation(x, [0.4]), functional.adjust_saturation(image, 0.4)),
+                         (adjust_contrast(x, [1.5]), functional.adjust_contrast(image, 1.5))):
+        np.testing.assert_allclose(ours[0], theirs.numpy(), atol=1e-5)

@@ -151,7 +151,7 @@ def build_parser():
     p.add_argument("--augment", type=_augment, nargs="?", const=-1, metavar="PIXELS|POLICY",
                    help="random shifts of up to PIXELS pixels (alone: 1 pixel, or the recipe's; 0: off), or a "
                         "policy: none, light (flips, small crops and shifts) or standard (flips, crops, rotations, "
-                        "shifts, brightness and contrast)")
+                        "shifts, brightness, contrast, saturation and hue)")
     p.add_argument("--seed", type=_seed, metavar="N", help="random seed (default 0)")
     p.add_argument("--val-fraction", type=fraction, metavar="F",
                    help="hold out this stratified fraction of the training set for validation, so best.npz is "

@@ -117,25 +117,105 @@ class RandomAffine:
 
 
 class ColorJitter:
-    """Per image, brightness x * b and contrast (x - mean) * c + mean, b and c drawn from 1 +- ``brightness``
-    and 1 +- ``contrast``; clipped to [0, 1] (images before normalisation).  x: (N, C, H, W) -> same."""
+    """Per image: brightness, contrast, saturation and hue jitter, in that order, with torchvision's
+    formulas (``adjust_brightness`` ... ``adjust_hue``; torchvision shuffles the order, this keeps it fixed).
+    Factors b, c, s are drawn from 1 +- ``brightness``, ``contrast``, ``saturation`` and the hue turn from
+    -``hue``..``hue`` (a fraction of the colour circle, at most 0.5), independently for each image; a 0 turns
+    that jitter off.  Saturation and hue change 3-channel (RGB) images only: a grayscale image has neither.
+    x: (N, C, H, W) in [0, 1] (before normalisation) -> same shape, clipped to [0, 1] after each step."""
 
-    def __init__(self, brightness=0.0, contrast=0.0):
-        if not 0 <= brightness < 1 or not 0 <= contrast < 1:
-            raise ValueError(f"ColorJitter: brightness and contrast must be in [0, 1), got {brightness}, {contrast}")
+    def __init__(self, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0):
+        if not all(0 <= value < 1 for value in (brightness, contrast, saturation)) or not 0 <= hue <= 0.5:
+            raise ValueError(f"ColorJitter: brightness, contrast and saturation must be in [0, 1) and hue in "
+                             f"[0, 0.5], got {brightness}, {contrast}, {saturation}, {hue}")
         self.brightness, self.contrast = float(brightness), float(contrast)
+        self.saturation, self.hue = float(saturation), float(hue)
 
     def __call__(self, x, rng):
         _check_batch("ColorJitter", x)
-        n = len(x)
-        b = rng.uniform(1 - self.brightness, 1 + self.brightness, n).astype(x.dtype)[:, None, None, None]
-        c = rng.uniform(1 - self.contrast, 1 + self.contrast, n).astype(x.dtype)[:, None, None, None]
-        bright = x * b
-        mean = bright.mean(axis=(1, 2, 3), keepdims=True)
-        return np.clip((bright - mean) * c + mean, 0, 1).astype(x.dtype)
+        n, dtype = len(x), x.dtype
+        if self.brightness:
+            x = adjust_brightness(x, rng.uniform(1 - self.brightness, 1 + self.brightness, n))
+        if self.contrast:
+            x = adjust_contrast(x, rng.uniform(1 - self.contrast, 1 + self.contrast, n))
+        if self.saturation:
+            factor = rng.uniform(1 - self.saturation, 1 + self.saturation, n)
+            x = adjust_saturation(x, factor) if x.shape[1] == 3 else x
+        if self.hue:
+            turn = rng.uniform(-self.hue, self.hue, n)
+            x = adjust_hue(x, turn) if x.shape[1] == 3 else x
+        return np.array(x, dtype=dtype)  # a new array even when every jitter is off
 
     def __repr__(self):
-        return f"ColorJitter(brightness={self.brightness:g}, contrast={self.contrast:g})"
+        return (f"ColorJitter(brightness={self.brightness:g}, contrast={self.contrast:g}, "
+                f"saturation={self.saturation:g}, hue={self.hue:g})")
+
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's convert("L") and torchvision's rgb_to_grayscale
+
+
+def luma(x):
+    """x: (N, 3, H, W) RGB -> (N, 1, H, W) gray, 0.299 R + 0.587 G + 0.114 B; a 1-channel x is its own luma."""
+    if x.shape[1] == 1:
+        return x
+    return (LUMA[0] * x[:, 0] + LUMA[1] * x[:, 1] + LUMA[2] * x[:, 2])[:, None].astype(x.dtype)
+
+
+def _per_image(factor, x):
+    return np.asarray(factor, dtype=x.dtype).reshape(-1, 1, 1, 1)
+
+
+def adjust_brightness(x, factor):
+    """x: (N, C, H, W), factor: (N,) -> clip(x * factor, 0, 1)."""
+    return np.clip(x * _per_image(factor, x), 0, 1)
+
+
+def adjust_contrast(x, factor):
+    """x: (N, C, H, W), factor: (N,) -> clip(m + factor (x - m), 0, 1), m: the image's mean luma (0 gives a
+    flat image of that gray)."""
+    m = luma(x).mean(axis=(1, 2, 3), keepdims=True)
+    return np.clip(m + _per_image(factor, x) * (x - m), 0, 1)
+
+
+def adjust_saturation(x, factor):
+    """x: (N, 3, H, W), factor: (N,) -> clip(g + factor (x - g), 0, 1), g: each pixel's luma (0: grayscale)."""
+    g = luma(x)
+    return np.clip(g + _per_image(factor, x) * (x - g), 0, 1)
+
+
+def adjust_hue(x, turn):
+    """x: (N, 3, H, W) in [0, 1], turn: (N,) fractions of the colour circle -> the HSV hue of every pixel
+    moved by ``turn`` (mod 1), saturation and value kept: pure red turned by 1/3 is pure green."""
+    h, s, v = rgb_to_hsv(x)
+    return hsv_to_rgb((h + np.asarray(turn, dtype=x.dtype).reshape(-1, 1, 1)) % 1.0, s, v)
+
+
+def rgb_to_hsv(x):
+    """x: (N, 3, H, W) RGB in [0, 1] -> (h, s, v), each (N, H, W): the formulas of ``colorsys.rgb_to_hsv``,
+    vectorised (h in [0, 1); gray pixels get h = s = 0)."""
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    v = np.maximum(np.maximum(r, g), b)
+    spread = v - np.minimum(np.minimum(r, g), b)
+    gray = spread == 0
+    s = np.where(gray, 0, spread / np.where(v == 0, 1, v))
+    divisor = np.where(gray, 1, spread)
+    rc, gc, bc = (v - r) / divisor, (v - g) / divisor, (v - b) / divisor
+    h = np.where(v == r, bc - gc, np.where(v == g, 2 + rc - bc, 4 + gc - rc))
+    h = np.where(gray, 0, (h / 6) % 1.0)
+    return h.astype(x.dtype), s.astype(x.dtype), v
+
+
+def hsv_to_rgb(h, s, v):
+    """(h, s, v), each (N, H, W), h in [0, 1) -> (N, 3, H, W) RGB: ``colorsys.hsv_to_rgb``, vectorised."""
+    sector = np.floor(h * 6)
+    f = h * 6 - sector
+    sector = sector.astype(np.intp) % 6
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    # in sector k, (r, g, b) = (v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)
+    r = np.choose(sector, (v, q, p, p, t, v))
+    g = np.choose(sector, (t, v, v, q, p, p))
+    b = np.choose(sector, (p, p, t, v, v, q))
+    return np.clip(np.stack((r, g, b), axis=1), 0, 1).astype(v.dtype)
 
 
 def affine_sample(x, angle, side, shift_x, shift_y):
@@ -169,15 +249,15 @@ def augment_policy(name):
     """The transforms of ``--augment NAME`` (before normalisation) -> a list:
 
     none: nothing;  light: horizontal flips, crops of 90-100% of the side, shifts up to 5%;
-    standard: flips, crops of 75-100%, rotations up to 10 degrees, shifts up to 10%, brightness and
-    contrast jitter of 20%."""
+    standard: flips, crops of 75-100%, rotations up to 10 degrees, shifts up to 10%, brightness, contrast
+    and (colour images) saturation jitter of 20% and hue turns of up to 0.05 of the colour circle."""
     if name == "none":
         return []
     if name == "light":
         return [RandomHorizontalFlip(), RandomAffine(crop=(0.9, 1.0), translate=0.05)]
     if name == "standard":
         return [RandomHorizontalFlip(), RandomAffine(degrees=10, crop=(0.75, 1.0), translate=0.1),
-                ColorJitter(0.2, 0.2)]
+                ColorJitter(0.2, 0.2, saturation=0.2, hue=0.05)]
     raise ValueError(f"unknown augmentation {name!r}; choose one of: {', '.join(AUGMENT_POLICIES)}")
 
 
