@@ -136,3 +136,117 @@ def test_log_tensorboard_without_the_package_names_it_before_training(shapes, tm
     assert err.strip().splitlines() == ["convnp train: --log tensorboard needs the tensorboard package: "
                                         "pip install tensorboard (or tensorboardX)"]
     assert not (tmp_path / "run" / "last.npz").exists()
+
+
+# --- a NumPy-only install: every command falls back or names the extra ------------------------------------------
+TOOLS = ("tqdm", "matplotlib", "PIL", "sklearn", "platformdirs", "threadpoolctl")  # the [tools] extra's imports
+EXTRA = "pip install 'convnp[tools]'"
+
+# One fresh process runs every command in turn with the tools made unimportable before convnp is imported
+# (sys.modules[name] = None: ``import name`` and its sub-modules raise ImportError), and reports each one's
+# status and output as JSON.  Each command may change environment variables for itself ("env").
+DRIVER = """
+import contextlib, io, json, os, sys
+for name in sys.argv[1].split(","):
+    sys.modules[name] = None
+from convnp.cli import main
+results = []
+for case in json.loads(sys.stdin.read()):
+    saved = dict(os.environ)
+    os.environ.update(case.get("env", {}))
+    for key in case.get("unset", []):
+        os.environ.pop(key, None)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(case["argv"])
+    os.environ.clear()
+    os.environ.update(saved)
+    results.append({"status": status, "out": out.getvalue(), "err": err.getvalue()})
+print(json.dumps(results))
+"""
+
+# (command line, 'falls back' or 'needs the extra', what the output must say)
+COMMANDS = [
+    (["train", "--dataset", "mnist", "--epochs", "1", "--batch-size", "32", "--progress", "--out", "run"], "falls back",
+     "training_curves.png skipped: drawing it needs matplotlib (pip install 'convnp[tools]')"),
+    (["evaluate", "run/best.npz"], "falls back", "precision"),
+    (["predict", "run/best.npz", "digit.npy"], "falls back", "digit.npy: "),
+    (["predict", "run/best.npz", "digit.png"], "needs the extra", "needs Pillow"),
+    (["datasets"], "falls back", "to get it: pip install 'convnp[tools]' (scikit-learn)"),
+    (["summary", "--model", "lenet5"], "falls back", "Conv2d"),
+    (["summary", "run/best.npz"], "falls back", "Conv2d"),
+    (["viz", "run/best.npz", "--out", "figures"], "needs the extra", "drawing figures needs matplotlib"),
+    (["export", "run/best.npz", "--format", "safetensors", "--out", "model.safetensors"], "falls back", "wrote"),
+    (["explore", "run/best.npz", "--export", "page"], "needs the extra", "needs Pillow"),
+    (["explore", "--export", "page"], "needs the extra", "digits() needs scikit-learn"),
+    (["train", "--data", "shapes", "--epochs", "1", "--out", "run-shapes"], "needs the extra", "needs Pillow"),
+    (["train", "--dataset", "digits", "--epochs", "1", "--out", "run-digits"], "needs the extra",
+     "digits() needs scikit-learn"),
+    (["experiment", "cnn-vs-mlp", "--quick", "--out", "experiment"], "needs the extra",
+     "experiments draw their figures with matplotlib"),
+    # bench times convnp in worker processes of this form (and PyTorch, which is not a tool, in others)
+    (["bench", "--worker", "convnp", "--only", "memory", "--quick"], "falls back", "peak memory"),
+]
+
+
+@pytest.fixture(scope="module")
+def numpy_only(tmp_path_factory):
+    """The output of every command of COMMANDS, run in one process without the tools; the files they need
+    (a small MNIST in CONVNP_DATA, a shape folder, pictures) are made here, with the tools."""
+    import os
+    import subprocess
+
+    from PIL import Image
+
+    from convnp import data
+
+    root = tmp_path_factory.mktemp("numpy-only")
+    for split, n, prefix in (("train", 200, "train"), ("test", 50, "t10k")):
+        shapes = data.geometric_digits(split, n=n)
+        (root / "data" / "mnist").mkdir(parents=True, exist_ok=True)
+        data.write_idx(root / "data" / "mnist" / f"{prefix}-images-idx3-ubyte.gz",
+                       (shapes.x[:, 0] * 255).round().astype(np.uint8))
+        data.write_idx(root / "data" / "mnist" / f"{prefix}-labels-idx1-ubyte.gz", shapes.y.astype(np.uint8))
+    make_shape_folder(root / "shapes", per_class=2)
+    digit = data.geometric_digits("test", n=1).x[0, 0]
+    np.save(root / "digit.npy", digit)
+    Image.fromarray((digit * 255).astype(np.uint8)).save(root / "digit.png")
+    cases = [{"argv": argv} for argv, _, _ in COMMANDS]
+    env = dict(os.environ, CONVNP_DATA=str(root / "data"), PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    done = subprocess.run([sys.executable, "-c", DRIVER, ",".join(TOOLS)], input=json.dumps(cases), cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("index", range(len(COMMANDS)), ids=[" ".join(argv[:2]) for argv, _, _ in COMMANDS])
+def test_without_the_tools_every_command_falls_back_or_names_the_extra(numpy_only, index):
+    argv, outcome, expected = COMMANDS[index]
+    result = numpy_only[index]
+    if outcome == "falls back":
+        assert result["status"] == 0 and result["err"] == "", result
+        assert expected in result["out"], result
+    else:
+        lines = result["err"].strip().splitlines()
+        assert result["status"] == 1 and len(lines) == 1, result  # one line, no traceback
+        assert lines[0].startswith(f"convnp {argv[0]}: ") and expected in lines[0] and EXTRA in lines[0], result
+
+
+def test_without_tqdm_training_prints_one_line_per_epoch(numpy_only):
+    out = numpy_only[0]["out"]
+    assert "epoch 1/1  loss" in out and "val loss" in out  # --progress asked for a bar: the per-epoch line instead
+
+
+def test_without_platformdirs_the_cache_folder_is_the_xdg_one(tmp_path):
+    import os
+    import subprocess
+
+    env = {key: value for key, value in os.environ.items() if key not in ("CONVNP_DATA", "XDG_CACHE_HOME")}
+    env.update(HOME=str(tmp_path), PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    cases = [{"argv": ["datasets"]}, {"argv": ["datasets"], "env": {"CONVNP_DATA": str(tmp_path / "mine")}}]
+    done = subprocess.run([sys.executable, "-c", DRIVER, ",".join(TOOLS)], input=json.dumps(cases), cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    default, chosen = json.loads(done.stdout)
+    assert f"data folder: {tmp_path / '.cache' / 'convnp'} (default; set CONVNP_DATA to change it)" in default["out"]
+    assert f"data folder: {tmp_path / 'mine'} (CONVNP_DATA)" in chosen["out"]

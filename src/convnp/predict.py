@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.images import fit_array, image_to_array, open_image_checked
+from .data.images import fit_array, image_to_array, open_image_checked, pillow
 from .nn import eval_mode
 from .tensor import Tensor, no_grad
 
@@ -68,8 +68,7 @@ def _border_median(gray):
 
 
 def _resize(array, width, height):
-    from PIL import Image
-
+    Image = pillow()
     resized = Image.fromarray(np.ascontiguousarray(array, dtype=np.float32)).resize(
         (int(width), int(height)), Image.Resampling.LANCZOS)
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
@@ -118,9 +117,7 @@ def to_model_input(image, preprocessing):
 
 
 def _lanczos():
-    from PIL import Image
-
-    return Image.Resampling.LANCZOS
+    return pillow().Resampling.LANCZOS
 
 
 def load_model_input(path, preprocessing):

@@ -109,7 +109,7 @@ def digits(split="train", size=8, test_fraction=0.2, seed=0):
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise ImportError("digits() needs scikit-learn: pip install scikit-learn") from None
+        raise ImportError("digits() needs scikit-learn: pip install 'convnp[tools]'") from None
     bundle = load_digits()
     images = bundle.images.astype(np.float32) / 16
     labels = bundle.target.astype(np.int64)
@@ -141,7 +141,7 @@ def image_folder(path, size=(28, 28), mode="L", skip_bad=False):
     try:
         from PIL import Image
     except ImportError:
-        raise ImportError("image_folder() needs Pillow: pip install pillow") from None
+        raise ImportError("image_folder() needs Pillow: pip install 'convnp[tools]'") from None
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
@@ -265,7 +265,7 @@ def available_datasets(root=None):
 
     has_sklearn = importlib.util.find_spec("sklearn") is not None
     statuses.append(DatasetStatus("digits", has_sklearn, "bundled with scikit-learn",
-                                  "" if has_sklearn else "pip install scikit-learn"))
+                                  "" if has_sklearn else "pip install 'convnp[tools]' (scikit-learn)"))
     statuses.append(DatasetStatus("geometric", True, "generated in memory", ""))
     statuses.append(DatasetStatus("lines", True, "generated in memory", ""))
 

@@ -19,15 +19,23 @@ class ImageError(ValueError):
     """An image file that cannot be used: not an image, broken, too large, or not a regular file."""
 
 
+def pillow():
+    """The ``PIL.Image`` module (Pillow, the tools extra); ImportError naming the extra when it is missing."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImportError("reading or resizing images needs Pillow: pip install 'convnp[tools]'") from None
+    return Image
+
+
 def open_image_checked(path, exif_transpose=False):
     """Open and decode the image file ``path`` -> a loaded PIL image (the file is closed again).
 
     ``exif_transpose``: turn the picture upright by its EXIF orientation (camera photos).  Raises
     FileNotFoundError for a missing file and ImageError naming the file for anything else."""
-    try:
-        from PIL import Image, ImageOps
-    except ImportError:
-        raise ImportError("reading image files needs Pillow: pip install 'convnp[tools]'") from None
+    Image = pillow()
+    from PIL import ImageOps
+
     from convnp.files import open_regular
 
     path = Path(path)
@@ -93,8 +101,8 @@ def fit_array(pixels, height, width):
     """float32 (C, H0, W0) -> (C, height, width): the centre crop with the target's aspect ratio, resized
     with Pillow's Lanczos filter (torchvision's Resize + CenterCrop, in one step)."""
     import numpy as np
-    from PIL import Image
 
+    Image = pillow()
     _, h0, w0 = pixels.shape
     if h0 * width > w0 * height:  # too tall: crop rows
         crop_h, crop_w = max(1, round(w0 * height / width)), w0
@@ -117,9 +125,9 @@ def read_image_array(path, channels, height, width):
 
 def open_image_header(path):
     """(mode, whether a palette image's colours are all gray) of an image file, without decoding its pixels."""
-    from PIL import Image
-
     from convnp.files import open_regular
+
+    Image = pillow()
 
     with open_regular(Path(path), "image", ImageError) as file:
         try:

@@ -66,6 +66,11 @@ def experiment_command(args):
         raise UserError("give an experiment NAME (one of: " + ", ".join(EXPERIMENTS) + ") or --list")
     if args.name not in EXPERIMENTS:
         raise UserError(f"unknown experiment {args.name!r}; choose one of: {', '.join(EXPERIMENTS)}")
+    try:  # the report's figures need matplotlib: say so now, not after minutes of training
+        import matplotlib  # noqa: F401
+    except ImportError as error:
+        raise UserError(f"experiments draw their figures with matplotlib ({_one_line(error)}): "
+                        f"pip install 'convnp[tools]'") from None
     mode = "offline" if args.offline else "quick" if args.quick else "full"
     command = ["convnp", "experiment", args.name] + (["--quick"] if args.quick else []) + \
         (["--offline"] if args.offline else []) + ["--seed", str(args.seed)] + \

@@ -16,6 +16,7 @@ import threading
 import numpy as np
 
 from .. import functional as F, nn
+from ..data.images import pillow
 from ..inspect.summary import summary, trace
 from ..tensor import Tensor, no_grad
 from .arrays import RequestError, decode, encode
@@ -446,15 +447,13 @@ def _normalise(x, prep):
 def _prepare_drawing(drawing, prep):
     """A drawn canvas (H, W) or (H, W, 3) of uint8 (or floats in [0, 1]) -> the model input before
     normalisation, through ``convnp.predict.to_model_input`` (what ``convnp predict`` does to a file)."""
-    from PIL import Image
-
     from ..predict import to_model_input
 
     if drawing.dtype != np.uint8:
         drawing = (np.clip(drawing, 0, 1) * 255).round().astype(np.uint8)
     if drawing.ndim == 3 and drawing.shape[2] != 3:
         raise RequestError(f"drawing: expected (H, W) grey or (H, W, 3) colour pixels, got {list(drawing.shape)}")
-    image = Image.fromarray(drawing, mode="L" if drawing.ndim == 2 else "RGB")
+    image = pillow().fromarray(drawing, mode="L" if drawing.ndim == 2 else "RGB")
     try:
         return to_model_input(image, prep).astype(np.float32)
     except ValueError as error:
@@ -462,8 +461,7 @@ def _prepare_drawing(drawing, prep):
 
 
 def _downsample(image, side):
-    from PIL import Image
-
+    Image = pillow()
     picture = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32)).resize((side, side),
                                                                                    Image.Resampling.LANCZOS)
     return np.round(np.clip(np.asarray(picture, dtype=np.float32), 0, 1), 2).astype(np.float32)
