@@ -13,6 +13,11 @@ class UserError(Exception):
     """An error the user can fix; reported without a traceback."""
 
 
+def one_line(error):
+    """An exception's message on one line (its type's name when it has none)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def checked(convert, is_valid, expected):
     """An argparse type: convert the text, then check it, with a message saying what was expected."""
     def parse(text):
