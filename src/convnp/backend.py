@@ -141,6 +141,16 @@ def _cupy():
     return cupy
 
 
+def cuda_problem():
+    """Why convnp cannot compute on 'cuda' here, with the fix, in one line; None when it can."""
+    cupy = _cupy()
+    if cupy is None:
+        return "CuPy is not installed (pip install 'convnp[cuda]', on a machine with an NVIDIA GPU)"
+    if cuda.device_count() == 0:
+        return "CuPy is installed but sees no GPU (is the NVIDIA driver loaded? nvidia-smi shows it)"
+    return None
+
+
 def is_device_array(array):
     """True for a CuPy (GPU) array."""
     return type(array) is not np.ndarray and type(array).__module__.startswith("cupy")

@@ -34,7 +34,16 @@ import traceback
 from .backend import keep_freed_memory_for_reuse
 from .bench import add_bench_parser
 from .data.commands import datasets_command
-from .errors import UserError, checked, fraction, non_negative_float, one_line, positive_float, positive_int
+from .errors import (
+    UserError,
+    checked,
+    device_name,
+    fraction,
+    non_negative_float,
+    one_line,
+    positive_float,
+    positive_int,
+)
 from .evaluate_commands import evaluate_command
 from .experiments.commands import add_experiment_parser
 from .explorer.commands import add_explore_parser
@@ -187,6 +196,10 @@ def build_parser():
                    help="show a progress bar (default: when stderr is a terminal; else one line per epoch)")
     p.add_argument("--explore", nargs="?", type=int, const=8765, metavar="PORT",
                    help="serve the explorer page with a live view of the training (default port 8765)")
+    p.add_argument("--device", type=device_name, default="cpu", metavar="cpu|cuda",
+                   help="train on the CPU (default) or on an NVIDIA GPU with CuPy (pip install 'convnp[cuda]'); "
+                        "checkpoints hold host arrays either way, so evaluate, predict, viz and --resume run on "
+                        "either device")
     p.add_argument("--workers", type=positive_int, metavar="N",
                    help="data-parallel training on N MPI ranks: starts mpiexec itself (convnp[distributed]); "
                         "under mpiexec/mpirun/srun the ranks are found without it (convnp.distributed)")
@@ -205,6 +218,8 @@ def build_parser():
     p.add_argument("--data", metavar="PATH", help="the image folder of a model trained with --data (given again: "
                    "convnp never reads a folder because a file names it)")
     p.add_argument("--model-code", metavar="FILE.py:CLASS", help="the code of a model of your own class")
+    p.add_argument("--device", type=device_name, default="cpu", metavar="cpu|cuda",
+                   help="evaluate on the CPU (default) or on an NVIDIA GPU with CuPy (pip install 'convnp[cuda]')")
     p.set_defaults(func=evaluate_command)
 
     # predict
@@ -217,6 +232,8 @@ def build_parser():
     p.add_argument("--top", type=positive_int, default=3, metavar="K", help="classes to show (default 3)")
     p.add_argument("--save-input", metavar="DIR", help="also write each prepared model input as a PNG into DIR")
     p.add_argument("--model-code", metavar="FILE.py:CLASS", help="the code of a model of your own class")
+    p.add_argument("--device", type=device_name, default="cpu", metavar="cpu|cuda",
+                   help="classify on the CPU (default) or on an NVIDIA GPU with CuPy (pip install 'convnp[cuda]')")
     p.set_defaults(func=predict_command)
 
     # datasets

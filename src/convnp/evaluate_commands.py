@@ -16,7 +16,7 @@ from .train import evaluate
 
 
 def evaluate_command(args):
-    model, info = load_checkpoint_model(args.checkpoint, args.model_code)
+    model, info = load_checkpoint_model(args.checkpoint, args.model_code, args.device)
     prep = info["preprocessing"]
     name = args.dataset or prep["dataset"]
     recipe = info.get("recipe") or {}

@@ -10,14 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, usable_device
 from .models.user_code import load_any_model
 from .predict import BlankImageWarning, load_model_input, predict_arrays, preprocess
 
 
-def load_checkpoint_model(path, model_code=None):
+def load_checkpoint_model(path, model_code=None, device="cpu"):
     """A checkpoint (.npz, .onnx, .safetensors; a user's class with ``model_code``) -> (model, info), which
-    must record its preprocessing (dataset, normalisation), else UserError."""
+    must record its preprocessing (dataset, normalisation), else UserError.  The model is moved to
+    ``device`` (a ``--device`` value: 'cpu' or 'cuda')."""
+    where = usable_device(device)
     try:
         model, info = load_any_model(path, model_code)
     except ImportError as error:
@@ -25,11 +27,11 @@ def load_checkpoint_model(path, model_code=None):
     if not info.get("preprocessing"):
         raise UserError(f"{path} records no preprocessing (dataset, normalisation); it was not written by "
                         f"convnp train, so evaluate/predict cannot reproduce its inputs")
-    return model, info
+    return model.to(where), info
 
 
 def predict_command(args):
-    model, info = load_checkpoint_model(args.checkpoint, args.model_code)
+    model, info = load_checkpoint_model(args.checkpoint, args.model_code, args.device)
     prep = info["preprocessing"]
     with warnings.catch_warnings(record=True) as caught:  # a blank picture: one warning line each
         warnings.simplefilter("always", BlankImageWarning)

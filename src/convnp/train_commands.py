@@ -16,7 +16,7 @@ import numpy as np
 from . import checkpoint, distributed
 from .data.commands import dataset_problem
 from .data.folders import folder_splits, image_channels
-from .errors import UserError, one_line
+from .errors import UserError, one_line, usable_device
 from .explorer.live import start_live_view
 from .models import model_class
 from .models.user_code import load_model_class
@@ -157,10 +157,15 @@ def resume_command(args, out, recipe):
         parts += ["--data", str(recipe.data)]
     if recipe.model_code:
         parts += ["--model-code", recipe.model_code]
+    if getattr(args, "device", "cpu") != "cpu":
+        parts += ["--device", args.device]
     return " ".join(shlex.quote(part) for part in parts)
 
 
 def train_command(args):
+    if args.device != "cpu" and ((args.workers or 1) > 1 or distributed.launched_by_mpi()):
+        raise UserError(f"--device {args.device}: data-parallel training over MPI (--workers, mpiexec) runs on "
+                        f"the CPU; train on one GPU without --workers, or drop --device")
     if args.workers is not None and args.workers > 1 and not distributed.launched_by_mpi():
         return distributed.launch(args.workers, getattr(args, "arguments", sys.argv[1:]))  # each rank runs it again
     world = distributed.init() if distributed.launched_by_mpi() else None
@@ -180,6 +185,7 @@ def train_command(args):
 
 
 def _train(args, world):
+    device = usable_device(args.device)  # before any work: no CuPy or no GPU is one line, with the fix
     info, user_class = None, None
     if args.model_code:
         try:
@@ -224,7 +230,7 @@ def _train(args, world):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             result = run(recipe, out=out, resume=info, progress=args.progress,
                          log=lambda line: print(line, flush=True), callbacks=callbacks, world=world,
-                         model_class=user_class, init_from=args.init_from)
+                         model_class=user_class, init_from=args.init_from, device=device)
     except FileNotFoundError as error:
         if recipe.dataset == "folder":
             raise UserError(f"--data: {' '.join(str(error).split())}") from None

@@ -301,6 +301,14 @@ class Module:
         return self.astype(dst_type)
 
 
+def model_device(model):
+    """The device of the model's first parameter (the CPU for a model without parameters): where its
+    inputs must go (``Tensor(to_device(x, model_device(model)))``)."""
+    for p in model.parameters():
+        return device_of(p.data)
+    return device_of(None)
+
+
 @contextlib.contextmanager
 def eval_mode(model):
     """``with eval_mode(model):`` runs ``model`` in evaluation mode (dropout off, batch norm on its
