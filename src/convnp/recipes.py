@@ -34,14 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint, optim
-from .backend import CPU, manual_seed, resolve_device, to_device
+from .backend import CPU, manual_seed, resolve_device
 from .data import DATASET_NAMES, ArrayDataset, Compose, DataLoader, Normalize, RandomShift, data_dir, load_dataset
 from .data.folders import folder_dataset, folder_splits, image_channels, stratified_split
 from .data.transforms import AUGMENT_POLICIES, augment_policy
 from .files import RunLock, remove_stale_temporaries
 from .models import constructor_parameters, get_model, model_class
-from .nn import eval_mode, model_device
-from .tensor import Tensor, no_grad
+from .nn import eval_mode, on_model_device
+from .tensor import no_grad
 from .train import Callback, EarlyStopping, ModelCheckpoint, NaNGuard, fit
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -416,7 +416,7 @@ def check_model_fits(model, recipe, preprocessing):
     channels, height, width = preprocessing["input_size"]
     try:
         with eval_mode(model), no_grad():
-            model(Tensor(to_device(np.zeros((1, channels, height, width), dtype=np.float32), model_device(model))))
+            model(on_model_device(model, np.zeros((1, channels, height, width), dtype=np.float32)))
     except ValueError as error:
         raise ValueError(f"model {recipe.model} does not fit dataset {recipe.dataset} ({channels}x{height}x{width} "
                          f"images): {' '.join(str(error).split())}") from None

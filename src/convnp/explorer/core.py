@@ -16,7 +16,7 @@ import threading
 import numpy as np
 
 from .. import functional as F, nn
-from ..backend import to_device, to_numpy
+from ..backend import to_numpy
 from ..inspect.summary import summary, trace
 from ..tensor import Tensor, no_grad
 from .arrays import RequestError, decode, encode
@@ -131,7 +131,7 @@ class Explorer:
         model.eval()
         with no_grad():
             try:
-                logits = model(_on_model_device(model, np.zeros([1, *preprocessing["input_size"]], dtype=np.float32)))
+                logits = model(nn.on_model_device(model, np.zeros([1, *preprocessing["input_size"]], dtype=np.float32)))
             except (ValueError, TypeError) as error:
                 raise ValueError(f"Explorer: {type(model).__name__} does not take inputs of shape "
                                  f"{preprocessing['input_size']}: {error}") from None
@@ -207,7 +207,7 @@ class Explorer:
             model = self.model
             model.eval()
             with no_grad():
-                logits, calls = trace(model, _on_model_device(model, x[None]))
+                logits, calls = trace(model, nn.on_model_device(model, x[None]))
             fields = _fields(self.summary, calls, x.shape[1:])
         logits = to_numpy(logits.data).astype(np.float32)[0]
         probabilities = _softmax(logits.astype(np.float64))
@@ -503,13 +503,7 @@ def _samples(prep, info, samples):
 def _zero_trace(model, input_size):
     model.eval()
     with no_grad():
-        return trace(model, _on_model_device(model, np.zeros([1, *input_size], dtype=np.float32)))
-
-
-def _on_model_device(model, batch):
-    """A Tensor of the host array ``batch`` on the device ``model`` lives on (replies are copied back by
-    ``encode``)."""
-    return Tensor(to_device(batch, nn.model_device(model)))
+        return trace(model, nn.on_model_device(model, np.zeros([1, *input_size], dtype=np.float32)))
 
 
 def _fields(s, calls, image_hw):

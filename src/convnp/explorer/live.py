@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend import to_device, to_numpy
+from ..backend import to_numpy
 from ..inspect.summary import trace
-from ..nn import model_device
+from ..nn import on_model_device
 from ..tensor import Tensor, no_grad
 from ..train import Callback
 from .arrays import encode
@@ -125,7 +125,7 @@ class TrainingMonitor(Callback):
             model.eval()
             try:
                 with no_grad():
-                    _, calls = trace(model, Tensor(to_device(self._probe, model_device(model))))
+                    _, calls = trace(model, on_model_device(model, self._probe))
                 for call in calls:
                     if call.is_leaf and isinstance(call.output, Tensor):
                         activations.setdefault(call.name, np.array(to_numpy(call.output.data[0])))

@@ -29,7 +29,7 @@ from .. import (
 from ..backend import to_device, to_numpy  # noqa: E402
 from ..files import atomic_write  # noqa: E402
 from ..metrics import confusion_matrix  # noqa: E402  (re-exported: viz.confusion_matrix)
-from ..nn import eval_mode, model_device  # noqa: E402
+from ..nn import eval_mode, model_device, on_model_device  # noqa: E402
 from ..tensor import Tensor, no_grad  # noqa: E402
 from .summary import trace  # noqa: E402
 
@@ -108,14 +108,9 @@ def first_conv(model):
     raise ValueError(f"viz: {type(model).__name__} has no Conv2d layer")
 
 
-def _on_model_device(model, batch):
-    """A Tensor of host ``batch`` on the device ``model`` lives on."""
-    return Tensor(to_device(batch, model_device(model)))
-
-
 def _eval_trace(model, batch):
     with eval_mode(model), no_grad():
-        return trace(model, _on_model_device(model, batch))
+        return trace(model, on_model_device(model, batch))
 
 
 def conv_feature_maps(model, image):
@@ -422,7 +417,7 @@ def predict_proba(model, images, batch_size=256):
     out = []
     with eval_mode(model), no_grad():
         for start in range(0, len(images), batch_size):
-            batch = _on_model_device(model, images[start:start + batch_size])
+            batch = on_model_device(model, images[start:start + batch_size])
             out.append(to_numpy(F.softmax(model(batch), dim=1).data))
     return np.concatenate(out)
 
@@ -467,7 +462,7 @@ def saliency_map(model, image, target=None):
     Returns (gradient (C, H, W), target class, score): the score is the model's raw output (logit)
     for ``target`` (default: the predicted class), computed in eval mode.
     """
-    x = _on_model_device(model, _as_image_batch(image)).requires_grad_()
+    x = on_model_device(model, _as_image_batch(image)).requires_grad_()
     with eval_mode(model):
         logits = model(x)
     if target is None:

@@ -309,6 +309,12 @@ def model_device(model):
     return device_of(None)
 
 
+def on_model_device(model, array):
+    """``array`` (host data) as a Tensor on the device ``model`` lives on: what a tool hands a model that
+    may be on the GPU (it copies the results back with ``backend.to_numpy`` at its edge)."""
+    return Tensor(to_device(array, model_device(model)))
+
+
 @contextlib.contextmanager
 def eval_mode(model):
     """``with eval_mode(model):`` runs ``model`` in evaluation mode (dropout off, batch norm on its
