@@ -203,6 +203,9 @@ def build_parser():
     p.add_argument("--workers", type=positive_int, metavar="N",
                    help="data-parallel training on N MPI ranks: starts mpiexec itself (convnp[distributed]); "
                         "under mpiexec/mpirun/srun the ranks are found without it (convnp.distributed)")
+    p.add_argument("--sync-batchnorm", action="store_true",
+                   help="with several MPI ranks: batch norm uses the statistics of the whole global batch "
+                        "(SyncBatchNorm) instead of each rank's share of it; give it again with --resume")
     p.set_defaults(func=train_command)
 
     # evaluate

@@ -469,7 +469,7 @@ class RunResult:
 
 
 def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=(), model_class=None, init_from=None,
-        freeze=(), world=None, device=None):
+        freeze=(), world=None, device=None, sync_batchnorm=False):
     """Train by ``recipe``; with ``out``, write last.npz, best.npz, history.json and training_curves.png.
 
     ``resume``: a checkpoint (path or loaded) from an earlier run of the same recipe; training continues
@@ -488,6 +488,8 @@ def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=(), m
     sub-modules (``conv1``, ``features.0``) whose parameters are not trained.  ``device``: where to train
     ('cpu', the default, or 'cuda' with CuPy): the model moves there and every batch follows it; the device
     is not part of the recipe, so a run may resume on another one (checkpoints hold host arrays).
+    ``sync_batchnorm``: with a ``world`` of several ranks, batch norm layers normalise with the statistics
+    of the global batch (``convnp.distributed.SyncBatchNorm``) instead of each rank's shard.
     """
     check_recipe(recipe)
     device = CPU if device is None else resolve_device(device)
@@ -496,7 +498,7 @@ def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=(), m
                          f"array), not on {device}")
     writer = world is None or world.is_writer
     args = (recipe, out, resume, log, progress, callbacks, model_class, init_from, tuple(freeze or recipe.freeze),
-            world, device)
+            world, device, sync_batchnorm)
     if out is not None and writer:  # one run per folder at a time; the lock is released when this run ends
         with RunLock(out):
             return _run_locked(*args)
@@ -521,7 +523,7 @@ def freeze_modules(model, names):
 
 
 def _run_locked(recipe, out, resume, log, progress, callbacks, model_class_=None, init_from=None, freeze=(),
-                world=None, device=None):
+                world=None, device=None, sync_batchnorm=False):
     writer = world is None or world.is_writer
     if not writer:
         log, progress, out = None, False, None
@@ -555,6 +557,11 @@ def _run_locked(recipe, out, resume, log, progress, callbacks, model_class_=None
             log(f"frozen: {', '.join(freeze)} ({frozen:,} parameters not trained)")
     if world is not None:
         world.broadcast_model(model)
+    synced = 0
+    if sync_batchnorm and world is not None and world.size > 1:
+        from .distributed import convert_sync_batchnorm
+
+        synced = convert_sync_batchnorm(model, world)
     optimizer = make_optimizer(recipe.optimizer, [p for p in model.parameters() if p.requires_grad], recipe.lr,
                                recipe.momentum, recipe.weight_decay)
     train_loader = DataLoader(train_set, recipe.batch_size, shuffle=True, seed=recipe.seed,
@@ -574,6 +581,8 @@ def _run_locked(recipe, out, resume, log, progress, callbacks, model_class_=None
         if world is not None and world.size > 1:
             log(f"data parallel over {world.size} MPI ranks: each takes its share of every batch of "
                 f"{recipe.batch_size} images (about {recipe.batch_size // world.size} per rank)")
+            if synced:
+                log(f"SyncBatchNorm: {synced} batch norm layer(s) normalise with the statistics of the whole batch")
         if device is not None and device != CPU:
             log(f"training on {device} (CuPy); checkpoints are written as host arrays")
         log(splits.described)

@@ -159,6 +159,8 @@ def resume_command(args, out, recipe):
         parts += ["--model-code", recipe.model_code]
     if getattr(args, "device", "cpu") != "cpu":
         parts += ["--device", args.device]
+    if getattr(args, "sync_batchnorm", False):
+        parts += ["--sync-batchnorm"]
     return " ".join(shlex.quote(part) for part in parts)
 
 
@@ -230,7 +232,8 @@ def _train(args, world):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             result = run(recipe, out=out, resume=info, progress=args.progress,
                          log=lambda line: print(line, flush=True), callbacks=callbacks, world=world,
-                         model_class=user_class, init_from=args.init_from, device=device)
+                         model_class=user_class, init_from=args.init_from, device=device,
+                         sync_batchnorm=args.sync_batchnorm)
     except FileNotFoundError as error:
         if recipe.dataset == "folder":
             raise UserError(f"--data: {' '.join(str(error).split())}") from None
