@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, for a machine with an NVIDIA GPU, in one short call (a few minutes):
-#   1. the CuPy-rules tests (tests/test_cupy_rules.py) on the real CuPy: parity with NumPy, gradient
-#      checks, LeNet-5 training steps, checkpoints from the GPU;
+#   1. the CuPy-rules tests (tests/test_cupy_rules.py, tests/test_cupy_commands.py) on the real CuPy: parity, gradient
+#      checks, LeNet-5 training steps, checkpoints from the GPU, train/evaluate/predict/viz --device cuda;
 #   2. LeNet-5, the small VGG and a ResNet-style net: training steps of convnp on CuPy against PyTorch
 #      on CUDA (benchmarks/gpu_steps.py);
 # and writes a small report into $OUT (default benchmarks/gpu-report).
@@ -23,7 +23,7 @@ $PY -c "import cupy, torch, convnp; print('cupy', cupy.__version__, 'torch', tor
 cat "$OUT/machine.txt"
 
 echo "== CuPy-rules tests on the real CuPy"
-CONVNP_REAL_CUPY=1 timeout 300 $PY -m pytest -q -p no:xdist tests/test_cupy_rules.py 2>&1 | tee "$OUT/parity.txt"
+CONVNP_REAL_CUPY=1 timeout 300 $PY -m pytest -q -p no:xdist tests/test_cupy_rules.py tests/test_cupy_commands.py 2>&1 | tee "$OUT/parity.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 echo "== training steps: convnp on CuPy vs PyTorch on CUDA"

@@ -328,3 +328,18 @@ def test_a_flag_error_from_the_installed_command_names_the_flag():
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "argument --limit: expected a positive integer, got '-5'" in result.stderr
 
+
+
+def test_cli_is_wiring_only_every_command_body_lives_beside_its_code():
+    """cli.py parses and dispatches; each sub-command's function lives in the module of the code it
+    drives (issue 15), so a command's change never has to touch cli.py's body."""
+    import argparse
+
+    from convnp.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    homes = {name: sub.get_default("func").__module__ for name, sub in commands.items()}
+    assert {"train", "evaluate", "predict", "datasets", "viz", "explore"} <= set(homes)
+    assert not [name for name, home in homes.items() if home == "convnp.cli"], homes
+    assert homes["train"] == "convnp.train_commands" and homes["datasets"] == "convnp.data.commands"

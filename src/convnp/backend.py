@@ -84,8 +84,8 @@ def rng_of(generator):
 class device:
     """``device("cpu")``, ``device("cuda:0")``, ``device("cuda", 0)``: where tensors live, named like
     ``torch.device``.  Naming any device is allowed (so ``device("cuda" if cuda.is_available() else
-    "cpu")`` runs), but moving a tensor or module to one other than the CPU raises a RuntimeError while
-    convnp has no GPU backend."""
+    "cpu")`` runs), but moving a tensor or module to 'cuda' raises a RuntimeError unless CuPy is
+    installed and sees a GPU (``cuda_problem()`` says which is missing)."""
 
     def __init__(self, type, index=None):  # noqa: A002 - torch's argument name
         if isinstance(type, device):
@@ -139,6 +139,16 @@ def _cupy():
     except ImportError:
         return None
     return cupy
+
+
+def cuda_problem():
+    """Why convnp cannot compute on 'cuda' here, with the fix, in one line; None when it can."""
+    cupy = _cupy()
+    if cupy is None:
+        return "CuPy is not installed (pip install 'convnp[cuda]', on a machine with an NVIDIA GPU)"
+    if cuda.device_count() == 0:
+        return "CuPy is installed but sees no GPU (is the NVIDIA driver loaded? nvidia-smi shows it)"
+    return None
 
 
 def is_device_array(array):

@@ -11,6 +11,12 @@
     convnp bench --quick                                                            speed vs PyTorch (convnp.bench)
     convnp export runs/lenet5/best.npz --format onnx --out lenet5.onnx              ONNX, torch, safetensors
 
+This module is the wiring: the flags of train, evaluate, predict and datasets, the sub-parsers the other
+commands add themselves, dispatch, and the error convention.  Each command's body lives beside the code
+it drives: ``train_commands``, ``evaluate_commands``, ``predict_commands``, ``data.commands``,
+``inspect.commands`` (summary, viz), ``experiments.commands``, ``explorer.commands``, ``interop.commands``
+(export) and ``bench``.
+
 Every command has ``--help``.  The error convention (``convnp.errors``): a sub-command raises
 ``UserError`` for anything the user can fix (missing file, bad value, unknown model or dataset), and
 ``main`` prints it as ``convnp COMMAND: message`` on stderr with exit status 1; a flag's bad value is an
@@ -21,21 +27,31 @@ Since the command owns its process, ``main`` makes two process-wide settings tha
 does not: ``keep_freed_memory_for_reuse()`` and ``set_num_threads`` (convnp's threads and BLAS together).
 """
 import argparse
-import contextlib
 import os
 import sys
 import traceback
-from pathlib import Path
 
-from . import distributed
 from .backend import keep_freed_memory_for_reuse
 from .bench import add_bench_parser
-from .errors import UserError, checked, fraction, non_negative_float, positive_float, positive_int
+from .data.commands import datasets_command
+from .errors import (
+    UserError,
+    checked,
+    device_name,
+    fraction,
+    non_negative_float,
+    one_line,
+    positive_float,
+    positive_int,
+)
+from .evaluate_commands import evaluate_command
 from .experiments.commands import add_experiment_parser
 from .explorer.commands import add_explore_parser
 from .inspect.commands import add_summary_parser, add_viz_parser
 from .interop.commands import add_export_parser
 from .parallel import available_threads, set_num_threads
+from .predict_commands import predict_command
+from .train_commands import train_command
 
 EXAMPLES = """examples:
   convnp train --model lenet5 --dataset mnist --epochs 5 --out runs/lenet5
@@ -50,10 +66,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
-
-def _one_line(error):
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 _non_negative_int = checked(int, lambda value: value >= 0, "a whole number of pixels >= 0")
@@ -185,9 +197,16 @@ def build_parser():
                    help="show a progress bar (default: when stderr is a terminal; else one line per epoch)")
     p.add_argument("--explore", nargs="?", type=int, const=8765, metavar="PORT",
                    help="serve the explorer page with a live view of the training (default port 8765)")
+    p.add_argument("--device", type=device_name, default="cpu", metavar="cpu|cuda",
+                   help="train on the CPU (default) or on an NVIDIA GPU with CuPy (pip install 'convnp[cuda]'); "
+                        "checkpoints hold host arrays either way, so evaluate, predict, viz and --resume run on "
+                        "either device")
     p.add_argument("--workers", type=positive_int, metavar="N",
                    help="data-parallel training on N MPI ranks: starts mpiexec itself (convnp[distributed]); "
                         "under mpiexec/mpirun/srun the ranks are found without it (convnp.distributed)")
+    p.add_argument("--sync-batchnorm", action="store_true",
+                   help="with several MPI ranks: batch norm uses the statistics of the whole global batch "
+                        "(SyncBatchNorm) instead of each rank's share of it; give it again with --resume")
     p.set_defaults(func=train_command)
 
     # evaluate
@@ -203,6 +222,8 @@ def build_parser():
     p.add_argument("--data", metavar="PATH", help="the image folder of a model trained with --data (given again: "
                    "convnp never reads a folder because a file names it)")
     p.add_argument("--model-code", metavar="FILE.py:CLASS", help="the code of a model of your own class")
+    p.add_argument("--device", type=device_name, default="cpu", metavar="cpu|cuda",
+                   help="evaluate on the CPU (default) or on an NVIDIA GPU with CuPy (pip install 'convnp[cuda]')")
     p.set_defaults(func=evaluate_command)
 
     # predict
@@ -215,6 +236,8 @@ def build_parser():
     p.add_argument("--top", type=positive_int, default=3, metavar="K", help="classes to show (default 3)")
     p.add_argument("--save-input", metavar="DIR", help="also write each prepared model input as a PNG into DIR")
     p.add_argument("--model-code", metavar="FILE.py:CLASS", help="the code of a model of your own class")
+    p.add_argument("--device", type=device_name, default="cpu", metavar="cpu|cuda",
+                   help="classify on the CPU (default) or on an NVIDIA GPU with CuPy (pip install 'convnp[cuda]')")
     p.set_defaults(func=predict_command)
 
     # datasets
@@ -268,12 +291,12 @@ def main(argv=None):
     except (OSError, ValueError, ImportError) as error:  # a bad file, value or missing extra: one line
         if debug:
             traceback.print_exc()
-        print(f"{where}: {_one_line(error)}", file=sys.stderr)
+        print(f"{where}: {one_line(error)}", file=sys.stderr)
         return 1
     except Exception as error:  # noqa: BLE001 - the last resort: a bug, said in one line
         if debug:
             traceback.print_exc()
-        print(f"{where}: unexpected {type(error).__name__}: {_one_line(error)}"
+        print(f"{where}: unexpected {type(error).__name__}: {one_line(error)}"
               + ("" if debug else " (run with CONVNP_DEBUG=1 for the traceback)"), file=sys.stderr)
         return 1
 
@@ -295,482 +318,6 @@ def _status(exit):
         print(" ".join(exit.code.split()), file=sys.stderr)
         return 1
     return 0 if exit.code is None else exit.code
-
-
-# --- train ---------------------------------------------------------------------------------------------------
-RECIPE_FLAGS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "scheduler",
-                "augment", "seed", "val_fraction", "image_size", "channels", "model_args", "patience", "freeze")
-
-
-def _recipe_from_args(args, user_class=None):
-    from .recipes import DEFAULTS, default_recipe
-
-    if args.dataset and args.dataset.startswith("folder:"):  # --dataset folder:PATH is --data PATH
-        if args.data is not None:
-            raise UserError("give the folder once: --data PATH or --dataset folder:PATH")
-        args.data, args.dataset = args.dataset[len("folder:"):], None
-    if args.data is not None and args.dataset not in (None, "folder"):
-        raise UserError(f"--data trains on your folder; it cannot be combined with --dataset {args.dataset}")
-    dataset = "folder" if args.data is not None else (args.dataset or "mnist")
-    if dataset == "folder" and args.data is None:
-        raise UserError("--dataset folder needs --data PATH")
-    if dataset != "folder" and (args.image_size or args.channels):
-        raise UserError("--image-size and --channels are for your own images (--data PATH)")
-    augment, policy = args.augment, None
-    if augment == -1:  # --augment without a value
-        augment = DEFAULTS[dataset].augment or 1
-    if isinstance(augment, str):  # a policy instead of shifts
-        augment, policy = 0, augment
-    recipe = default_recipe(dataset, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-                            optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
-                            scheduler=args.scheduler, augment=augment, seed=args.seed, val_fraction=args.val_fraction,
-                            patience=args.patience, freeze=args.freeze, augment_policy=policy)
-    if args.model_args and not args.model_code:
-        raise UserError("--model-args are the arguments of a --model-code class")
-    if user_class is not None:
-        recipe.model, recipe.model_code, recipe.model_args = user_class.__name__, args.model_code, args.model_args or {}
-    start = _init_from_input(args)  # fine-tuning: the started-from model's input size and arguments by default
-    if user_class is not None and start and not args.model_args:
-        recipe.model_args = dict(start.get("model_args") or {})
-    if dataset == "folder":
-        recipe.data = str(Path(args.data).resolve())
-        recipe.image_size = args.image_size or start.get("image_size") or _default_image_size(recipe, user_class)
-        recipe.channels = args.channels or start.get("channels") or _guess_channels(args.data)
-    return recipe
-
-
-def _init_from_input(args):
-    """{'image_size', 'channels', 'model_args'} of the --init-from checkpoint ({} without one)."""
-    if not args.init_from:
-        return {}
-    from . import checkpoint
-
-    info = checkpoint.load(args.init_from)
-    size = (info.get("preprocessing") or {}).get("input_size")
-    saved = info.get("recipe") or {}
-    return {"image_size": list(size[1:]) if size else None, "channels": size[0] if size else None,
-            "model_args": saved.get("model_args")}
-
-
-def _default_image_size(recipe, user_class):
-    """The model's own input size (its ``input_shape``), for --data without --image-size."""
-    from .models import model_class
-
-    try:
-        model = user_class(**recipe.model_args) if user_class is not None else model_class(recipe.model)()
-    except (TypeError, ValueError):
-        model = None
-    shape = getattr(model, "input_shape", None)
-    if not shape:
-        raise UserError(f"{recipe.model} has no input_shape to size the images by; give --image-size (e.g. 32)")
-    return [int(shape[-2]), int(shape[-1])]
-
-
-def _guess_channels(path):
-    from .data.folders import folder_splits, image_channels
-
-    try:
-        return image_channels(folder_splits(path)["train"])
-    except (OSError, ValueError) as error:
-        raise UserError(f"--data {path}: {' '.join(str(error).split())}") from None
-
-
-def _resumed_recipe(args, info):
-    """The recipe stored in the checkpoint, with --epochs (the only setting a resumed run may change)."""
-    from .recipes import Recipe
-
-    saved = info.get("recipe")
-    if not saved:
-        raise UserError(f"{info.path} records no training recipe, so the run cannot be resumed from it")
-    recipe = Recipe.from_dict(saved)
-    for flag in RECIPE_FLAGS:
-        given = getattr(args, flag)
-        if flag == "augment" and given == -1:
-            given = None
-        if flag == "augment" and isinstance(given, str):  # a policy: compared with the run's policy
-            if given != recipe.augment_policy:
-                raise UserError(f"--augment {given} differs from the resumed run's {recipe.augment_policy}; a "
-                                f"resumed run keeps its recipe (only --epochs may change)")
-            continue
-        if flag != "epochs" and given is not None and given != getattr(recipe, flag):
-            raise UserError(f"--{flag.replace('_', '-')} {given} differs from the resumed run's "
-                            f"{getattr(recipe, flag)}; a resumed run keeps its recipe (only --epochs may change)")
-    if recipe.dataset == "folder":  # the folder is read only when the user names it again
-        if args.data is None:
-            raise UserError(f"the run trained on the image folder {recipe.data}; resume with --data {recipe.data}")
-        recipe.data = str(Path(args.data).resolve())
-    if args.epochs is not None and args.epochs != recipe.epochs:
-        if args.epochs < info.epoch:
-            raise UserError(f"{info.path} has already completed {info.epoch} epoch(s); --epochs {args.epochs} "
-                            f"would end before that")
-        if recipe.scheduler in ("cosine", "onecycle"):  # re-planned for the new length (recipes.replan_schedule)
-            print(f"convnp train: the {recipe.scheduler} schedule planned for {recipe.epochs} epochs is re-planned "
-                  f"for {args.epochs}, continuing from the current step", flush=True)
-        if recipe.scheduler == "step":  # the saved StepLR keeps its step size: say so rather than surprise
-            step = (info.scheduler_state or {}).get("step_size", max(1, recipe.epochs // 3))
-            print(f"convnp train: the step schedule keeps its step size of {step} epoch(s) from the "
-                  f"{recipe.epochs}-epoch plan: the lr is divided by 10 every {step} epochs up to epoch "
-                  f"{args.epochs}", flush=True)
-        recipe.epochs = args.epochs
-    return recipe
-
-
-RUN_FILES = ("last.npz", "best.npz", "history.json", "history.csv")
-
-
-def _check_out_folder(out, force):
-    """A new run's --out: refused when it holds another run's files (unless --force), and checked for
-    writability now rather than after the first epoch.  (convnp does not pick runs/NAME-2 by itself: a
-    run's folder is the one you named, so that --resume, evaluate and viz find it.)"""
-    import tempfile
-
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a folder")
-    found = [name for name in RUN_FILES if (out / name).exists()]
-    if found and not force:
-        raise UserError(f"--out {out} holds another run ({', '.join(found)}); continue it with --resume, choose "
-                        f"another --out, or pass --force to overwrite it")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as error:
-        raise UserError(f"--out {out} cannot be written: {error.strerror or error}") from None
-
-
-def _resume_command(args, out, recipe):
-    parts = ["convnp", "train", "--resume", "--out", str(out)]
-    if recipe.dataset == "folder":
-        parts += ["--data", str(recipe.data)]
-    if recipe.model_code:
-        parts += ["--model-code", recipe.model_code]
-    import shlex
-
-    return " ".join(shlex.quote(part) for part in parts)
-
-
-def train_command(args):
-    if args.workers is not None and args.workers > 1 and not distributed.launched_by_mpi():
-        return distributed.launch(args.workers, getattr(args, "arguments", sys.argv[1:]))  # each rank runs it again
-    world = distributed.init() if distributed.launched_by_mpi() else None
-    if world is None or world.size == 1 and world.is_writer:
-        return _train(args, world)
-    set_num_threads(distributed.threads_per_rank(world, available_threads()))
-    try:
-        if world.is_writer:
-            return _train(args, world)
-        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # rank 0 alone reports
-            return _train(args, world)
-    except BaseException as error:  # the other ranks would wait for this one in the next Allreduce
-        print(f"convnp train (rank {world.rank} of {world.size}): {_one_line(error)}; stopping every rank",
-              file=sys.stderr, flush=True)
-        world.abort(1)
-        raise
-
-
-def _train(args, world):
-    import numpy as np
-
-    from . import checkpoint
-    from .recipes import check_recipe, run
-
-    info, user_class = None, None
-    if args.model_code:
-        from .models.user_code import load_model_class
-
-        try:
-            user_class = load_model_class(args.model_code)
-        except (ValueError, ImportError) as error:
-            raise UserError(str(error)) from None
-    if args.resume is not None:
-        if args.resume == "" and args.out is None:
-            raise UserError("--resume without a CHECKPOINT needs --out (it resumes OUT/last.npz)")
-        if args.init_from:
-            raise UserError("--init-from starts a new run; it cannot be combined with --resume")
-        path = Path(args.resume) if args.resume else Path(args.out) / "last.npz"
-        info = checkpoint.load(path)
-        recipe = _resumed_recipe(args, info)
-        if recipe.model_code and user_class is None:
-            raise UserError(f"the run trained {recipe.model} from {recipe.model_code}: resume with --model-code "
-                            f"{recipe.model_code}")
-        out = Path(args.out) if args.out else path.parent
-    else:
-        if args.freeze and not args.init_from:
-            raise UserError("--freeze needs --init-from CHECKPOINT (the weights to keep)")
-        recipe = _recipe_from_args(args, user_class)
-        out = Path(args.out) if args.out else Path("runs") / f"{recipe.model.lower()}-{recipe.dataset}"
-        _check_out_folder(out, args.force)
-    check_recipe(recipe)
-
-    print(f"convnp train: {recipe.model} on {recipe.dataset}: {recipe.describe()}", flush=True)
-    if info is not None:
-        print(f"resuming from {info.path} after epoch {info.epoch}", flush=True)
-    callbacks, server = [], None
-    if args.log == "tensorboard" and (world is None or world.is_writer):
-        from .recipes import TensorBoardLog
-
-        try:
-            callbacks.append(TensorBoardLog(out / "tensorboard"))
-        except ImportError as error:
-            raise UserError(str(error)) from None
-        print(f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}", flush=True)
-    if args.explore is not None and (world is None or world.is_writer):  # the live view (convnp.explorer)
-        from .explorer.live import start_live_view
-
-        monitor, server = start_live_view(out, port=args.explore, log=lambda line: print(line, flush=True))
-        callbacks.append(monitor)
-    try:
-        # Overflow on the way to a NaN is reported by the NaN guard, in one line, not as NumPy warnings.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            result = run(recipe, out=out, resume=info, progress=args.progress,
-                         log=lambda line: print(line, flush=True), callbacks=callbacks, world=world,
-                         model_class=user_class, init_from=args.init_from)
-    except FileNotFoundError as error:
-        if recipe.dataset == "folder":
-            raise UserError(f"--data: {' '.join(str(error).split())}") from None
-        raise UserError(_dataset_problem(recipe.dataset, error)) from None
-    except KeyboardInterrupt:  # what was kept, and the command that continues
-        last = out / "last.npz"
-        if last.is_file():
-            print(f"convnp train: interrupted; {last} (after epoch {checkpoint.load(last).epoch}) and history.json "
-                  f"were kept.\nresume with: {_resume_command(args, out, recipe)}", file=sys.stderr, flush=True)
-        else:
-            print("convnp train: interrupted; no epoch had finished, so nothing was kept (run the same command "
-                  "again)", file=sys.stderr, flush=True)
-        return 130
-    finally:
-        if server is not None:  # the page then says that the server stopped
-            server.shutdown()
-            server.server_close()
-    history = result.history
-    if world is not None and not world.is_writer:
-        return 1 if history["diverged"] else 0
-    if history["diverged"]:
-        kept = f"; the last good checkpoint is {result.files['last']}" if result.files["last"].exists() else ""
-        print(f"convnp train: training diverged (see above){kept}", file=sys.stderr)
-        return 1
-    files = result.files
-    best = checkpoint.load(files["best"]) if files.get("best") and files["best"].exists() else None
-    val = history["val_accuracy"]
-    print(f"final validation accuracy {val[-1] * 100:.2f}% (epoch {history['epoch'][-1]})" if val else
-          f"final training accuracy {history['train_accuracy'][-1] * 100:.2f}%")
-    written = [f"{files['last']}"]
-    if best is not None:
-        b = best.get("best") or {}
-        value = b.get("value")
-        written.append(f"{files['best']} (epoch {best.epoch}" +
-                       (f", {b.get('monitor')} {value * 100:.2f}%)" if value is not None else ")"))
-    written += [str(files[key]) for key in ("history", "curves") if key in files]
-    print("wrote " + ", ".join(written))
-    return 0
-
-
-def _dataset_problem(name, error):
-    """The missing-data message, every line of it (which files, where, how to get them)."""
-    detail = str(error).strip() or type(error).__name__
-    return f"dataset {name} is not available: {detail}\nrun 'convnp datasets' to see where to put it"
-
-
-# --- evaluate ------------------------------------------------------------------------------------------------
-def _load_checkpoint_model(path, model_code=None):
-    from .models.user_code import load_any_model  # .npz, .onnx, .safetensors; a user's class with model_code
-
-    try:
-        model, info = load_any_model(path, model_code)
-    except ImportError as error:
-        raise UserError(str(error)) from None
-    if not info.get("preprocessing"):
-        raise UserError(f"{path} records no preprocessing (dataset, normalisation); it was not written by "
-                        f"convnp train, so evaluate/predict cannot reproduce its inputs")
-    return model, info
-
-
-def evaluate_command(args):
-    from .data import load_dataset
-    from .recipes import DEFAULTS, check_dataset_options
-
-    model, info = _load_checkpoint_model(args.checkpoint, args.model_code)
-    prep = info["preprocessing"]
-    name = args.dataset or prep["dataset"]
-    recipe = info.get("recipe") or {}
-    if name == "folder" or args.data is not None:
-        dataset, split = _folder_split(args, info)
-        return _report_evaluation(args, model, info, dataset, f"{args.data} {split}")
-    if args.split == "val":
-        raise UserError("--split val is for image folders (--data PATH); a built-in dataset has train and test")
-    args.split = args.split or "test"
-    if name not in DEFAULTS:
-        raise UserError(f"{args.checkpoint} was trained on dataset {name[:40]!r}, which convnp cannot load; "
-                        f"give --dataset")
-    # Options from the file: allowed keys and ranges only (never a data root or a download switch).
-    options = recipe.get("dataset_options") if recipe.get("dataset") == name else DEFAULTS[name].dataset_options
-    options = check_dataset_options(name, options or {}, field=f"{args.checkpoint}: recipe.dataset_options")
-    try:
-        dataset = load_dataset(name, args.split, **(options or {}))
-    except FileNotFoundError as error:
-        raise UserError(_dataset_problem(name, error)) from None
-    if list(dataset.x.shape[1:]) != list(prep["input_size"]):
-        raise UserError(f"dataset {name} has {'x'.join(map(str, dataset.x.shape[1:]))} images but the model in "
-                        f"{args.checkpoint} was trained on {'x'.join(map(str, prep['input_size']))}")
-    classes = dataset.classes
-    if len(classes) != len(prep["classes"]):
-        raise UserError(f"dataset {name} has {len(classes)} classes but the model in {args.checkpoint} "
-                        f"predicts {len(prep['classes'])}")
-    trained = "" if name == prep["dataset"] else f" (trained on {prep['dataset']})"
-    return _report_evaluation(args, model, info, dataset, f"{name} {args.split}{trained}")
-
-
-def _folder_split(args, info):
-    """The split of an image folder that evaluate reads: test/ by default, else the run's validation images."""
-    from .recipes import Recipe, load_splits
-
-    prep, saved = info["preprocessing"], info.get("recipe") or {}
-    if args.data is None:
-        where = f" --data {saved['data']}" if saved.get("data") else " --data PATH"
-        raise UserError(f"{args.checkpoint} was trained on an image folder; give it again:{where}")
-    if saved.get("dataset") != "folder":
-        raise UserError(f"{args.checkpoint} was not trained on an image folder (--data is for models trained "
-                        f"with convnp train --data)")
-    recipe = Recipe.from_dict(saved)
-    recipe.data = str(Path(args.data).resolve())
-    try:
-        splits = load_splits(recipe)
-    except (OSError, ValueError) as error:
-        raise UserError(f"--data {args.data}: {' '.join(str(error).split())}") from None
-    split = args.split or ("test" if splits.test is not None else "val")
-    dataset = {"test": splits.test, "val": splits.val, "train": splits.train}[split]
-    if dataset is None:
-        raise UserError(f"{args.data} has no {split} split" + (" (no test/ folder: try --split val)"
-                                                                 if split == "test" else ""))
-    if list(dataset.classes) != list(prep["classes"]):
-        raise UserError(f"{args.data} has classes {', '.join(dataset.classes)} but the model in {args.checkpoint} "
-                        f"predicts {', '.join(prep['classes'])}")
-    if split == "val" and args.split is None:
-        print(f"{args.data} has no test/ folder: evaluating on the run's validation images (--split val)")
-    return dataset, split
-
-
-def _report_evaluation(args, model, info, dataset, described):
-    from .data import DataLoader
-    from .recipes import normalizer
-    from .train import evaluate
-
-    prep = info["preprocessing"]
-    classes = dataset.classes
-    loader = DataLoader(dataset, args.batch_size, transform=normalizer(prep))
-    try:
-        metrics = evaluate(model, loader, num_classes=len(classes))
-    except ValueError as error:  # non-finite outputs: name the checkpoint
-        raise UserError(f"{args.checkpoint}: {error}") from None
-    print(f"{info['model_class']} from {args.checkpoint} (epoch {info.epoch}) on {described}: "
-          f"{metrics['count']:,} images")
-    print(f"accuracy {metrics['accuracy'] * 100:.2f}%   loss {metrics['loss']:.4f}   "
-          f"errors {metrics['count'] - int(metrics['confusion'].trace()):,}")
-    print(format_per_class(metrics, classes))
-    print(format_confusion(metrics["confusion"]))
-    return 0
-
-
-def precision_recall_f1(confusion):
-    """Per class (precision, recall, F1), each an array, from a confusion matrix (rows: true class):
-    scikit-learn's ``precision_recall_fscore_support`` (0 where a class is never predicted or present)
-    when scikit-learn is installed, else the same formulas in NumPy."""
-    import numpy as np
-
-    confusion = np.asarray(confusion)
-    k = len(confusion)
-    try:
-        from sklearn.metrics import precision_recall_fscore_support
-    except ImportError:
-        true_positive = np.diag(confusion).astype(np.float64)
-        predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
-        precision = np.divide(true_positive, predicted, out=np.zeros(k), where=predicted > 0)
-        recall = np.divide(true_positive, actual, out=np.zeros(k), where=actual > 0)
-        total = precision + recall
-        return precision, recall, np.divide(2 * precision * recall, total, out=np.zeros(k), where=total > 0)
-    rows, cols = np.nonzero(confusion)
-    counts = confusion[rows, cols]
-    y_true, y_pred = np.repeat(rows, counts), np.repeat(cols, counts)
-    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=range(k), zero_division=0)
-    return precision, recall, f1
-
-
-def format_per_class(metrics, classes):
-    support = metrics["confusion"].sum(axis=1)
-    precision, recall, f1 = precision_recall_f1(metrics["confusion"])
-    width = max(len("class"), *(len(f"{k} {name}") for k, name in enumerate(classes)))
-    lines = ["per-class accuracy:", f"  {'class':<{width}}  accuracy  images  precision  recall      F1"]
-    for k, name in enumerate(classes):
-        label = str(k) if name == str(k) else f"{k} {name}"
-        accuracy = metrics["per_class_accuracy"][k]
-        shown = "       -" if accuracy != accuracy else f"{accuracy * 100:7.2f}%"
-        lines.append(f"  {label:<{width}}  {shown}  {support[k]:6d}  {precision[k]:9.4f}  {recall[k]:6.4f}  "
-                     f"{f1[k]:6.4f}")
-    return "\n".join(lines)
-
-
-def format_confusion(confusion):
-    k = len(confusion)
-    width = max(4, len(str(confusion.max())) + 1)
-    lines = ["confusion matrix (rows: true class, columns: predicted class):",
-             "true\\pred" + "".join(f"{j:>{width}}" for j in range(k))]
-    for i in range(k):
-        lines.append(f"{i:>9}" + "".join(f"{confusion[i, j]:>{width}}" for j in range(k)))
-    return "\n".join(lines)
-
-
-# --- predict -------------------------------------------------------------------------------------------------
-def predict_command(args):
-    import warnings
-
-    import numpy as np
-
-    from .predict import BlankImageWarning, load_model_input, predict_arrays, preprocess
-
-    model, info = _load_checkpoint_model(args.checkpoint, args.model_code)
-    prep = info["preprocessing"]
-    with warnings.catch_warnings(record=True) as caught:  # a blank picture: one warning line each
-        warnings.simplefilter("always", BlankImageWarning)
-        inputs = [preprocess(path, prep) for path in args.images]
-    for warning in caught:
-        print(f"convnp predict: warning: {warning.message}", file=sys.stderr)
-    results = predict_arrays(model, np.stack(inputs), prep.get("classes"), top=min(args.top, len(prep["classes"])),
-                             where=args.checkpoint)
-    for path, top in zip(args.images, results):
-        print(f"{path}: " + "   ".join(f"{name} {_percent(p)}" for name, p in top))
-    if args.save_input:
-        from PIL import Image
-
-        folder = Path(args.save_input)
-        folder.mkdir(parents=True, exist_ok=True)
-        for path in args.images:
-            x = load_model_input(path, prep)
-            pixels = (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
-            picture = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
-            target = folder / (Path(path).stem + "_input.png")
-            Image.fromarray(picture).save(target)
-            print(f"wrote {target}")
-    return 0
-
-
-def _percent(p):
-    return f"{p * 100:.1f}%" if p >= 0.0005 else "<0.1%"
-
-
-# --- datasets -------------------------------------------------------------------------------------------------
-def datasets_command(args):
-    from .data import available_datasets, data_dir
-
-    statuses = available_datasets()
-    chosen_by = "CONVNP_DATA" if os.environ.get("CONVNP_DATA") else "default; set CONVNP_DATA to change it"
-    print(f"data folder: {data_dir()} ({chosen_by})")
-    width = max(len(s.name) for s in statuses)
-    for s in statuses:
-        mark = "yes" if s.available else "no "
-        print(f"  {s.name:<{width}}  {mark}  {s.location}")
-        if not s.available and s.how_to_get:
-            print(f"  {'':<{width}}       to get it: {s.how_to_get}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ What else is per rank
   DDP without SyncBatchNorm); its running averages drift apart during an epoch, and at the epoch's end
   rank 0's are broadcast to all (validation and checkpoints use rank 0's).  With batch norm,
   ``mpiexec -n 4`` at batch 128 is therefore not the same computation as one process at batch 128 (its
-  statistics are those of 32 images).  Models without batch norm compute the same.
+  statistics are those of 32 images).  Models without batch norm compute the same.  ``--sync-batchnorm``
+  (``convert_sync_batchnorm``) makes batch norm use the global batch's statistics (``SyncBatchNorm``):
+  then the run computes what one process computes at the global batch size.
 - Dropout masks come from convnp's global generator, which a run of more than one rank reseeds at every
   epoch with ``(seed, rank, epoch)``: the streams differ between ranks and a resumed run repeats them.
 - Validation runs in full on every rank (same weights, same result) so that every rank takes the same
@@ -49,6 +51,9 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
+from .function import Function
+from .nn.layers import _BatchNorm
+from .ops.norm import channels_first_2d, from_channels_first_2d
 from .train import Callback
 
 # Set by the launchers of the common MPI implementations in every process they start: Open MPI's
@@ -218,6 +223,110 @@ class GradientAllreduce(Callback):
                 self.world.comm.Bcast(buffer, root=0)
         summed = self.world.allreduce_sum([total_loss, correct, count])
         return float(summed[0]), int(round(summed[1])), int(round(summed[2]))
+
+
+# --- batch norm over the global batch ----------------------------------------------------------------------------
+class SyncBatchNormFunction(Function):
+    """x: (N_r, C) or (N_r, C, H, W), rank r's shard; weight, bias: (C,) or None -> y: same shape as x.
+
+    Batch norm whose statistics are the global batch's (every rank's shard together), as one process
+    computes them, in two passes with one Allreduce each:
+        M = the sum over ranks of the m_r values per channel;  mu = (sum of every x) / M;
+        var = (sum of every (x - mu)^2) / M;  x_hat = (x - mu) / sqrt(var + eps);  y = weight x_hat + bias.
+    Backward.  Each rank's dy is the gradient of its own shard's mean loss, and GradientAllreduce later
+    multiplies each rank's parameter gradients by its share w_r = m_r / M and sums them.  So this returns
+    dx_r = (the gradient of the global mean loss with respect to x_r) / w_r: with g = weight dy and one
+    Allreduce of S1 = sum_r w_r sum(g_r), S2 = sum_r w_r sum(g_r x_hat_r),
+        dx_r = (g_r - S1 / (w_r M) - x_hat_r S2 / (w_r M)) / sqrt(var + eps)
+    (with one rank, w = 1 and M = m: BatchNorm's formula).  dweight = sum(dy x_hat) and dbias = sum(dy)
+    stay the rank's own sums, which GradientAllreduce weights and adds like every other gradient.
+    """
+
+    def forward(self, x, weight, bias, running_mean, running_var, world, momentum=0.1, eps=1e-5):
+        x2d, axes = channels_first_2d(x)
+        c, m = x2d.shape
+        totals = world.allreduce_sum(np.append(x2d.sum(axis=1, dtype=np.float64), m))
+        count = totals[c]
+        if count < 2:
+            raise ValueError(f"SyncBatchNorm: training needs more than one value per channel over all ranks, "
+                             f"got {int(count)}")
+        mean = (totals[:c] / count).astype(x.dtype)
+        centred = x2d - mean[:, None]
+        var = world.allreduce_sum(np.einsum("cm,cm->c", centred, centred, dtype=np.float64)) / count
+        inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype)
+        scale = inv_std if weight is None else inv_std * weight
+        y2d = centred * scale[:, None]
+        if bias is not None:
+            y2d += bias[:, None]
+        if running_mean is not None:
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean.astype(running_mean.dtype)
+            running_var *= 1 - momentum
+            running_var += (momentum * var * (count / (count - 1))).astype(running_var.dtype)
+        self.save_for_backward(centred, inv_std, weight)
+        self.shape, self.axes, self.world, self.count, self.share = x.shape, axes, world, count, m / count
+        return from_channels_first_2d(y2d, x.shape, axes)
+
+    def backward(self, dy):
+        centred, inv_std, weight = self.saved
+        dy2d, _ = channels_first_2d(dy)
+        c = dy2d.shape[0]
+        sum_dy = dy2d.sum(axis=1)
+        sum_dy_centred = np.einsum("cm,cm->c", dy2d, centred)  # = sum(dy x_hat) / inv_std
+        dx = None
+        if self.needs_input_grad[0]:  # the same on every rank (the same model), so every rank joins the Allreduce
+            scale = inv_std if weight is None else inv_std * weight
+            totals = self.world.allreduce_sum(self.share * np.concatenate([sum_dy, sum_dy_centred]))
+            per_value = 1 / (self.share * self.count)
+            dx2d = dy2d - (totals[:c] * per_value).astype(dy.dtype)[:, None]
+            dx2d -= centred * (inv_std ** 2 * (totals[c:] * per_value).astype(dy.dtype))[:, None]
+            dx2d *= scale[:, None]
+            dx = from_channels_first_2d(dx2d, self.shape, self.axes)
+        dweight = sum_dy_centred * inv_std if self.needs_input_grad[1] else None
+        dbias = sum_dy if self.needs_input_grad[2] else None
+        return dx, dweight, dbias
+
+
+class SyncBatchNorm(_BatchNorm):
+    """A BatchNorm1d/2d that, in training on more than one rank, normalises with the statistics of the
+    global batch (``SyncBatchNormFunction``); in eval mode, or on one rank, it is the plain layer.  Built
+    from a batch norm layer, whose parameters and buffers it keeps (the state_dict keys do not change,
+    and checkpoints load into the plain layer): use ``convert_sync_batchnorm``."""
+
+    def __init__(self, batch_norm, world):
+        super().__init__(batch_norm.num_features, batch_norm.eps, batch_norm.momentum, batch_norm.affine,
+                         batch_norm.track_running_stats)
+        self.expected_ndim, self.world = batch_norm.expected_ndim, world
+        self.weight, self.bias = batch_norm.weight, batch_norm.bias
+        if batch_norm.track_running_stats:
+            self.running_mean, self.running_var = batch_norm.running_mean, batch_norm.running_var
+            self.num_batches_tracked = batch_norm.num_batches_tracked
+
+    def forward(self, x):
+        if not self.training or self.world.size == 1:
+            return super().forward(x)
+        if x.ndim != self.expected_ndim or x.shape[1] != self.num_features:
+            return super().forward(x)  # its error names the layer and the expected shape
+        momentum = self.momentum
+        if self.track_running_stats:
+            self.num_batches_tracked += 1
+            if momentum is None:  # PyTorch's cumulative average
+                momentum = 1.0 / int(self.num_batches_tracked)
+        running = (self.running_mean, self.running_var) if self.track_running_stats else (None, None)
+        return SyncBatchNormFunction.apply(x, self.weight, self.bias, running_mean=running[0], running_var=running[1],
+                                           world=self.world, momentum=momentum or 0.0, eps=self.eps)
+
+
+def convert_sync_batchnorm(model, world):
+    """Replace every BatchNorm1d/2d of ``model`` (in place) by a SyncBatchNorm over ``world``'s ranks
+    -> the number replaced.  Call it before the optimizer is built (the parameters stay the same objects)."""
+    replaced = 0
+    for _, module in list(model.named_modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, _BatchNorm) and not isinstance(child, SyncBatchNorm):
+                setattr(module, name, SyncBatchNorm(child, world))
+                replaced += 1
+    return replaced
 
 
 class RankDropoutSeed(Callback):

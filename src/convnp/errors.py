@@ -7,10 +7,18 @@ by argparse with one of the types below, so its error names the flag: ``argument
 whole number >= 0, got '-1'``.
 """
 import argparse
+import re
+
+from .backend import cuda_problem, resolve_device
 
 
 class UserError(Exception):
     """An error the user can fix; reported without a traceback."""
+
+
+def one_line(error):
+    """An exception's message on one line (its type's name when it has none)."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def checked(convert, is_valid, expected):
@@ -31,3 +39,14 @@ non_negative_int = checked(int, lambda value: value >= 0, "a whole number >= 0")
 positive_float = checked(float, lambda value: 0 < value < float("inf"), "a positive number")
 non_negative_float = checked(float, lambda value: 0 <= value < float("inf"), "a number >= 0")
 fraction = checked(float, lambda value: 0 <= value < 1, "a fraction in [0, 1)")
+# convnp computes on one GPU (CuPy's current device), so 'cuda' or 'cuda:0'; 'cuda:1' would be a silent lie
+device_name = checked(str.lower, lambda value: re.fullmatch(r"cpu|cuda(:0)?", value) is not None, "cpu or cuda")
+
+
+def usable_device(name, flag="--device"):
+    """A ``--device`` value ('cpu', 'cuda') -> the ``convnp.device`` to compute on; UserError
+    saying why and what to install when convnp cannot compute there (no CuPy, no GPU)."""
+    problem = cuda_problem() if name.startswith("cuda") else None
+    if problem:
+        raise UserError(f"{flag} {name}: {problem}; or use {flag} cpu")
+    return resolve_device(name)

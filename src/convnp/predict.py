@@ -28,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .backend import to_numpy
 from .data.images import fit_array, image_to_array, open_image_checked, pillow
-from .nn import eval_mode
-from .tensor import Tensor, no_grad
+from .nn import eval_mode, on_model_device
+from .tensor import no_grad
 
 INK_THRESHOLD = 0.2
 
@@ -178,9 +179,11 @@ def predict_arrays(model, x, class_names, top=3, where="the model"):
     """x: (N, C, H, W) normalised -> for each image, the ``top`` (class name, probability) pairs.
 
     Non-finite outputs (NaN/inf weights, a zero std) raise ValueError naming ``where`` (e.g. the
-    checkpoint): they would otherwise show up as a confident-looking ranking of NaNs."""
+    checkpoint): they would otherwise show up as a confident-looking ranking of NaNs.  ``x`` goes to the
+    model's device (a model on the GPU computes there); the ranking is made on the host."""
+    x = on_model_device(model, np.asarray(x, dtype=np.float32))
     with eval_mode(model), no_grad(), np.errstate(all="ignore"):
-        logits = np.asarray(model(Tensor(np.asarray(x, dtype=np.float32))).data, dtype=np.float64)
+        logits = to_numpy(model(x).data).astype(np.float64)
     bad = ~np.isfinite(logits).all(axis=1)
     if bad.any():
         raise ValueError(f"{where}: the model's outputs are not finite (NaN or inf) for {int(bad.sum())} of "

@@ -35,14 +35,14 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint, optim
-from .backend import manual_seed
+from .backend import CPU, manual_seed, resolve_device
 from .data import DATASET_NAMES, ArrayDataset, Compose, DataLoader, Normalize, RandomShift, data_dir, load_dataset
 from .data.folders import folder_dataset, folder_splits, image_channels, stratified_split
 from .data.transforms import AUGMENT_POLICIES, augment_policy
 from .files import RunLock, remove_stale_temporaries
 from .models import constructor_parameters, get_model, model_class
-from .nn import eval_mode
-from .tensor import Tensor, no_grad
+from .nn import eval_mode, on_model_device
+from .tensor import no_grad
 from .train import Callback, EarlyStopping, ModelCheckpoint, NaNGuard, fit
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -421,7 +421,7 @@ def check_model_fits(model, recipe, preprocessing):
     channels, height, width = preprocessing["input_size"]
     try:
         with eval_mode(model), no_grad():
-            model(Tensor(np.zeros((1, channels, height, width), dtype=np.float32)))
+            model(on_model_device(model, np.zeros((1, channels, height, width), dtype=np.float32)))
     except ValueError as error:
         raise ValueError(f"model {recipe.model} does not fit dataset {recipe.dataset} ({channels}x{height}x{width} "
                          f"images): {' '.join(str(error).split())}") from None
@@ -477,7 +477,7 @@ class RunResult:
 
 
 def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=(), model_class=None, init_from=None,
-        freeze=(), world=None):
+        freeze=(), world=None, device=None, sync_batchnorm=False):
     """Train by ``recipe``; with ``out``, write last.npz, best.npz, history.json and training_curves.png.
 
     ``resume``: a checkpoint (path or loaded) from an earlier run of the same recipe; training continues
@@ -493,12 +493,20 @@ def run(recipe, out=None, resume=None, log=print, progress=None, callbacks=(), m
     ``model_class``: the user's nn.Module class when ``recipe.model_code`` names one (the caller imports
     it, because the user named the file).  ``init_from``: a checkpoint (path or loaded) whose weights
     start this new run (fine-tuning: a fresh optimizer and schedule); ``freeze``: names of the model's
-    sub-modules (``conv1``, ``features.0``) whose parameters are not trained.
+    sub-modules (``conv1``, ``features.0``) whose parameters are not trained.  ``device``: where to train
+    ('cpu', the default, or 'cuda' with CuPy): the model moves there and every batch follows it; the device
+    is not part of the recipe, so a run may resume on another one (checkpoints hold host arrays).
+    ``sync_batchnorm``: with a ``world`` of several ranks, batch norm layers normalise with the statistics
+    of the global batch (``convnp.distributed.SyncBatchNorm``) instead of each rank's shard.
     """
     check_recipe(recipe)
+    device = CPU if device is None else resolve_device(device)
+    if world is not None and device != CPU:
+        raise ValueError(f"data-parallel training over MPI runs on the CPU (its gradient buffer is a host "
+                         f"array), not on {device}")
     writer = world is None or world.is_writer
     args = (recipe, out, resume, log, progress, callbacks, model_class, init_from, tuple(freeze or recipe.freeze),
-            world)
+            world, device, sync_batchnorm)
     if out is not None and writer:  # one run per folder at a time; the lock is released when this run ends
         with RunLock(out):
             return _run_locked(*args)
@@ -523,7 +531,7 @@ def freeze_modules(model, names):
 
 
 def _run_locked(recipe, out, resume, log, progress, callbacks, model_class_=None, init_from=None, freeze=(),
-                world=None):
+                world=None, device=None, sync_batchnorm=False):
     writer = world is None or world.is_writer
     if not writer:
         log, progress, out = None, False, None
@@ -543,6 +551,8 @@ def _run_locked(recipe, out, resume, log, progress, callbacks, model_class_=None
     if info is not None and info.get("preprocessing"):  # a resumed run keeps its normalisation
         preprocessing = info["preprocessing"]
     model = build_model(recipe, preprocessing, model_class_)
+    if device is not None and device != CPU:  # first: the optimizer's state is then made where the parameters are
+        model.to(device)
     check_model_fits(model, recipe, preprocessing)
     if init_from is not None:  # fine-tuning: the weights of another run, everything else new
         start = init_from if isinstance(init_from, checkpoint.Checkpoint) else checkpoint.load(init_from)
@@ -555,6 +565,11 @@ def _run_locked(recipe, out, resume, log, progress, callbacks, model_class_=None
             log(f"frozen: {', '.join(freeze)} ({frozen:,} parameters not trained)")
     if world is not None:
         world.broadcast_model(model)
+    synced = 0
+    if sync_batchnorm and world is not None and world.size > 1:
+        from .distributed import convert_sync_batchnorm
+
+        synced = convert_sync_batchnorm(model, world)
     optimizer = make_optimizer(recipe.optimizer, [p for p in model.parameters() if p.requires_grad], recipe.lr,
                                recipe.momentum, recipe.weight_decay)
     train_loader = DataLoader(train_set, recipe.batch_size, shuffle=True, seed=recipe.seed,
@@ -574,6 +589,10 @@ def _run_locked(recipe, out, resume, log, progress, callbacks, model_class_=None
         if world is not None and world.size > 1:
             log(f"data parallel over {world.size} MPI ranks: each takes its share of every batch of "
                 f"{recipe.batch_size} images (about {recipe.batch_size // world.size} per rank)")
+            if synced:
+                log(f"SyncBatchNorm: {synced} batch norm layer(s) normalise with the statistics of the whole batch")
+        if device is not None and device != CPU:
+            log(f"training on {device} (CuPy); checkpoints are written as host arrays")
         log(splits.described)
     start_epoch, history = 0, None
     if info is not None:

@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from . import functional as F
-from .backend import device_of, to_device, to_numpy
+from .backend import to_device, to_numpy
 from .metrics import confusion_matrix
-from .nn import eval_mode
+from .nn import eval_mode, model_device
 from .tensor import Tensor, no_grad
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "time")
@@ -273,13 +273,6 @@ def evaluate(model, data, loss=None, num_classes=None, batch_size=1000, finite=T
 
 
 # --- training -------------------------------------------------------------------------------------------------
-def model_device(model):
-    """The device of the model's first parameter (the CPU for a model without parameters)."""
-    for p in model.parameters():
-        return device_of(p.data)
-    return device_of(None)
-
-
 def _as_loader(data, batch_size, shuffle):
     if hasattr(data, "x") and hasattr(data, "y") and not hasattr(data, "batch_size"):
         from .data import DataLoader

@@ -9,6 +9,8 @@ import binascii
 
 import numpy as np
 
+from ..backend import to_numpy
+
 DTYPES = {"float32": "<f4", "uint8": "u1"}
 MAX_ELEMENTS = 4_000_000
 
@@ -18,8 +20,9 @@ class RequestError(ValueError):
 
 
 def encode(array):
-    """ndarray -> {"dtype": "float32", "shape": [...], "data": base64 of the little-endian bytes}."""
-    values = np.ascontiguousarray(np.asarray(array), dtype="<f4")
+    """ndarray (host or device: a GPU array is copied to the host here) -> {"dtype": "float32", "shape": [...],
+    "data": base64 of the little-endian bytes}."""
+    values = np.ascontiguousarray(to_numpy(array), dtype="<f4")
     return {"dtype": "float32", "shape": list(values.shape), "data": base64.b64encode(values.tobytes()).decode("ascii")}
 
 

@@ -16,6 +16,7 @@ import threading
 import numpy as np
 
 from .. import functional as F, nn
+from ..backend import to_numpy
 from ..data.images import pillow
 from ..inspect.summary import summary, trace
 from ..tensor import Tensor, no_grad
@@ -131,7 +132,7 @@ class Explorer:
         model.eval()
         with no_grad():
             try:
-                logits = model(Tensor(np.zeros([1, *preprocessing["input_size"]], dtype=np.float32)))
+                logits = model(nn.on_model_device(model, np.zeros([1, *preprocessing["input_size"]], dtype=np.float32)))
             except (ValueError, TypeError) as error:
                 raise ValueError(f"Explorer: {type(model).__name__} does not take inputs of shape "
                                  f"{preprocessing['input_size']}: {error}") from None
@@ -207,9 +208,9 @@ class Explorer:
             model = self.model
             model.eval()
             with no_grad():
-                logits, calls = trace(model, Tensor(x[None]))
+                logits, calls = trace(model, nn.on_model_device(model, x[None]))
             fields = _fields(self.summary, calls, x.shape[1:])
-        logits = np.asarray(logits.data, dtype=np.float32)[0]
+        logits = to_numpy(logits.data).astype(np.float32)[0]
         probabilities = _softmax(logits.astype(np.float64))
         order = np.argsort(-probabilities, kind="stable")[:max(1, min(int(top), len(logits)))]
         producers = {}
@@ -500,7 +501,7 @@ def _samples(prep, info, samples):
 def _zero_trace(model, input_size):
     model.eval()
     with no_grad():
-        return trace(model, Tensor(np.zeros([1, *input_size], dtype=np.float32)))
+        return trace(model, nn.on_model_device(model, np.zeros([1, *input_size], dtype=np.float32)))
 
 
 def _fields(s, calls, image_hw):

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backend import to_numpy
 from ..inspect.summary import trace
+from ..nn import on_model_device
 from ..tensor import Tensor, no_grad
 from ..train import Callback
 from .arrays import encode
@@ -27,7 +29,7 @@ PICTURE_CHANNELS = 8
 
 
 def _stats(array):
-    array = np.asarray(array, dtype=np.float64)
+    array = to_numpy(array).astype(np.float64)
     return {"min": float(array.min()), "mean": float(array.mean()), "max": float(array.max()),
             "std": float(array.std())}
 
@@ -123,10 +125,10 @@ class TrainingMonitor(Callback):
             model.eval()
             try:
                 with no_grad():
-                    _, calls = trace(model, Tensor(self._probe))
+                    _, calls = trace(model, on_model_device(model, self._probe))
                 for call in calls:
                     if call.is_leaf and isinstance(call.output, Tensor):
-                        activations.setdefault(call.name, np.array(call.output.data[0]))
+                        activations.setdefault(call.name, np.array(to_numpy(call.output.data[0])))
             finally:
                 model.train(was_training)
         layers = []

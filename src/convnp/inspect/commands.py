@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import models, nn
 from ..data import load_dataset
-from ..errors import UserError, non_negative_int, positive_int
+from ..errors import UserError, device_name, non_negative_int, positive_int, usable_device
 from ..predict import load_image, load_model_input, normalize
 from .summary import summary
 
@@ -118,6 +118,9 @@ def add_viz_parser(subparsers):
     parser.add_argument("--target", type=non_negative_int, help="class whose score the saliency map explains "
                         "(default: the predicted class)")
     parser.add_argument("--model-code", metavar="FILE.py:CLASS", help="the code of a model of your own class")
+    parser.add_argument("--device", type=device_name, default="cpu", metavar="cpu|cuda",
+                        help="compute the maps on the CPU (default) or on an NVIDIA GPU with CuPy (pip install "
+                             "'convnp[cuda]'); the pictures are drawn from host copies")
     parser.set_defaults(func=viz_command)
     return parser
 
@@ -188,6 +191,7 @@ def viz_command(args):
     kinds = _parse_kinds(args.what)
     explicit = "all" not in kinds
     wanted = kinds if explicit else list(VIZ_KINDS)
+    device = usable_device(getattr(args, "device", "cpu"))
     if not Path(args.checkpoint).is_file():
         raise UserError(f"checkpoint {args.checkpoint} does not exist")
     from ..models.user_code import load_any_model  # .npz, .onnx, .safetensors; a user's class with --model-code
@@ -199,7 +203,7 @@ def viz_command(args):
         if str(args.checkpoint) not in message:
             message = f"cannot load {args.checkpoint}: {message}"
         raise UserError(f"{message}") from None
-    model.eval()
+    model.to(device).eval()
     out = Path(args.out)
 
     data_name = args.data or _info_get(info, "dataset")

@@ -8,7 +8,8 @@ the title is also stored in the PNG's ``Title`` text chunk.  matplotlib runs on 
 
 The numbers behind a picture come from functions you can call on their own: ``conv_feature_maps``,
 ``max_pool_winners``, ``confusion_matrix``, ``most_confident_mistakes``, ``predict_proba``,
-``saliency_map``.
+``saliency_map``.  A model may live on the GPU (``model.to("cuda")``): its inputs go to its device and
+every array these functions return is a host (NumPy) copy.
 """
 import json
 import math
@@ -25,9 +26,10 @@ from .. import (
     functional as F,  # noqa: E402
     nn,  # noqa: E402
 )
+from ..backend import to_device, to_numpy  # noqa: E402
 from ..files import atomic_write  # noqa: E402
 from ..metrics import confusion_matrix  # noqa: E402  (re-exported: viz.confusion_matrix)
-from ..nn import eval_mode  # noqa: E402
+from ..nn import eval_mode, model_device, on_model_device  # noqa: E402
 from ..tensor import Tensor, no_grad  # noqa: E402
 from .summary import trace  # noqa: E402
 
@@ -62,7 +64,7 @@ def _save(fig, path, title, extra=None):
 
 def _as_image_batch(image):
     """(H, W), (C, H, W) or (1, C, H, W) -> float32 (1, C, H, W)."""
-    array = np.asarray(image.data if isinstance(image, Tensor) else image, dtype=np.float32)
+    array = to_numpy(image.data if isinstance(image, Tensor) else image).astype(np.float32, copy=False)
     if array.ndim == 2:
         array = array[None, None]
     elif array.ndim == 3:
@@ -108,7 +110,7 @@ def first_conv(model):
 
 def _eval_trace(model, batch):
     with eval_mode(model), no_grad():
-        return trace(model, Tensor(batch))
+        return trace(model, on_model_device(model, batch))
 
 
 def conv_feature_maps(model, image):
@@ -117,7 +119,7 @@ def conv_feature_maps(model, image):
     These are the pre-activation maps (the convolution's output, before any ReLU), in eval mode.
     """
     _, calls = _eval_trace(model, _as_image_batch(image))
-    return [(_label(call), call.output.data[0].copy()) for call in sorted(calls, key=lambda c: c.exit)
+    return [(_label(call), np.array(to_numpy(call.output.data[0]))) for call in sorted(calls, key=lambda c: c.exit)
             if isinstance(call.module, nn.Conv2d)]
 
 
@@ -138,9 +140,9 @@ def plot_filters(model_or_weight, path, title=None, annotate=None):
     """
     if isinstance(model_or_weight, nn.Module):
         conv = first_conv(model_or_weight)
-        weight, name = conv.weight.data, f"{type(model_or_weight).__name__} first conv {conv!r}"
+        weight, name = to_numpy(conv.weight.data), f"{type(model_or_weight).__name__} first conv {conv!r}"
     else:
-        weight = np.asarray(model_or_weight.data if isinstance(model_or_weight, Tensor) else model_or_weight)
+        weight = to_numpy(model_or_weight.data if isinstance(model_or_weight, Tensor) else model_or_weight)
         name = f"weights {weight.shape}"
     if weight.ndim != 4:
         raise ValueError(f"plot_filters: expected a model or (F, C, kh, kw) weights, got shape {weight.shape}")
@@ -227,11 +229,11 @@ def relu_maps(model, image, layer=None):
         known = [c.name for c in calls if isinstance(c.module, nn.Conv2d)]
         raise ValueError(f"relu_maps: no Conv2d called {layer!r} in {type(model).__name__}; conv layers: {known}")
     conv = convs[0]
-    before = conv.output.data[0]
+    before = np.array(to_numpy(conv.output.data[0]))
     for call in calls:
         if call.inputs and call.inputs[0] is conv.output and type(call.module).__name__ == "ReLU":
-            return _label(conv), before.copy(), call.output.data[0].copy()
-    return _label(conv), before.copy(), F.relu(Tensor(before)).data
+            return _label(conv), before, np.array(to_numpy(call.output.data[0]))
+    return _label(conv), before, F.relu(Tensor(before)).data
 
 
 def plot_relu_before_after(model, image, path, layer=None, max_channels=6, title=None):
@@ -415,7 +417,8 @@ def predict_proba(model, images, batch_size=256):
     out = []
     with eval_mode(model), no_grad():
         for start in range(0, len(images), batch_size):
-            out.append(F.softmax(model(Tensor(images[start:start + batch_size])), dim=1).data)
+            batch = on_model_device(model, images[start:start + batch_size])
+            out.append(to_numpy(F.softmax(model(batch), dim=1).data))
     return np.concatenate(out)
 
 
@@ -459,8 +462,7 @@ def saliency_map(model, image, target=None):
     Returns (gradient (C, H, W), target class, score): the score is the model's raw output (logit)
     for ``target`` (default: the predicted class), computed in eval mode.
     """
-    batch = _as_image_batch(image)
-    x = Tensor(batch, requires_grad=True)
+    x = on_model_device(model, _as_image_batch(image)).requires_grad_()
     with eval_mode(model):
         logits = model(x)
     if target is None:
@@ -469,10 +471,10 @@ def saliency_map(model, image, target=None):
         raise ValueError(f"saliency_map: target {target} is not a class of a model with {logits.shape[1]} outputs")
     onehot = np.zeros(logits.shape, dtype=logits.data.dtype)
     onehot[0, target] = 1.0
-    logits.backward(gradient=onehot)
+    logits.backward(gradient=to_device(onehot, model_device(model)))
     for p in model.parameters():  # the weights' gradients are a by-product nobody asked for
         p.grad = None
-    return x.grad[0], target, float(logits.data[0, target])
+    return to_numpy(x.grad[0]), target, float(logits.data[0, target])
 
 
 def plot_saliency(model, image, path, target=None, class_names=None, title=None):

@@ -33,7 +33,7 @@ from .layers import (
                      Tanh,
 )
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss
-from .module import Module, Parameter, eval_mode
+from .module import Module, Parameter, eval_mode, model_device, on_model_device
 from .padding import ConstantPad2d, ReflectionPad2d, ReplicationPad2d, ZeroPad2d
 
 __all__ = ["Module", "Parameter", "Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
@@ -42,4 +42,4 @@ __all__ = ["Module", "Parameter", "Conv2d", "Linear", "MaxPool2d", "AvgPool2d", 
            "functional", "init", "Identity", "ReLU6", "ELU", "GELU", "SiLU", "Softplus", "Hardtanh", "Softmax",
            "LogSoftmax", "Dropout2d", "AdaptiveMaxPool2d", "Upsample", "ModuleDict", "NLLLoss", "BCELoss",
            "BCEWithLogitsLoss", "L1Loss", "SmoothL1Loss", "ZeroPad2d", "ConstantPad2d", "ReflectionPad2d",
-           "ReplicationPad2d", "eval_mode"]
+           "ReplicationPad2d", "eval_mode", "model_device", "on_model_device"]

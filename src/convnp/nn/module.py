@@ -301,6 +301,20 @@ class Module:
         return self.astype(dst_type)
 
 
+def model_device(model):
+    """The device of the model's first parameter (the CPU for a model without parameters): where its
+    inputs must go (``Tensor(to_device(x, model_device(model)))``)."""
+    for p in model.parameters():
+        return device_of(p.data)
+    return device_of(None)
+
+
+def on_model_device(model, array):
+    """``array`` (host data) as a Tensor on the device ``model`` lives on: what a tool hands a model that
+    may be on the GPU (it copies the results back with ``backend.to_numpy`` at its edge)."""
+    return Tensor(to_device(array, model_device(model)))
+
+
 @contextlib.contextmanager
 def eval_mode(model):
     """``with eval_mode(model):`` runs ``model`` in evaluation mode (dropout off, batch norm on its
