@@ -44,4 +44,4 @@ def test_lenet_training_flops_counted_by_hand():
     forward = [24 * 24 * 6 * 25, 8 * 8 * 16 * 150, 256 * 120, 120 * 84, 84 * 10]
     macs = 2 * forward[0] + 3 * sum(forward[1:])
     assert macs == 758_520
-    assert bench.lenet_training_flops(128) == 2 * macs * 128
+    assert bench.training_flops("lenet") == 2 * macs * 128

@@ -22,16 +22,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 import convnp
-from convnp import data, functional as F, optim, reference
+from convnp import data, functional as F, nn, optim, reference
 from convnp.errors import positive_int
-from convnp.models import LeNet5
-from convnp.models.vgg import SmallVGG
+from convnp.models import LeNet5, MnistCNN, ResNet20, SmallVGG
 
-SECTIONS = ["lenet", "vgg", "inference", "memory", "naive", "gflops"]
+SECTIONS = ["lenet", "vgg", "resnet", "smallcnn", "inference", "memory", "naive", "gflops", "scaling"]
 torch = None  # imported only inside a PyTorch worker process
 
 LENET_SAMPLES = 60_000
@@ -58,6 +58,71 @@ def torch_vgg(widths=(32, 64, 128), in_channels=3, num_classes=10):
             channels = width
         layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+
+
+def torch_resnet20(widths=(16, 32, 64), blocks=3, in_channels=3, num_classes=10):
+    """convnp.models.ResNet20's twin: BasicBlocks with a 1x1 convolution + BN shortcut where the shape changes."""
+    nn = torch.nn
+
+    class BasicBlock(nn.Module):
+        def __init__(self, c_in, c_out, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(c_out)
+            self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(c_out)
+            self.shortcut = (nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+                             if stride != 1 or c_in != c_out else nn.Identity())
+
+        def forward(self, x):
+            out = torch.relu(self.bn1(self.conv1(x)))
+            return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+    layers, channels = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                        nn.ReLU()], widths[0]
+    for stage, width in enumerate(widths):
+        for block in range(blocks):
+            layers.append(BasicBlock(channels, width, 2 if stage > 0 and block == 0 else 1))
+            channels = width
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+
+
+def torch_mnist_cnn():
+    """convnp.models.MnistCNN's twin (the network of PyTorch's MNIST example)."""
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Dropout(0.25), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Linear(128, 10))
+
+
+class Network(NamedTuple):
+    """One benchmark network: its row, its input, batch and optimizer, and how to build it in each library."""
+    row: str
+    input_shape: tuple  # one example, (C, H, W)
+    batch: int
+    optimizer: str  # "adam" (default settings) or "adadelta" (lr 1.0, as PyTorch's MNIST example)
+    convnp_model: Callable
+    torch_model: Callable
+    steps: int = 20  # timed steps a repetition (quick: 4)
+
+    def make(self, library):
+        """(model, optimizer) of ``library``."""
+        if library == "convnp":
+            model = self.convnp_model()
+            adam, adadelta = optim.Adam, optim.Adadelta
+        else:
+            model = self.torch_model()
+            adam, adadelta = torch.optim.Adam, torch.optim.Adadelta
+        return model, adam(model.parameters()) if self.optimizer == "adam" else adadelta(model.parameters(), lr=1.0)
+
+
+NETWORKS = {
+    "lenet": Network("LeNet-5 training epoch (s)", (1, 28, 28), BATCH, "adam", LeNet5, torch_lenet),
+    "vgg": Network("VGG-style training step (s)", (3, 32, 32), BATCH, "adam", SmallVGG, torch_vgg),
+    "resnet": Network("ResNet-20-style training step (s)", (3, 32, 32), BATCH, "adam", ResNet20, torch_resnet20),
+    "smallcnn": Network("small CNN (MNIST example) training step (s)", (1, 28, 28), 64, "adadelta", MnistCNN,
+                        torch_mnist_cnn),
+}
 
 
 # --- measurement helpers ---------------------------------------------------------------------------
@@ -114,12 +179,9 @@ def limited(loader, steps):
 # --- timed sections: each prepares ONE library's work and returns a function that runs one timed ------
 # --- repetition and returns {row name: value} ------------------------------------------------------
 def training_setup(library, network="lenet"):
-    """(epoch function, model, Adam optimizer) of ``library`` for LeNet-5 or the small VGG."""
-    if library == "convnp":
-        model = LeNet5() if network == "lenet" else SmallVGG()
-        return convnp_epoch, model, optim.Adam(model.parameters())
-    model = torch_lenet() if network == "lenet" else torch_vgg()
-    return torch_epoch, model, torch.optim.Adam(model.parameters())
+    """(epoch function, model, optimizer) of ``library`` for one of NETWORKS."""
+    model, optimizer = NETWORKS[network].make(library)
+    return (convnp_epoch if library == "convnp" else torch_epoch), model, optimizer
 
 
 def seconds(function):
@@ -138,15 +200,20 @@ def prepare_lenet(library, quick):
                     * LENET_SAMPLES / samples}
 
 
-def prepare_vgg(library, quick):
-    """Seconds per training step of a small VGG (3x3 convs + batch norm, 3x32x32, batch 128, Adam)."""
-    steps = 4 if quick else 20
-    rng = np.random.default_rng(0)
-    x = rng.random((BATCH * steps, 3, 32, 32), dtype=np.float32)
-    y = rng.integers(0, 10, BATCH * steps)
-    loader = data.DataLoader((x, y), BATCH, shuffle=True, seed=0)
-    epoch, model, optimizer = training_setup(library, "vgg")
-    return lambda: {"VGG-style training step (s)": seconds(lambda: epoch(model, optimizer, loader)) / steps}
+def prepare_step(network):
+    """The section timing one training step of NETWORKS[network] (random images, shuffled, its optimizer)."""
+    spec = NETWORKS[network]
+
+    def prepare(library, quick):
+        steps = 4 if quick else spec.steps
+        rng = np.random.default_rng(0)
+        x = rng.random((spec.batch * steps,) + spec.input_shape, dtype=np.float32)
+        y = rng.integers(0, 10, spec.batch * steps)
+        loader = data.DataLoader((x, y), spec.batch, shuffle=True, seed=0)
+        epoch, model, optimizer = training_setup(library, network)
+        return lambda: {spec.row: seconds(lambda: epoch(model, optimizer, loader)) / steps}
+    prepare.__doc__ = f"Seconds per training step: {spec.row}, batch {spec.batch}, {spec.optimizer}."
+    return prepare
 
 
 def prepare_inference(library, quick):
@@ -228,34 +295,80 @@ def measure_naive(library, repeats, quick):
     return {"batch": batch, "naive": float(np.median(naive)), "fast": float(np.median(fast)), "agree": agree}
 
 
-def lenet_training_flops(batch):
-    """FLOPs of one LeNet-5 training step: forward MACs, plus the two backward GEMMs per layer (dW and
-    dX; conv1 computes no dX, its input is the image), times 2 FLOPs per multiply-add."""
-    layers = [(24 * 24 * 6 * 25, False), (8 * 8 * 16 * 150, True), (256 * 120, True), (120 * 84, True),
-              (84 * 10, True)]
-    macs = sum(m * (3 if needs_dx else 2) for m, needs_dx in layers)
-    return 2 * macs * batch
+def training_flops(network):
+    """FLOPs of the GEMMs of one training step of NETWORKS[network] at its batch: every convolution's and
+    linear layer's forward multiply-adds (out numbers x inputs each reads: C/G*kh*kw or in_features),
+    times 3 for the two backward GEMMs (dW and dX), less the first layer's dX (its input is the
+    image), times 2 FLOPs per multiply-add.  Batch norm, pooling and activations are not counted."""
+    from math import prod
+
+    from .inspect.summary import summary
+
+    spec = NETWORKS[network]
+    model = spec.convnp_model()
+    modules = dict(model.named_modules())
+    macs = []
+    for row in summary(model, spec.input_shape, batch_size=spec.batch).leaf_rows():
+        module = modules[row.name]
+        if isinstance(module, nn.Conv2d):
+            macs.append(prod(row.output_shape) * module.weight.data[0].size)
+        elif isinstance(module, nn.Linear):
+            macs.append(prod(row.output_shape) * module.in_features)
+    return 2 * (3 * sum(macs) - macs[0])
 
 
 def measure_gflops(library, repeats, quick):
-    """Achieved GFLOP/s of the LeNet-5 training step against this machine's float32 GEMM peak."""
+    """Achieved training GFLOP/s of LeNet-5, the VGG-style and the ResNet-20-style nets against this
+    machine's float32 GEMM peak: one big square matmul with BLAS on all the threads (convnp's own
+    threads off), the most the machine's BLAS gets out of these cores."""
     n = 1024 if quick else 2048
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
-    peak = 2 * n ** 3 / median_time(lambda: a @ a, 5) / 1e9
-    x, y = mnist_shaped(BATCH * 40)
-    loader = data.DataLoader((x, y), BATCH, shuffle=True, seed=0)
-    epoch, model, optimizer = training_setup("convnp")
-    step = median_time(lambda: epoch(model, optimizer, loader), repeats) / len(loader)
-    return {"achieved": lenet_training_flops(BATCH) / step / 1e9, "peak": peak}
+    threads = convnp.get_num_threads()
+    with convnp.num_threads(1, blas=threads):
+        peak = 2 * n ** 3 / median_time(lambda: a @ a, 5) / 1e9
+    result = {"peak": peak}
+    for network in ("lenet", "vgg", "resnet"):
+        spec = NETWORKS[network]
+        steps = 4 if quick else (40 if network == "lenet" else 8)
+        rng = np.random.default_rng(0)
+        x = rng.random((spec.batch * steps,) + spec.input_shape, dtype=np.float32)
+        loader = data.DataLoader((x, rng.integers(0, 10, len(x))), spec.batch, shuffle=True, seed=0)
+        epoch, model, optimizer = training_setup("convnp", network)
+        step = median_time(lambda: epoch(model, optimizer, loader), repeats, 0 if quick else WARMUP_SECONDS) / steps
+        result[network] = training_flops(network) / step / 1e9
+    return result
 
 
-TIMED = {"lenet": prepare_lenet, "vgg": prepare_vgg, "inference": prepare_inference}
+SCALING_POINTS = [(16, 32), (64, 32), (256, 32), (64, 64), (64, 128)]  # (batch, image side) of the VGG-style step
+
+
+def measure_scaling_point(library, point, quick):
+    """One point of the scaling table, in a fresh worker: the VGG-style step's median seconds (3 steps
+    after one, quick: 1 after none) and its peak training memory (peak RSS minus the RSS before the
+    first step) at (batch, side)."""
+    import resource
+
+    batch, side = point
+    steps = 1 if quick else 3
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, 3, side, side), dtype=np.float32)
+    y = rng.integers(0, 10, batch)
+    epoch, model, optimizer = training_setup(library, "vgg")
+    one_batch = [(x, y)]
+    baseline = rss_mb()
+    times = [seconds(lambda: epoch(model, optimizer, one_batch)) for _ in range(steps + (0 if quick else 1))]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": float(np.median(times[-steps:])), "memory": peak - baseline}
+
+
+TIMED = {"lenet": prepare_lenet, "vgg": prepare_step("vgg"), "resnet": prepare_step("resnet"),
+         "smallcnn": prepare_step("smallcnn"), "inference": prepare_inference}
 ONCE = {"memory": measure_memory, "naive": measure_naive, "gflops": measure_gflops}
 CONVNP_ONLY = {"naive", "gflops"}
 
 
 # --- the parent: worker processes, one per (section, library), then one table ----------------------------
-def start_worker(section, library, args):
+def start_worker(section, library, args, point=None):
     """A fresh process for one section of one library, with the thread counts fixed in its environment
     before NumPy, OpenBLAS or PyTorch start."""
     threads = str(args.threads)
@@ -264,7 +377,8 @@ def start_worker(section, library, args):
                CONVNP_NUM_THREADS=threads,
                PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     command = [sys.executable, "-m", "convnp.bench", "--worker", library, "--only", section, "--threads", threads,
-               "--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
+               "--repeats", str(args.repeats)] + (["--quick"] if args.quick else []) + (
+                   ["--point", f"{point[0]}x{point[1]}"] if point else [])
     errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty worker can never block on it
     worker = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True,
                               env=env)
@@ -318,9 +432,9 @@ def run_timed(section, libraries, args):
             for library, runs in samples.items()}
 
 
-def run_once(section, library, args):
-    """Measure a one-shot section (memory, naive loops, GFLOP/s) in a fresh worker."""
-    worker = start_worker(section, library, args)
+def run_once(section, library, args, point=None):
+    """Measure a one-shot section (memory, naive loops, GFLOP/s, a scaling point) in a fresh worker."""
+    worker = start_worker(section, library, args, point)
     worker.stdin.close()
     line = worker.stdout.readline()
     worker.wait()
@@ -347,6 +461,18 @@ def torch_available():
     return subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
 
 
+def run_scaling(libraries, args):
+    """{library: {row: value}} for every SCALING_POINTS point, each library and point in a fresh worker
+    (peak memory is per process), the libraries taking turns point by point."""
+    results = {library: {} for library in libraries}
+    for batch, side in SCALING_POINTS:
+        for library in libraries:
+            r = run_once("scaling", library, args, (batch, side))
+            results[library][f"VGG-style step, batch {batch}, {side}x{side} (s)"] = r["seconds"]
+            results[library][f"VGG-style step, batch {batch}, {side}x{side}, peak memory (MB)"] = r["memory"]
+    return results
+
+
 def rows_for(section, results):
     if section == "naive":
         r = results["convnp"]
@@ -354,8 +480,9 @@ def rows_for(section, results):
                  "naive": r["naive"], "speedup": r["naive"] / r["fast"], "outputs_agree": r["agree"]}]
     if section == "gflops":
         r = results["convnp"]
-        return [{"name": "LeNet-5 training GFLOP/s vs float32 GEMM peak", "convnp": r["achieved"],
-                 "peak": r["peak"], "fraction": r["achieved"] / r["peak"]}]
+        names = {"lenet": "LeNet-5", "vgg": "VGG-style", "resnet": "ResNet-20-style"}
+        return [{"name": f"{names[network]} training GFLOP/s vs float32 GEMM peak", "convnp": r[network],
+                 "peak": r["peak"], "fraction": r[network] / r["peak"]} for network in names]
     return [{"name": name, "convnp": value, "torch": results.get("torch", {}).get(name),
              "ratio": value / results["torch"][name] if "torch" in results else None}
             for name, value in results["convnp"].items()]
@@ -385,6 +512,7 @@ def add_arguments(parser):
     parser.add_argument("--json", type=Path, default=Path("benchmarks") / "results" / "latest.json",
                         help="where to write the results as JSON")
     parser.add_argument("--worker", choices=["convnp", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--point", type=lambda text: tuple(int(v) for v in text.split("x")), help=argparse.SUPPRESS)
 
 
 def add_bench_parser(subparsers):
@@ -410,7 +538,9 @@ def run(args):
             torch = torch_module
             torch.set_num_threads(args.threads)
         section = sections[0]
-        if section in TIMED:
+        if section == "scaling":
+            print(json.dumps(measure_scaling_point(args.worker, args.point, args.quick)), flush=True)
+        elif section in TIMED:
             serve(section, args.worker, args)
         else:
             print(json.dumps(ONCE[section](args.worker, args.repeats, args.quick)), flush=True)
@@ -424,7 +554,9 @@ def run(args):
     rows = []
     for section in sections:
         libraries = ["convnp"] + (["torch"] if have_torch and section not in CONVNP_ONLY else [])
-        if section in TIMED:
+        if section == "scaling":
+            results = run_scaling(libraries, args)
+        elif section in TIMED:
             results = run_timed(section, libraries, args)
         else:
             results = {library: run_once(section, library, args) for library in libraries}

@@ -37,6 +37,7 @@ TILE_NUMBERS = 1 << 17  # 512 KB of float32 columns per GEMM: see TILES above
 TILE_COLUMNS = 512  # but at least this many columns per GEMM: see choose_tile_width
 CHUNK_NUMBERS = 1 << 20  # 4 MB of columns copied at once
 SLAB_NUMBERS = 1 << 15  # the smallest col2im slab worth a thread of its own: see input_gradient_jobs
+TRANSPOSED_MIN_CHANNELS = 16  # input channels a group needs for dx by convolution: input_gradient_is_a_convolution
 
 
 class ConvGeometry(NamedTuple):
@@ -135,13 +136,16 @@ class Conv2d(Function):
         dy_mat = dy.transpose(1, 2, 3, 0).reshape(g, f // g, geo.out_size[0] * geo.out_size[1] * n)
         dx = dw = db = None
         dx_jobs = dw_jobs = []
-        if self.needs_input_grad[0]:
+        by_convolution = self.needs_input_grad[0] and input_gradient_is_a_convolution(geo)
+        if self.needs_input_grad[0] and not by_convolution:
             dx_pad = empty_in_order((n, c, h + 2 * ph, w_in + 2 * pw), geo.dtype, geo.order, get_array_module(dy))
             dx_jobs = self.input_gradient_jobs(dy_mat, w_mat, dx_pad)
         if self.needs_input_grad[1]:
             dw_jobs = self.weight_gradient_jobs(dy_mat, x_pad)
         results = parallel_map(lambda job: job[0](job[1]), dx_jobs + dw_jobs)
-        if self.needs_input_grad[0]:
+        if by_convolution:
+            dx = input_gradient_by_convolution(dy, w_mat, geo)
+        elif self.needs_input_grad[0]:
             dx = dx_pad[:, :, ph:ph + h, pw:pw + w_in]
         if self.needs_input_grad[1]:
             dw_mat = sum(results[len(dx_jobs):])  # the weight gradient jobs' partial sums
@@ -215,6 +219,39 @@ class Conv2d(Function):
         g, m, _ = matrix.shape
         tiled = matrix.reshape(g, m, h_out, w_out // tile_width, tile_width * n)[:, :, rows[0]:rows[1]]
         return tiled.transpose(2, 3, 0, 1, 4)
+
+
+def input_gradient_is_a_convolution(geometry):
+    """Whether backward computes dx as a convolution of dy (``input_gradient_by_convolution``) rather
+    than col2im of ``w^T dy``: for stride 1 (the 3x3 layers of VGG and ResNet), when each
+    group has at least TRANSPOSED_MIN_CHANNELS input channels (with fewer, dx's GEMM has too few rows
+    for OpenBLAS: LeNet-5's 6-channel conv2 is faster through col2im; docs/performance.md).  The
+    padding must be at most the dilated kernel's reach, so that dx's convolution has padding >= 0."""
+    (kh, kw), (dh, dw), (ph, pw) = geometry.kernel, geometry.dilation, geometry.padding
+    return (geometry.stride == (1, 1) and ph <= dh * (kh - 1) and pw <= dw * (kw - 1)
+            and geometry.x_shape[1] // geometry.groups >= TRANSPOSED_MIN_CHANNELS)
+
+
+def input_gradient_by_convolution(dy, w_mat, geometry):
+    """dy: (N, F, H_out, W_out), w_mat: (G, F/G, C/G*kh*kw) of a stride-1 convolution -> dx: (N, C, H, W)
+
+        dx = conv2d(dy, w flipped in space with F and C swapped, padding d (k - 1) - p, dilation d)
+
+    (``reference.conv2d_input_gradient_as_convolution``).  For stride 1, x's pixel (i, j) met w[u, v]
+    at output pixel (i + p - u d, j + p - v d): a correlation of dy with the flipped filter.  This is
+    one im2col copy of dy and one GEMM (the forward kernel, chunked and threaded), where col2im makes
+    a kh*kw loop of ``+=`` over dx; faster for the 3x3 layers of VGG and ResNet (docs/performance.md).
+    """
+    (n, c, _, _), (kh, kw), g = geometry.x_shape, geometry.kernel, geometry.groups
+    f = dy.shape[1]
+    w_flipped = w_mat.reshape(g, f // g, c // g, kh, kw)[:, :, :, ::-1, ::-1]
+    w_transposed = get_array_module(dy).ascontiguousarray(w_flipped.transpose(0, 2, 1, 3, 4)).reshape(c, f // g, kh, kw)
+    (dh, dw), (ph, pw) = geometry.dilation, geometry.padding
+    convolution = Conv2d()
+    convolution.needs_input_grad = (False, False, False)
+    dx = convolution.forward(dy, w_transposed, None, (1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw),
+                             geometry.dilation, g)
+    return dx if dx.dtype == geometry.dtype else dx.astype(geometry.dtype)
 
 
 def choose_tile_width(w_out, per_pixel, n):
