@@ -26,11 +26,13 @@ which is cheaper than reading kept columns back from memory and keeps memory at 
 In backward, dW is computed as ``cols @ dy_mat^T`` (C/G*kh*kw, F/G) and transposed at the end, the
 operand order OpenBLAS runs faster.
 """
+import functools
 from typing import NamedTuple
 
 from ..backend import get_array_module, is_device_array
 from ..function import Function
-from ..parallel import parallel_map, pieces_for, split
+from .. import parallel
+from ..parallel import get_num_threads, parallel_map, pieces_for, split
 from .windows import empty_in_order, memory_order, output_size, pad2d, window_slice, windows
 
 TILE_NUMBERS = 1 << 17  # 512 KB of float32 columns per GEMM: see TILES above
@@ -52,25 +54,35 @@ class ConvGeometry(NamedTuple):
     groups: int
     out_size: tuple  # (H_out, W_out)
     tile_width: int  # output columns a GEMM tile holds (a divisor of W_out): choose_tile_width
-    chunks: list  # [(first, stop), ...] output rows copied and multiplied at once
+    chunks: tuple  # ((first, stop), ...) output rows copied and multiplied at once
 
 
 def conv_geometry(x, w_shape, stride, padding, dilation, groups):
     """The ConvGeometry of x: (N, C, H, W) convolved with weights of w_shape (F, C/G, kh, kw): output
     size, chunks of whole output rows (at most CHUNK_NUMBERS im2col numbers, at least one per thread)
-    and the tile width."""
-    n, c, h, w_in = x.shape
+    and the tile width.  Worked out once per layer shape (``_conv_geometry`` is cached): a training
+    run asks for the same few geometries thousands of times."""
+    tuning = (get_num_threads(), CHUNK_NUMBERS, TILE_NUMBERS, TILE_COLUMNS, parallel.MIN_NUMBERS)
+    return _conv_geometry(x.shape, x.dtype, memory_order(x), tuple(w_shape), stride, padding, dilation, groups,
+                          is_device_array(x), tuning)
+
+
+@functools.lru_cache(maxsize=512)
+def _conv_geometry(x_shape, dtype, order, w_shape, stride, padding, dilation, groups, on_device, tuning):
+    """conv_geometry's work, from hashable arguments.  ``tuning`` holds everything else it reads (the
+    thread count and the size limits), so a changed setting is a new key, never a stale answer."""
+    n, c, h, w_in = x_shape
     _, _, kh, kw = w_shape
     h_out = output_size(h, kh, stride[0], padding[0], dilation[0])
     w_out = output_size(w_in, kw, stride[1], padding[1], dilation[1])
     per_pixel = c * kh * kw * n  # numbers in im2col's columns for one output pixel (all images)
     rows_per_chunk = max(1, CHUNK_NUMBERS // (per_pixel * w_out))
     rows_per_chunk = min(rows_per_chunk, -(-h_out // pieces_for(per_pixel * w_out * h_out, h_out)))
-    chunks = [(r, min(r + rows_per_chunk, h_out)) for r in range(0, h_out, rows_per_chunk)]
-    if is_device_array(x):  # the GPU's work policy: all rows at once, whole-row tiles, no convnp threads
-        return ConvGeometry(x.shape, x.dtype, memory_order(x), (kh, kw), stride, padding, dilation, groups,
-                            (h_out, w_out), w_out, [(0, h_out)])
-    return ConvGeometry(x.shape, x.dtype, memory_order(x), (kh, kw), stride, padding, dilation, groups,
+    chunks = tuple((r, min(r + rows_per_chunk, h_out)) for r in range(0, h_out, rows_per_chunk))
+    if on_device:  # the GPU's work policy: all rows at once, whole-row tiles, no convnp threads
+        return ConvGeometry(x_shape, dtype, order, (kh, kw), stride, padding, dilation, groups,
+                            (h_out, w_out), w_out, ((0, h_out),))
+    return ConvGeometry(x_shape, dtype, order, (kh, kw), stride, padding, dilation, groups,
                         (h_out, w_out), choose_tile_width(w_out, per_pixel, n), chunks)
 
 
