@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import convnp  # noqa: E402
-from convnp import bench, functional as F, optim  # noqa: E402
+from convnp import bench, functional as F  # noqa: E402
 from convnp.function import Function  # noqa: E402
 
 

@@ -1,4 +1,6 @@
 """to_torch / from_torch: real torch modules with the same keys, outputs and gradients, both ways."""
+import zlib
+
 import numpy as np
 import pytest
 
@@ -28,14 +30,19 @@ def test_outputs_and_every_parameter_gradient_match(index, mode):
     name, model, shape = MODELS[index]
     import copy
 
-    model = no_dropout(copy.deepcopy(model)).train(mode == "train")
-    twin = to_torch(model, np.zeros((1, *shape), np.float32))
+    # ResNet-20 in float64: in float32, rounding amplified through 19 training-mode batch norms (with
+    # randomised statistics, batch 8) exceeds any fair tolerance in either library alone; float64
+    # agreement to ~1e-13 is what proves its conversion.
+    dtype = np.float64 if name == "resnet20" else np.float32
+    model = no_dropout(copy.deepcopy(model)).astype(dtype).train(mode == "train")
+    twin = to_torch(model, np.zeros((1, *shape), dtype))
     assert isinstance(twin, torch.nn.Module) and twin.training == (mode == "train")
     assert list(twin.state_dict()) and set(twin.state_dict()) == set(model.state_dict())
-    x = np.random.default_rng(index).standard_normal((8, *shape)).astype(np.float32)
-    dy_rng = np.random.default_rng(10 + index)
+    seed = zlib.crc32(name.encode())  # by name: adding a model to the list changes no other model's data
+    x = np.random.default_rng(seed).standard_normal((8, *shape)).astype(dtype)
+    dy_rng = np.random.default_rng(seed + 1)
     y = model(convnp.tensor(x))
-    dy = dy_rng.standard_normal(y.shape).astype(np.float32)
+    dy = dy_rng.standard_normal(y.shape).astype(dtype)
     y.backward(dy)
     yt = twin(torch.from_numpy(x))
     yt.backward(torch.from_numpy(dy))

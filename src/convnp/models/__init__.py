@@ -1,4 +1,5 @@
-"""Ready-made models: LeNet-5 (28x28 and the classic 32x32), the small CNNs of classic tutorials, an MLP, a small VGG and ResNet-20.
+"""Ready-made models: LeNet-5 (28x28 and the classic 32x32), the small CNNs of classic tutorials, an MLP,
+a small VGG and ResNet-20.
 
 Each model is also known by a short name, the one the command line and checkpoints use:
 
@@ -25,8 +26,8 @@ MODELS = {
     "mnistcnn": MnistCNN,
 }
 
-__all__ = ["LeNet5", "LeNet5Classic", "SimpleCNN", "TinyCNN", "MLP", "SmallVGG", "ResNet20", "BasicBlock", "MnistCNN", "MODELS", "get_model",
-           "model_class", "model_name", "model_config", "constructor_parameters"]
+__all__ = ["LeNet5", "LeNet5Classic", "SimpleCNN", "TinyCNN", "MnistCNN", "MLP", "SmallVGG", "ResNet20", "BasicBlock",
+           "MODELS", "get_model", "model_class", "model_name", "model_config", "constructor_parameters"]
 
 
 def model_class(name):

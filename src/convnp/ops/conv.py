@@ -29,9 +29,9 @@ operand order OpenBLAS runs faster.
 import functools
 from typing import NamedTuple
 
+from .. import parallel
 from ..backend import get_array_module, is_device_array
 from ..function import Function
-from .. import parallel
 from ..parallel import get_num_threads, parallel_map, pieces_for, split
 from .windows import empty_in_order, memory_order, output_size, pad2d, window_slice, windows
 
@@ -254,7 +254,7 @@ def input_gradient_by_convolution(dy, w_mat, geometry):
     one im2col copy of dy and one GEMM (the forward kernel, chunked and threaded), where col2im makes
     a kh*kw loop of ``+=`` over dx; faster for the 3x3 layers of VGG and ResNet (docs/performance.md).
     """
-    (n, c, _, _), (kh, kw), g = geometry.x_shape, geometry.kernel, geometry.groups
+    (_, c, _, _), (kh, kw), g = geometry.x_shape, geometry.kernel, geometry.groups
     f = dy.shape[1]
     w_flipped = w_mat.reshape(g, f // g, c // g, kh, kw)[:, :, :, ::-1, ::-1]
     w_transposed = get_array_module(dy).ascontiguousarray(w_flipped.transpose(0, 2, 1, 3, 4)).reshape(c, f // g, kh, kw)
