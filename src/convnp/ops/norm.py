@@ -17,6 +17,13 @@ def from_channels_first_2d(y2d, shape, axes):
     return y2d.reshape([shape[axis] for axis in axes]).transpose(inverse)
 
 
+def sums_of_products(a, b):
+    """a, b: (C, M) -> (C,): sum over each row of a * b, as C BLAS dot products (one batched matmul of
+    (1, M) rows by (M, 1) columns): three times faster than ``einsum('cm,cm->c')`` and no temporary
+    (docs/performance.md).  Row sums are ``a @ ones`` for the same reason."""
+    return (a[:, None, :] @ b[:, :, None])[:, 0, 0]
+
+
 class BatchNorm(Function):
     """x: (N, C) or (N, C, H, W); weight, bias: (C,) or None -> y: same shape as x
 
@@ -51,12 +58,14 @@ class BatchNorm(Function):
         centred, y2d, inv_std = xp.empty_like(x2d), xp.empty_like(x2d), xp.empty(c, dtype=x.dtype)
         zeros = xp.zeros(m, dtype=x.dtype) if relu else None  # a row: NumPy's fast array-array maximum
 
+        ones = xp.ones(m, dtype=x.dtype) if training else None
+
         def normalise(rows):  # channels are independent: slices of them run on parallel threads
             if training:
-                mean[rows] = x2d[rows].mean(axis=1)
+                mean[rows] = (x2d[rows] @ ones) / m  # BLAS reductions (sums_of_products)
             xp.subtract(x2d[rows], mean[rows, None], out=centred[rows])
             if training:
-                var[rows] = xp.einsum("cm,cm->c", centred[rows], centred[rows]) / m
+                var[rows] = sums_of_products(centred[rows], centred[rows]) / m
             inv_std[rows] = 1 / xp.sqrt(var[rows] + x.dtype.type(eps))
             scale = inv_std[rows] if weight is None else inv_std[rows] * weight[rows]
             xp.multiply(centred[rows], scale[:, None], out=y2d[rows])
@@ -83,10 +92,12 @@ class BatchNorm(Function):
         sum_dy, sum_dy_centred = xp.empty(c, dtype=dy.dtype), xp.empty(c, dtype=dy.dtype)
         dx2d = xp.empty_like(dy2d) if self.needs_input_grad[0] else None
 
+        ones = xp.ones(m, dtype=dy.dtype)
+
         def input_gradient(rows):  # per channel, so slices of channels run on parallel threads
             g = dy2d[rows] if relu_output is None else dy2d[rows] * (relu_output[rows] > 0)  # through the ReLU
-            sum_dy[rows] = g.sum(axis=1)
-            sum_dy_centred[rows] = xp.einsum("cm,cm->c", g, centred[rows])  # = sum(dy x_hat) / inv_std
+            sum_dy[rows] = g @ ones
+            sum_dy_centred[rows] = sums_of_products(g, centred[rows])  # = sum(dy x_hat) / inv_std
             if dx2d is None:
                 return
             scale = inv_std[rows] if weight is None else inv_std[rows] * weight[rows]
