@@ -89,3 +89,44 @@ def test_summary_of_a_training_model_still_lists_every_relu():
     table = convnp.summary(model, (3, 32, 32))
     assert sum(row.type == "ReLU" for row in table.leaf_rows()) == 6
     assert model.training  # summary restores the mode
+
+
+def test_relu_then_max_pool_runs_as_pool_then_relu_with_the_same_numbers_and_gradients():
+    """Windows whose maximum is negative, zero, tied, or positive, and a padded pool."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(-3, 3, size=(2, 3, 8, 8)).astype(np.float64)  # small integers: ties and zeros
+    x[0, 0, :2, :2] = -1.0  # a window with only negative values
+    for pool in (nn.MaxPool2d(2), nn.MaxPool2d(3, stride=2, padding=1)):
+        model = nn.Sequential(nn.ReLU(), pool)
+        dy = rng.standard_normal(model(convnp.Tensor(x)).shape)
+        results = []
+        for swap in (False, True):
+            original = nn.layers.relu_commutes_with_pool
+            if not swap:
+                nn.layers.relu_commutes_with_pool = lambda relu, pool: False
+            try:
+                xt = convnp.Tensor(x, requires_grad=True)
+                out = model(xt)
+                out.backward(dy)
+            finally:
+                nn.layers.relu_commutes_with_pool = original
+            results.append((out.data, xt.grad, type(out._ctx).__name__))
+        (y0, dx0, last0), (y1, dx1, last1) = results
+        assert (last0, last1) == ("MaxPool2d", "ReLU")  # the swap really happened
+        np.testing.assert_array_equal(y1, y0)
+        np.testing.assert_array_equal(dx1, dx0)
+        xt = to_torch(x, requires_grad=True)
+        torch_pool = torch.nn.MaxPool2d(pool.kernel_size, pool.stride, pool.padding)
+        torch_pool(torch.relu(xt)).backward(torch.from_numpy(dy))
+        np.testing.assert_allclose(dx1, xt.grad.numpy(), rtol=1e-12, atol=1e-12)  # overlapping windows: sums
+
+
+def test_lenet5_swaps_only_when_nothing_watches_its_modules():
+    model = models.LeNet5()
+    x = np.random.default_rng(4).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    swapped = model(convnp.Tensor(x)).data
+    table = convnp.summary(model, (1, 28, 28))  # tracing: the written order, pool after relu
+    calls = [row.type for row in table.leaf_rows()]
+    assert calls[:3] == ["Conv2d", "ReLU", "MaxPool2d"]
+    model.relu.forward = lambda x: F.relu(x)  # watched: the written order, the same numbers
+    np.testing.assert_array_equal(model(convnp.Tensor(x)).data, swapped)

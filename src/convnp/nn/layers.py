@@ -255,6 +255,20 @@ def fuses_with_relu(module, following):
             and "forward" not in vars(module) and "forward" not in vars(following))
 
 
+def relu_commutes_with_pool(relu, pool):
+    """Whether ``pool(relu(x))`` may run as ``relu(pool(x))``: a plain ReLU then a plain max pool (no
+    indices), neither forward replaced on the instance (see ``fuses_with_relu``).  The two orders give
+    the same numbers and the same gradients (max is monotone, and a window whose maximum is <= 0 sends
+    no gradient either way), and the ReLU then runs on the pooled map: 4x fewer numbers for a 2x2 pool."""
+    return (type(relu) is ReLU and type(pool) is MaxPool2d and not pool.options["return_indices"]
+            and "forward" not in vars(relu) and "forward" not in vars(pool))
+
+
+def pool_of_relu(pool, relu, x):
+    """``pool(relu(x))``, computed as ``relu(pool(x))`` when ``relu_commutes_with_pool`` allows it."""
+    return relu(pool(x)) if relu_commutes_with_pool(relu, pool) else pool(relu(x))
+
+
 class Sequential(Module):
     """Chains modules: Sequential(a, b, c)(x) = c(b(a(x))).  Children are named '0', '1', ... (PyTorch's
     keys), or by the keys of an ``OrderedDict`` given as the one argument.  ``seq[i]`` is a child,
@@ -303,6 +317,9 @@ class Sequential(Module):
             module = modules[index]
             if index + 1 < len(modules) and fuses_with_relu(module, modules[index + 1]):
                 x = module.forward_relu(x)  # batch norm + ReLU as one op: one pass less each way
+                index += 2
+            elif index + 1 < len(modules) and relu_commutes_with_pool(module, modules[index + 1]):
+                x = module(modules[index + 1](x))  # the ReLU after the pool, on fewer numbers
                 index += 2
             else:
                 x = module(x)
