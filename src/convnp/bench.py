@@ -33,6 +33,8 @@ from convnp.models import LeNet5, MnistCNN, ResNet20, SmallVGG
 
 SECTIONS = ["lenet", "vgg", "resnet", "smallcnn", "inference", "memory", "naive", "gflops", "scaling"]
 torch = None  # imported only inside a PyTorch worker process
+DEVICE = "cpu"  # a worker's --device: where its models and batches live ("cuda": CuPy / PyTorch CUDA)
+CPU_ONLY = {"memory", "naive", "gflops", "scaling"}  # process memory and CPU peaks: no GPU counterpart
 
 LENET_SAMPLES = 60_000
 BATCH = 128
@@ -108,10 +110,10 @@ class Network(NamedTuple):
     def make(self, library):
         """(model, optimizer) of ``library``."""
         if library == "convnp":
-            model = self.convnp_model()
+            model = self.convnp_model().to(DEVICE)
             adam, adadelta = optim.Adam, optim.Adadelta
         else:
-            model = self.torch_model()
+            model = self.torch_model().to(DEVICE)
             adam, adadelta = torch.optim.Adam, torch.optim.Adadelta
         return model, adam(model.parameters()) if self.optimizer == "adam" else adadelta(model.parameters(), lr=1.0)
 
@@ -151,18 +153,41 @@ def mnist_shaped(samples, seed=0):
     return rng.random((samples, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, samples)
 
 
+def on_device(library, array):
+    """A batch as the library's tensor on DEVICE (a copy to the GPU there, as a training loop makes)."""
+    if library == "convnp":
+        tensor = convnp.Tensor(array)
+        return tensor if DEVICE == "cpu" else tensor.to(DEVICE)
+    tensor = torch.from_numpy(array)
+    return tensor if DEVICE == "cpu" else tensor.to(DEVICE)
+
+
+def synchronize():
+    """Wait for the GPU to finish what was queued (kernels run asynchronously), so a time is the work's."""
+    if DEVICE == "cpu":
+        return
+    if torch is not None:
+        torch.cuda.synchronize()
+    else:
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+
+
 def convnp_epoch(model, optimizer, loader):
     for images, labels in loader:
         optimizer.zero_grad()
-        F.cross_entropy(model(convnp.Tensor(images)), labels).backward()
+        F.cross_entropy(model(on_device("convnp", images)), on_device("convnp", labels)).backward()
         optimizer.step()
+    synchronize()
 
 
 def torch_epoch(model, optimizer, loader):
     for images, labels in loader:
         optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(torch.from_numpy(images)), torch.from_numpy(labels)).backward()
+        torch.nn.functional.cross_entropy(model(on_device("torch", images)), on_device("torch", labels)).backward()
         optimizer.step()
+    synchronize()
 
 
 def limited(loader, steps):
@@ -224,19 +249,21 @@ def prepare_inference(library, quick):
     one = big[:1].copy()
     calls, big_calls = (20, 4) if quick else (200, 20)
     if library == "convnp":
-        model = LeNet5().eval()
+        model = LeNet5().eval().to(DEVICE)
 
         def run(x, n):
             with convnp.no_grad():
                 for _ in range(n):
-                    model(convnp.Tensor(x))
+                    model(on_device(library, x))
+            synchronize()
     else:
-        model = torch_lenet().eval()
+        model = torch_lenet().eval().to(DEVICE)
 
         def run(x, n):
             with torch.no_grad():
                 for _ in range(n):
-                    model(torch.from_numpy(x))
+                    model(on_device(library, x))
+            synchronize()
     return lambda: {"LeNet-5 inference, batch 512 (s per 1k images)":
                     seconds(lambda: run(big, big_calls)) / big_calls / 512 * 1000,
                     "LeNet-5 latency, batch 1 (ms)": seconds(lambda: run(one, calls)) / calls * 1000}
@@ -380,6 +407,7 @@ def start_worker(section, library, args, point=None):
                CONVNP_NUM_THREADS=threads,
                PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     command = [sys.executable, "-m", "convnp.bench", "--worker", library, "--only", section, "--threads", threads,
+               "--device", args.device,
                "--repeats", str(args.repeats)] + (["--quick"] if args.quick else []) + (
                    ["--point", f"{point[0]}x{point[1]}"] if point else [])
     errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty worker can never block on it
@@ -460,6 +488,19 @@ def serve(section, library, args):
             print(json.dumps(once()), flush=True)
 
 
+def check_cuda():
+    """``--device cuda`` needs CuPy with a GPU for convnp (and PyTorch's CUDA build for its rows)."""
+    from .errors import UserError
+
+    if not convnp.cuda.is_available():
+        raise UserError("--device cuda: convnp sees no GPU (CuPy is not installed or finds no device): "
+                        "pip install 'convnp[cuda]' on a machine with an NVIDIA GPU, or leave --device out")
+    probe = "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"
+    if torch_available() and subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode:
+        raise UserError("--device cuda: PyTorch here has no CUDA (a CPU build?): install its CUDA build "
+                        "to compare on the GPU, or leave --device out")
+
+
 def torch_available():
     return subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
 
@@ -514,6 +555,9 @@ def add_arguments(parser):
     parser.add_argument("--repeats", type=positive_int, default=None, help="timed repetitions (default 5, quick 1)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks") / "results" / "latest.json",
                         help="where to write the results as JSON")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where both libraries compute: 'cuda' times convnp on CuPy against PyTorch on CUDA "
+                             "(the timed sections only; needs convnp[cuda] and a GPU)")
     parser.add_argument("--worker", choices=["convnp", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--point", type=lambda text: tuple(int(v) for v in text.split("x")), help=argparse.SUPPRESS)
 
@@ -528,9 +572,10 @@ def add_bench_parser(subparsers):
 
 
 def run(args):
-    global torch
+    global torch, DEVICE
     args.repeats = args.repeats or (1 if args.quick else 5)
     sections = args.only or SECTIONS
+    DEVICE = args.device
     if args.worker:
         convnp.keep_freed_memory_for_reuse()  # the worker owns its process (as the convnp command does)
         if args.worker == "convnp":
@@ -548,10 +593,16 @@ def run(args):
         else:
             print(json.dumps(ONCE[section](args.worker, args.repeats, args.quick)), flush=True)
         return 0
+    if args.device == "cuda":
+        check_cuda()
+        skipped = [section for section in sections if section in CPU_ONLY]
+        sections = [section for section in sections if section not in CPU_ONLY]
+        if skipped:
+            print(f"on cuda: {', '.join(skipped)} skipped (CPU measurements)")
     have_torch = torch_available()
     print(f"convnp {convnp.__version__}, NumPy {np.__version__}, "
           f"{'PyTorch available' if have_torch else 'PyTorch not installed: its rows are skipped'}; "
-          f"{args.threads} threads for each library, one process per library and section; "
+          f"{args.threads} threads for each library, one process per library and section, on {args.device}; "
           f"medians of {args.repeats} after a warm-up\n")
     print(HEADER, flush=True)
     rows = []
