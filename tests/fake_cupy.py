@@ -262,7 +262,8 @@ def build():
     lib.stride_tricks = types.SimpleNamespace(as_strided=as_strided)
     module.lib = lib
     runtime = types.SimpleNamespace(getDeviceCount=lambda: 1)
-    module.cuda = types.SimpleNamespace(runtime=runtime, Device=lambda index=0: types.SimpleNamespace(id=index))
+    module.cuda = types.SimpleNamespace(runtime=runtime, Device=lambda index=0: types.SimpleNamespace(
+        id=index, synchronize=lambda: None))  # the CPU has nothing queued
     return module
 
 

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+import convnp
 from convnp import bench
 
 
@@ -44,4 +45,14 @@ def test_lenet_training_flops_counted_by_hand():
     forward = [24 * 24 * 6 * 25, 8 * 8 * 16 * 150, 256 * 120, 120 * 84, 84 * 10]
     macs = 2 * forward[0] + 3 * sum(forward[1:])
     assert macs == 758_520
-    assert bench.lenet_training_flops(128) == 2 * macs * 128
+    assert bench.training_flops("lenet") == 2 * macs * 128
+
+
+def test_device_cuda_without_a_gpu_is_one_line_naming_the_extra(capsys):
+    from convnp.cli import main
+
+    if convnp.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["bench", "--device", "cuda", "--quick"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--device cuda" in err[0] and "pip install 'convnp[cuda]'" in err[0]

@@ -230,3 +230,20 @@ def test_summary_of_a_model_on_the_device(cupy):
     model = LeNet5()
     expected = str(convnp.summary(model, (1, 28, 28)))
     assert str(convnp.summary(model.to("cuda"), (1, 28, 28))) == expected
+
+
+# --- convnp bench --device cuda, its convnp side in-process on the stand-in ---------------------------------
+def test_bench_sections_run_their_convnp_side_on_the_device(cupy, monkeypatch):
+    from convnp import bench
+
+    monkeypatch.setattr(bench, "DEVICE", "cuda")
+    epoch, model, optimizer = bench.training_setup("convnp", "smallcnn")
+    assert all(on_device(p.data) for p in model.parameters())
+    before = [host(p.data).copy() for p in model.parameters()]
+    x = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
+    epoch(model, optimizer, [(x, np.arange(4) % 10)])
+    assert all(on_device(p.data) and on_device(p.grad) for p in model.parameters())
+    assert any(not np.array_equal(host(p.data), b) for p, b in zip(model.parameters(), before))  # it trained
+    timings = bench.prepare_inference("convnp", quick=True)()
+    assert set(timings) == {"LeNet-5 inference, batch 512 (s per 1k images)", "LeNet-5 latency, batch 1 (ms)"}
+    assert all(t > 0 for t in timings.values())

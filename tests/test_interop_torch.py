@@ -1,4 +1,6 @@
 """to_torch / from_torch: real torch modules with the same keys, outputs and gradients, both ways."""
+import zlib
+
 import numpy as np
 import pytest
 
@@ -28,29 +30,36 @@ def test_outputs_and_every_parameter_gradient_match(index, mode):
     name, model, shape = MODELS[index]
     import copy
 
-    model = no_dropout(copy.deepcopy(model)).train(mode == "train")
-    twin = to_torch(model, np.zeros((1, *shape), np.float32))
+    # Training mode in float64: batch statistics over 8 examples amplify float32 rounding (a bias
+    # feeding batch norm has a true gradient of 0, computed as rounding noise whose size depends on
+    # summation order; ResNet-20 stacks 19 of them), so float32 agreement is a matter of luck with the
+    # data; float64 agreement to ~1e-12 is what proves the conversion.  Evaluation runs in float32.
+    dtype = np.float64 if mode == "train" else np.float32
+    model = no_dropout(copy.deepcopy(model)).astype(dtype).train(mode == "train")
+    twin = to_torch(model, np.zeros((1, *shape), dtype))
     assert isinstance(twin, torch.nn.Module) and twin.training == (mode == "train")
     assert list(twin.state_dict()) and set(twin.state_dict()) == set(model.state_dict())
-    x = np.random.default_rng(index).standard_normal((8, *shape)).astype(np.float32)
-    dy_rng = np.random.default_rng(10 + index)
+    seed = zlib.crc32(name.encode())  # by name: adding a model to the list changes no other model's data
+    x = np.random.default_rng(seed).standard_normal((8, *shape)).astype(dtype)
+    dy_rng = np.random.default_rng(seed + 1)
     y = model(convnp.tensor(x))
-    dy = dy_rng.standard_normal(y.shape).astype(np.float32)
+    dy = dy_rng.standard_normal(y.shape).astype(dtype)
     y.backward(dy)
     yt = twin(torch.from_numpy(x))
     yt.backward(torch.from_numpy(dy))
-    np.testing.assert_allclose(yt.detach().numpy(), y.data, rtol=1e-4, atol=1e-5)
+    rtol, atol = (1e-9, 1e-10) if dtype == np.float64 else (1e-4, 1e-5)
+    np.testing.assert_allclose(yt.detach().numpy(), y.data, rtol=rtol, atol=atol)
     torch_params = dict(twin.named_parameters())
-    # float32 tolerance on the scale of the model's gradients: a bias feeding batch norm has a true
-    # gradient of 0, which both libraries compute as rounding noise of the other gradients' size, and
-    # training-mode batch norm divides by the batch's standard deviation, which amplifies rounding
+    # the tolerance on the scale of the model's gradients (a bias feeding batch norm has a true gradient
+    # of 0, which both libraries compute as rounding noise of the other gradients' size)
     scale = max(1.0, max(float(np.abs(p.grad).max()) for p in model.parameters()))
     for key, p in model.named_parameters():
-        np.testing.assert_allclose(torch_params[key].grad.numpy(), p.grad, rtol=1e-4, atol=5e-5 * scale, err_msg=key)
+        np.testing.assert_allclose(torch_params[key].grad.numpy(), p.grad, rtol=rtol * 10, atol=atol * 5 * scale,
+                                   err_msg=key)
     if mode == "train":  # running statistics moved the same way
         buffers = dict(twin.named_buffers())
         for key, b in model.named_buffers():
-            np.testing.assert_allclose(buffers[key].numpy(), b, rtol=1e-5, atol=1e-6, err_msg=key)
+            np.testing.assert_allclose(buffers[key].numpy(), b, rtol=rtol, atol=atol, err_msg=key)
 
 
 @pytest.mark.parametrize("index", range(len(MODELS)), ids=IDS)

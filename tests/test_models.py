@@ -56,6 +56,55 @@ class TorchMLP(torch.nn.Module):
         return self.layers(x)
 
 
+class TorchBasicBlock(torch.nn.Module):
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(c_out)
+        self.conv2 = torch.nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(c_out)
+        self.shortcut = (torch.nn.Sequential(torch.nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                                             torch.nn.BatchNorm2d(c_out))
+                         if stride != 1 or c_in != c_out else torch.nn.Identity())
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class TorchResNet20(torch.nn.Module):
+    """He et al.'s CIFAR ResNet-20 with 1x1-convolution shortcuts, convnp.models.ResNet20's names."""
+
+    def __init__(self, widths=(16, 32, 64), blocks=3):
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, widths[0], 3, 1, 1, bias=False),
+                                        torch.nn.BatchNorm2d(widths[0]), torch.nn.ReLU())
+        layers, channels = [], widths[0]
+        for stage, width in enumerate(widths):
+            for block in range(blocks):
+                layers.append(TorchBasicBlock(channels, width, 2 if stage > 0 and block == 0 else 1))
+                channels = width
+        self.stages = torch.nn.Sequential(*layers)
+        self.classifier = torch.nn.Linear(channels, 10)
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(self.stages(self.stem(x)), 1), 1))
+
+
+def torch_mnist_cnn():
+    nn_ = torch.nn
+    return nn_.Sequential(nn_.Conv2d(1, 32, 3), nn_.ReLU(), nn_.Conv2d(32, 64, 3), nn_.ReLU(), nn_.MaxPool2d(2),
+                          nn_.Dropout(0.25), nn_.Flatten(), nn_.Linear(9216, 128), nn_.ReLU(), nn_.Dropout(0.5),
+                          nn_.Linear(128, 10))
+
+
+# ResNet-20 by hand: stem 3*16*9 + BN 2*16; stage 1: 3 blocks of two 16->16 3x3 convs and two BNs;
+# stage 2: 16->32 and 32->32 convs, two BNs, a 1x1 16->32 shortcut + BN, then 2 blocks of 32->32;
+# stage 3 likewise at 64; the classifier 64*10 + 10.
+RESNET20 = ((3 * 16 * 9 + 32) + 3 * (2 * 16 * 16 * 9 + 2 * 32)
+            + (16 * 32 * 9 + 32 * 32 * 9 + 2 * 64 + 16 * 32 + 64) + 2 * (2 * 32 * 32 * 9 + 2 * 64)
+            + (32 * 64 * 9 + 64 * 64 * 9 + 2 * 128 + 32 * 64 + 128) + 2 * (2 * 64 * 64 * 9 + 2 * 128) + 64 * 10 + 10)
+
 # name: (convnp model, torch twin, input shape, output shape, parameter count worked out by hand)
 MODELS = {
     "LeNet5": (models.LeNet5, TorchLeNet5, (2, 1, 28, 28), (2, 10),
@@ -65,8 +114,12 @@ MODELS = {
     "SimpleCNN": (models.SimpleCNN, torch_simple_cnn, (2, 1, 28, 28), (2, 10), 4 * 9 + 4 + 8 * 36 + 8 + 392 * 10 + 10),
     "TinyCNN": (models.TinyCNN, torch_tiny_cnn, (2, 1, 8, 8), (2, 3), 3 * 9 + 3 + 27 * 3 + 3),
     "MLP": (lambda: models.MLP(784, 100, 10), TorchMLP, (2, 1, 28, 28), (2, 10), 784 * 100 + 100 + 100 * 10 + 10),
+    "ResNet20": (models.ResNet20, TorchResNet20, (2, 3, 32, 32), (2, 10), RESNET20),
+    "MnistCNN": (models.MnistCNN, torch_mnist_cnn, (2, 1, 28, 28), (2, 10),
+                 (32 * 9 + 32) + (32 * 64 * 9 + 64) + (9216 * 128 + 128) + (128 * 10 + 10)),
 }
-EXPECTED_COUNTS = {"LeNet5": 44_426, "LeNet5Classic": 61_706, "SimpleCNN": 4_266, "TinyCNN": 114, "MLP": 79_510}
+EXPECTED_COUNTS = {"LeNet5": 44_426, "LeNet5Classic": 61_706, "SimpleCNN": 4_266, "TinyCNN": 114, "MLP": 79_510,
+                   "ResNet20": 272_474, "MnistCNN": 1_199_882}
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -85,8 +138,29 @@ def test_twin_state_dict_loads_and_gives_the_same_logits(name):
     make, make_twin, in_shape, _, _ = MODELS[name]
     model, twin = make(), make_twin()
     model.load_state_dict(twin.state_dict())  # strict: the keys are identical
+    model.eval(), twin.eval()  # dropout off, running statistics (the same, loaded) in batch norm
     x0 = rng(1).standard_normal(in_shape).astype(np.float32)
     assert_close(model(Tensor(x0)).data, twin(to_torch(x0)), 1e-4, 1e-5, "logits")
+
+
+def test_resnet20_training_step_matches_pytorch_through_fused_blocks_and_shortcuts():
+    # float64, so 20 layers of batch statistics over 4 images cannot hide a wrong gradient in rounding
+    twin = TorchResNet20().double()
+    model = models.ResNet20().astype(np.float64)
+    model.load_state_dict(twin.state_dict())
+    x0 = rng(5).standard_normal((4, 3, 32, 32))
+    target = rng(6).integers(0, 10, 4)
+    loss = F.cross_entropy(model(Tensor(x0)), target)  # training mode: batch statistics, fused BN + ReLU
+    loss.backward()
+    loss_t = torch.nn.functional.cross_entropy(twin(to_torch(x0)), torch.from_numpy(target))
+    loss_t.backward()
+    assert_close(loss.data, loss_t, 1e-10, 1e-10, "loss")
+    grads = dict(twin.named_parameters())
+    for name, p in model.named_parameters():
+        assert_close(p.grad, grads[name].grad, 1e-8, 1e-10, f"gradient of {name}")
+    for name, buffer in twin.named_buffers():
+        if "running" in name:
+            assert_close(model.state_dict()[name], buffer, 1e-10, 1e-10, name)
 
 
 def test_lenet5_weights_move_both_ways_with_identical_logits_and_gradients():

@@ -29,8 +29,9 @@ _rng = np.random.default_rng()
 def get_array_module(*arrays):
     """Return ``cupy`` if any argument is a CuPy array, else ``numpy``."""
     for array in arrays:
-        module = type(array).__module__
-        if module.startswith("cupy"):
+        if type(array) is np.ndarray:  # the common case, checked first: this runs several times per op
+            continue
+        if type(array).__module__.startswith("cupy"):
             import cupy
 
             return cupy

@@ -22,17 +22,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 import convnp
-from convnp import data, functional as F, optim, reference
+from convnp import data, functional as F, nn, optim, reference
 from convnp.errors import positive_int
-from convnp.models import LeNet5
-from convnp.models.vgg import SmallVGG
+from convnp.models import LeNet5, MnistCNN, ResNet20, SmallVGG
 
-SECTIONS = ["lenet", "vgg", "inference", "memory", "naive", "gflops"]
+SECTIONS = ["lenet", "vgg", "resnet", "smallcnn", "inference", "memory", "naive", "gflops", "scaling"]
 torch = None  # imported only inside a PyTorch worker process
+DEVICE = "cpu"  # a worker's --device: where its models and batches live ("cuda": CuPy / PyTorch CUDA)
+CPU_ONLY = {"memory", "naive", "gflops", "scaling"}  # process memory and CPU peaks: no GPU counterpart
 
 LENET_SAMPLES = 60_000
 BATCH = 128
@@ -58,6 +60,71 @@ def torch_vgg(widths=(32, 64, 128), in_channels=3, num_classes=10):
             channels = width
         layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+
+
+def torch_resnet20(widths=(16, 32, 64), blocks=3, in_channels=3, num_classes=10):
+    """convnp.models.ResNet20's twin: BasicBlocks with a 1x1 convolution + BN shortcut where the shape changes."""
+    nn = torch.nn
+
+    class BasicBlock(nn.Module):
+        def __init__(self, c_in, c_out, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(c_out)
+            self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(c_out)
+            self.shortcut = (nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+                             if stride != 1 or c_in != c_out else nn.Identity())
+
+        def forward(self, x):
+            out = torch.relu(self.bn1(self.conv1(x)))
+            return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+    layers, channels = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                        nn.ReLU()], widths[0]
+    for stage, width in enumerate(widths):
+        for block in range(blocks):
+            layers.append(BasicBlock(channels, width, 2 if stage > 0 and block == 0 else 1))
+            channels = width
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+
+
+def torch_mnist_cnn():
+    """convnp.models.MnistCNN's twin (the network of PyTorch's MNIST example)."""
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Dropout(0.25), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Linear(128, 10))
+
+
+class Network(NamedTuple):
+    """One benchmark network: its row, its input, batch and optimizer, and how to build it in each library."""
+    row: str
+    input_shape: tuple  # one example, (C, H, W)
+    batch: int
+    optimizer: str  # "adam" (default settings) or "adadelta" (lr 1.0, as PyTorch's MNIST example)
+    convnp_model: Callable
+    torch_model: Callable
+    steps: int = 20  # timed steps a repetition (quick: 4)
+
+    def make(self, library):
+        """(model, optimizer) of ``library``."""
+        if library == "convnp":
+            model = self.convnp_model().to(DEVICE)
+            adam, adadelta = optim.Adam, optim.Adadelta
+        else:
+            model = self.torch_model().to(DEVICE)
+            adam, adadelta = torch.optim.Adam, torch.optim.Adadelta
+        return model, adam(model.parameters()) if self.optimizer == "adam" else adadelta(model.parameters(), lr=1.0)
+
+
+NETWORKS = {
+    "lenet": Network("LeNet-5 training epoch (s)", (1, 28, 28), BATCH, "adam", LeNet5, torch_lenet),
+    "vgg": Network("VGG-style training step (s)", (3, 32, 32), BATCH, "adam", SmallVGG, torch_vgg),
+    "resnet": Network("ResNet-20-style training step (s)", (3, 32, 32), BATCH, "adam", ResNet20, torch_resnet20),
+    "smallcnn": Network("small CNN (MNIST example) training step (s)", (1, 28, 28), 64, "adadelta", MnistCNN,
+                        torch_mnist_cnn),
+}
 
 
 # --- measurement helpers ---------------------------------------------------------------------------
@@ -86,18 +153,41 @@ def mnist_shaped(samples, seed=0):
     return rng.random((samples, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, samples)
 
 
+def on_device(library, array):
+    """A batch as the library's tensor on DEVICE (a copy to the GPU there, as a training loop makes)."""
+    if library == "convnp":
+        tensor = convnp.Tensor(array)
+        return tensor if DEVICE == "cpu" else tensor.to(DEVICE)
+    tensor = torch.from_numpy(array)
+    return tensor if DEVICE == "cpu" else tensor.to(DEVICE)
+
+
+def synchronize():
+    """Wait for the GPU to finish what was queued (kernels run asynchronously), so a time is the work's."""
+    if DEVICE == "cpu":
+        return
+    if torch is not None:
+        torch.cuda.synchronize()
+    else:
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+
+
 def convnp_epoch(model, optimizer, loader):
     for images, labels in loader:
         optimizer.zero_grad()
-        F.cross_entropy(model(convnp.Tensor(images)), labels).backward()
+        F.cross_entropy(model(on_device("convnp", images)), on_device("convnp", labels)).backward()
         optimizer.step()
+    synchronize()
 
 
 def torch_epoch(model, optimizer, loader):
     for images, labels in loader:
         optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(torch.from_numpy(images)), torch.from_numpy(labels)).backward()
+        torch.nn.functional.cross_entropy(model(on_device("torch", images)), on_device("torch", labels)).backward()
         optimizer.step()
+    synchronize()
 
 
 def limited(loader, steps):
@@ -114,12 +204,9 @@ def limited(loader, steps):
 # --- timed sections: each prepares ONE library's work and returns a function that runs one timed ------
 # --- repetition and returns {row name: value} ------------------------------------------------------
 def training_setup(library, network="lenet"):
-    """(epoch function, model, Adam optimizer) of ``library`` for LeNet-5 or the small VGG."""
-    if library == "convnp":
-        model = LeNet5() if network == "lenet" else SmallVGG()
-        return convnp_epoch, model, optim.Adam(model.parameters())
-    model = torch_lenet() if network == "lenet" else torch_vgg()
-    return torch_epoch, model, torch.optim.Adam(model.parameters())
+    """(epoch function, model, optimizer) of ``library`` for one of NETWORKS."""
+    model, optimizer = NETWORKS[network].make(library)
+    return (convnp_epoch if library == "convnp" else torch_epoch), model, optimizer
 
 
 def seconds(function):
@@ -138,15 +225,20 @@ def prepare_lenet(library, quick):
                     * LENET_SAMPLES / samples}
 
 
-def prepare_vgg(library, quick):
-    """Seconds per training step of a small VGG (3x3 convs + batch norm, 3x32x32, batch 128, Adam)."""
-    steps = 4 if quick else 20
-    rng = np.random.default_rng(0)
-    x = rng.random((BATCH * steps, 3, 32, 32), dtype=np.float32)
-    y = rng.integers(0, 10, BATCH * steps)
-    loader = data.DataLoader((x, y), BATCH, shuffle=True, seed=0)
-    epoch, model, optimizer = training_setup(library, "vgg")
-    return lambda: {"VGG-style training step (s)": seconds(lambda: epoch(model, optimizer, loader)) / steps}
+def prepare_step(network):
+    """The section timing one training step of NETWORKS[network] (random images, shuffled, its optimizer)."""
+    spec = NETWORKS[network]
+
+    def prepare(library, quick):
+        steps = 4 if quick else spec.steps
+        rng = np.random.default_rng(0)
+        x = rng.random((spec.batch * steps,) + spec.input_shape, dtype=np.float32)
+        y = rng.integers(0, 10, spec.batch * steps)
+        loader = data.DataLoader((x, y), spec.batch, shuffle=True, seed=0)
+        epoch, model, optimizer = training_setup(library, network)
+        return lambda: {spec.row: seconds(lambda: epoch(model, optimizer, loader)) / steps}
+    prepare.__doc__ = f"Seconds per training step: {spec.row}, batch {spec.batch}, {spec.optimizer}."
+    return prepare
 
 
 def prepare_inference(library, quick):
@@ -157,19 +249,21 @@ def prepare_inference(library, quick):
     one = big[:1].copy()
     calls, big_calls = (20, 4) if quick else (200, 20)
     if library == "convnp":
-        model = LeNet5().eval()
+        model = LeNet5().eval().to(DEVICE)
 
         def run(x, n):
             with convnp.no_grad():
                 for _ in range(n):
-                    model(convnp.Tensor(x))
+                    model(on_device(library, x))
+            synchronize()
     else:
-        model = torch_lenet().eval()
+        model = torch_lenet().eval().to(DEVICE)
 
         def run(x, n):
             with torch.no_grad():
                 for _ in range(n):
-                    model(torch.from_numpy(x))
+                    model(on_device(library, x))
+            synchronize()
     return lambda: {"LeNet-5 inference, batch 512 (s per 1k images)":
                     seconds(lambda: run(big, big_calls)) / big_calls / 512 * 1000,
                     "LeNet-5 latency, batch 1 (ms)": seconds(lambda: run(one, calls)) / calls * 1000}
@@ -228,34 +322,83 @@ def measure_naive(library, repeats, quick):
     return {"batch": batch, "naive": float(np.median(naive)), "fast": float(np.median(fast)), "agree": agree}
 
 
-def lenet_training_flops(batch):
-    """FLOPs of one LeNet-5 training step: forward MACs, plus the two backward GEMMs per layer (dW and
-    dX; conv1 computes no dX, its input is the image), times 2 FLOPs per multiply-add."""
-    layers = [(24 * 24 * 6 * 25, False), (8 * 8 * 16 * 150, True), (256 * 120, True), (120 * 84, True),
-              (84 * 10, True)]
-    macs = sum(m * (3 if needs_dx else 2) for m, needs_dx in layers)
-    return 2 * macs * batch
+def training_flops(network):
+    """FLOPs of the GEMMs of one training step of NETWORKS[network] at its batch: every convolution's and
+    linear layer's forward multiply-adds (out numbers x inputs each reads: C/G*kh*kw or in_features),
+    times 3 for the two backward GEMMs (dW and dX), less the first layer's dX (its input is the
+    image), times 2 FLOPs per multiply-add.  Batch norm, pooling and activations are not counted."""
+    from math import prod
+
+    from .inspect.summary import summary
+
+    spec = NETWORKS[network]
+    model = spec.convnp_model()
+    modules = dict(model.named_modules())
+    macs = []
+    for row in summary(model, spec.input_shape, batch_size=spec.batch).leaf_rows():
+        module = modules[row.name]
+        if isinstance(module, nn.Conv2d):
+            macs.append(prod(row.output_shape) * module.weight.data[0].size)
+        elif isinstance(module, nn.Linear):
+            macs.append(prod(row.output_shape) * module.in_features)
+    return 2 * (3 * sum(macs) - macs[0])
 
 
 def measure_gflops(library, repeats, quick):
-    """Achieved GFLOP/s of the LeNet-5 training step against this machine's float32 GEMM peak."""
+    """Achieved training GFLOP/s of LeNet-5, the VGG-style and the ResNet-20-style nets against this
+    machine's float32 GEMM peak: one big square matmul with BLAS on all the threads (convnp's own
+    threads off), the most the machine's BLAS gets out of these cores."""
     n = 1024 if quick else 2048
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
-    peak = 2 * n ** 3 / median_time(lambda: a @ a, 5) / 1e9
-    x, y = mnist_shaped(BATCH * 40)
-    loader = data.DataLoader((x, y), BATCH, shuffle=True, seed=0)
-    epoch, model, optimizer = training_setup("convnp")
-    step = median_time(lambda: epoch(model, optimizer, loader), repeats) / len(loader)
-    return {"achieved": lenet_training_flops(BATCH) / step / 1e9, "peak": peak}
+    threads = convnp.get_num_threads()
+    with convnp.num_threads(1, blas=threads):
+        peak = 2 * n ** 3 / median_time(lambda: a @ a, 5) / 1e9
+    result = {"peak": peak}
+    for network in ("lenet", "vgg", "resnet"):
+        spec = NETWORKS[network]
+        steps = 4 if quick else (40 if network == "lenet" else 8)
+        rng = np.random.default_rng(0)
+        x = rng.random((spec.batch * steps,) + spec.input_shape, dtype=np.float32)
+        loader = data.DataLoader((x, rng.integers(0, 10, len(x))), spec.batch, shuffle=True, seed=0)
+        epoch, model, optimizer = training_setup("convnp", network)
+
+        def one_pass(epoch=epoch, model=model, optimizer=optimizer, loader=loader):
+            epoch(model, optimizer, loader)
+        step = median_time(one_pass, repeats, 0 if quick else WARMUP_SECONDS) / steps
+        result[network] = training_flops(network) / step / 1e9
+    return result
 
 
-TIMED = {"lenet": prepare_lenet, "vgg": prepare_vgg, "inference": prepare_inference}
+SCALING_POINTS = [(16, 32), (64, 32), (256, 32), (64, 64), (64, 128)]  # (batch, image side) of the VGG-style step
+
+
+def measure_scaling_point(library, point, quick):
+    """One point of the scaling table, in a fresh worker: the VGG-style step's median seconds (3 steps
+    after one, quick: 1 after none) and its peak training memory (peak RSS minus the RSS before the
+    first step) at (batch, side)."""
+    import resource
+
+    batch, side = point
+    steps = 1 if quick else 3
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, 3, side, side), dtype=np.float32)
+    y = rng.integers(0, 10, batch)
+    epoch, model, optimizer = training_setup(library, "vgg")
+    one_batch = [(x, y)]
+    baseline = rss_mb()
+    times = [seconds(lambda: epoch(model, optimizer, one_batch)) for _ in range(steps + (0 if quick else 1))]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": float(np.median(times[-steps:])), "memory": peak - baseline}
+
+
+TIMED = {"lenet": prepare_lenet, "vgg": prepare_step("vgg"), "resnet": prepare_step("resnet"),
+         "smallcnn": prepare_step("smallcnn"), "inference": prepare_inference}
 ONCE = {"memory": measure_memory, "naive": measure_naive, "gflops": measure_gflops}
 CONVNP_ONLY = {"naive", "gflops"}
 
 
 # --- the parent: worker processes, one per (section, library), then one table ----------------------------
-def start_worker(section, library, args):
+def start_worker(section, library, args, point=None):
     """A fresh process for one section of one library, with the thread counts fixed in its environment
     before NumPy, OpenBLAS or PyTorch start."""
     threads = str(args.threads)
@@ -264,7 +407,9 @@ def start_worker(section, library, args):
                CONVNP_NUM_THREADS=threads,
                PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     command = [sys.executable, "-m", "convnp.bench", "--worker", library, "--only", section, "--threads", threads,
-               "--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
+               "--device", args.device,
+               "--repeats", str(args.repeats)] + (["--quick"] if args.quick else []) + (
+                   ["--point", f"{point[0]}x{point[1]}"] if point else [])
     errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty worker can never block on it
     worker = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True,
                               env=env)
@@ -318,9 +463,9 @@ def run_timed(section, libraries, args):
             for library, runs in samples.items()}
 
 
-def run_once(section, library, args):
-    """Measure a one-shot section (memory, naive loops, GFLOP/s) in a fresh worker."""
-    worker = start_worker(section, library, args)
+def run_once(section, library, args, point=None):
+    """Measure a one-shot section (memory, naive loops, GFLOP/s, a scaling point) in a fresh worker."""
+    worker = start_worker(section, library, args, point)
     worker.stdin.close()
     line = worker.stdout.readline()
     worker.wait()
@@ -343,8 +488,33 @@ def serve(section, library, args):
             print(json.dumps(once()), flush=True)
 
 
+def check_cuda():
+    """``--device cuda`` needs CuPy with a GPU for convnp (and PyTorch's CUDA build for its rows)."""
+    from .errors import UserError
+
+    if not convnp.cuda.is_available():
+        raise UserError("--device cuda: convnp sees no GPU (CuPy is not installed or finds no device): "
+                        "pip install 'convnp[cuda]' on a machine with an NVIDIA GPU, or leave --device out")
+    probe = "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"
+    if torch_available() and subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode:
+        raise UserError("--device cuda: PyTorch here has no CUDA (a CPU build?): install its CUDA build "
+                        "to compare on the GPU, or leave --device out")
+
+
 def torch_available():
     return subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
+
+
+def run_scaling(libraries, args):
+    """{library: {row: value}} for every SCALING_POINTS point, each library and point in a fresh worker
+    (peak memory is per process), the libraries taking turns point by point."""
+    results = {library: {} for library in libraries}
+    for batch, side in SCALING_POINTS:
+        for library in libraries:
+            r = run_once("scaling", library, args, (batch, side))
+            results[library][f"VGG-style step, batch {batch}, {side}x{side} (s)"] = r["seconds"]
+            results[library][f"VGG-style step, batch {batch}, {side}x{side}, peak memory (MB)"] = r["memory"]
+    return results
 
 
 def rows_for(section, results):
@@ -354,8 +524,9 @@ def rows_for(section, results):
                  "naive": r["naive"], "speedup": r["naive"] / r["fast"], "outputs_agree": r["agree"]}]
     if section == "gflops":
         r = results["convnp"]
-        return [{"name": "LeNet-5 training GFLOP/s vs float32 GEMM peak", "convnp": r["achieved"],
-                 "peak": r["peak"], "fraction": r["achieved"] / r["peak"]}]
+        names = {"lenet": "LeNet-5", "vgg": "VGG-style", "resnet": "ResNet-20-style"}
+        return [{"name": f"{names[network]} training GFLOP/s vs float32 GEMM peak", "convnp": r[network],
+                 "peak": r["peak"], "fraction": r[network] / r["peak"]} for network in names]
     return [{"name": name, "convnp": value, "torch": results.get("torch", {}).get(name),
              "ratio": value / results["torch"][name] if "torch" in results else None}
             for name, value in results["convnp"].items()]
@@ -384,7 +555,11 @@ def add_arguments(parser):
     parser.add_argument("--repeats", type=positive_int, default=None, help="timed repetitions (default 5, quick 1)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks") / "results" / "latest.json",
                         help="where to write the results as JSON")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where both libraries compute: 'cuda' times convnp on CuPy against PyTorch on CUDA "
+                             "(the timed sections only; needs convnp[cuda] and a GPU)")
     parser.add_argument("--worker", choices=["convnp", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--point", type=lambda text: tuple(int(v) for v in text.split("x")), help=argparse.SUPPRESS)
 
 
 def add_bench_parser(subparsers):
@@ -397,9 +572,10 @@ def add_bench_parser(subparsers):
 
 
 def run(args):
-    global torch
+    global torch, DEVICE
     args.repeats = args.repeats or (1 if args.quick else 5)
     sections = args.only or SECTIONS
+    DEVICE = args.device
     if args.worker:
         convnp.keep_freed_memory_for_reuse()  # the worker owns its process (as the convnp command does)
         if args.worker == "convnp":
@@ -410,21 +586,31 @@ def run(args):
             torch = torch_module
             torch.set_num_threads(args.threads)
         section = sections[0]
-        if section in TIMED:
+        if section == "scaling":
+            print(json.dumps(measure_scaling_point(args.worker, args.point, args.quick)), flush=True)
+        elif section in TIMED:
             serve(section, args.worker, args)
         else:
             print(json.dumps(ONCE[section](args.worker, args.repeats, args.quick)), flush=True)
         return 0
+    if args.device == "cuda":
+        check_cuda()
+        skipped = [section for section in sections if section in CPU_ONLY]
+        sections = [section for section in sections if section not in CPU_ONLY]
+        if skipped:
+            print(f"on cuda: {', '.join(skipped)} skipped (CPU measurements)")
     have_torch = torch_available()
     print(f"convnp {convnp.__version__}, NumPy {np.__version__}, "
           f"{'PyTorch available' if have_torch else 'PyTorch not installed: its rows are skipped'}; "
-          f"{args.threads} threads for each library, one process per library and section; "
+          f"{args.threads} threads for each library, one process per library and section, on {args.device}; "
           f"medians of {args.repeats} after a warm-up\n")
     print(HEADER, flush=True)
     rows = []
     for section in sections:
         libraries = ["convnp"] + (["torch"] if have_torch and section not in CONVNP_ONLY else [])
-        if section in TIMED:
+        if section == "scaling":
+            results = run_scaling(libraries, args)
+        elif section in TIMED:
             results = run_timed(section, libraries, args)
         else:
             results = {library: run_once(section, library, args) for library in libraries}

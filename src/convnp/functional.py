@@ -217,6 +217,16 @@ def concatenate(tensors, axis=0):
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
     """x: (N, C) or (N, C, H, W).  Same signature and semantics as ``torch.nn.functional.batch_norm``;
     running_mean/running_var are arrays updated in place when training (or None to keep none)."""
+    return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, relu=False)
+
+
+def batch_norm_relu(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """``relu(batch_norm(x, ...))`` as one op (``convnp.ops.norm.BatchNorm`` with relu=True): the same
+    numbers, one pass over the data less in forward and in backward."""
+    return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, relu=True)
+
+
+def _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, relu):
     x = _tensor(x)
     if x.ndim not in (2, 4):
         raise ValueError(f"batch_norm: expected (N, C) or (N, C, H, W) input, got shape {x.shape}")
@@ -224,7 +234,8 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         raise ValueError("batch_norm: evaluation mode needs running_mean and running_var")
     return norm.BatchNorm.apply(x, None if weight is None else _tensor(weight),
                                 None if bias is None else _tensor(bias), running_mean=_array(running_mean),
-                                running_var=_array(running_var), training=training, momentum=momentum, eps=eps)
+                                running_var=_array(running_var), training=training, momentum=momentum, eps=eps,
+                                relu=relu)
 
 
 def _array(x):

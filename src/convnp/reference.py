@@ -238,6 +238,24 @@ def conv2d_backward_im2col(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
     return dx, dw, db
 
 
+def conv2d_input_gradient_as_convolution(dy, w, padding=0, dilation=1, groups=1):
+    """dy: (N, F, H_out, W_out), w: (F, C // groups, KH, KW) of a STRIDE-1 convolution -> dx: (N, C, H, W).
+
+    With stride 1, input pixel (i, j) met w[f, c, u, v] at output pixel (i + p - u d, j + p - v d), so
+
+        dx[n, c] = sum_{f, u, v} dy_pad[n, f, i + d (KH - 1 - u), j + d (KW - 1 - v)] w[f, c, u, v]
+
+    with dy padded by d (k - 1) - p: a convolution of dy with the filters flipped in space and their
+    F and C axes swapped (per group), which is the transposed convolution of deep-learning libraries.
+    ``convnp.ops.conv`` computes dx this way for 3x3 stride-1 layers.
+    """
+    (ph, pw), (dh, dw) = _pair(padding, "padding"), _pair(dilation, "dilation")
+    F, C_per_group, KH, KW = w.shape
+    flipped = w[:, :, ::-1, ::-1].reshape(groups, F // groups, C_per_group, KH, KW).transpose(0, 2, 1, 3, 4)
+    w_transposed = flipped.reshape(groups * C_per_group, F // groups, KH, KW)
+    return conv2d_forward_im2col(dy, w_transposed, None, 1, (dh * (KH - 1) - ph, dw * (KW - 1) - pw), (dh, dw), groups)
+
+
 # --- pooling -------------------------------------------------------------------------------------
 
 def _pool_geometry(x, kernel_size, stride, padding, name):

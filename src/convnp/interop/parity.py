@@ -110,7 +110,8 @@ CUSTOM = {"functional-ops": (FunctionalOps, (2, 6, 6)), "residual-bn": (Residual
           "concat": (ConcatNet, (1, 10, 10)),
           "depthwise-dilated": (DepthwiseDilated, (3, 15, 15)), "padded-pools": (PaddedPools, (2, 13, 13))}
 BUILT_IN_INPUTS = {"lenet5": (1, 28, 28), "lenet5-classic": (1, 32, 32), "simplecnn": (1, 28, 28),
-                   "tinycnn": (1, 8, 8), "mlp": (1, 28, 28), "smallvgg": (3, 32, 32)}
+                   "tinycnn": (1, 8, 8), "mlp": (1, 28, 28), "smallvgg": (3, 32, 32), "resnet20": (3, 32, 32),
+                   "mnistcnn": (1, 28, 28)}
 
 
 def _randomise_statistics(model, rng):

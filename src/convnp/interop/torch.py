@@ -34,7 +34,7 @@ from .files import require
 from .trace import trace
 
 _LAYERS = (nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.BatchNorm1d, nn.BatchNorm2d,
-           nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Flatten, nn.Dropout)
+           nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Flatten, nn.Dropout, nn.Identity)
 _counter = itertools.count()
 
 
@@ -72,7 +72,7 @@ def layer_source(m):
         return f"nn.Flatten(start_dim={m.start_dim}, end_dim={m.end_dim})"
     if kind is nn.Dropout:
         return f"nn.Dropout(p={m.p!r})"
-    if kind in (nn.ReLU, nn.Tanh, nn.Sigmoid):
+    if kind in (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity):
         return f"nn.{kind.__name__}()"
     raise TorchConversionError(f"{kind.__name__} has no torch twin")
 
@@ -463,7 +463,7 @@ def _convert(t, path, torch):
                                                           else None))
     if kind is tnn.LeakyReLU:
         return nn.LeakyReLU(t.negative_slope)
-    if kind in (tnn.ReLU, tnn.Tanh, tnn.Sigmoid):
+    if kind in (tnn.ReLU, tnn.Tanh, tnn.Sigmoid, tnn.Identity):
         return getattr(nn, kind.__name__)()
     if kind is tnn.Flatten:
         return nn.Flatten(t.start_dim, t.end_dim)

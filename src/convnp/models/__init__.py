@@ -1,4 +1,5 @@
-"""Ready-made models: LeNet-5 (28x28 and the classic 32x32), the small CNNs of classic tutorials, an MLP.
+"""Ready-made models: LeNet-5 (28x28 and the classic 32x32), the small CNNs of classic tutorials, an MLP,
+a small VGG and ResNet-20.
 
 Each model is also known by a short name, the one the command line and checkpoints use:
 
@@ -10,7 +11,8 @@ import inspect
 
 from .lenet import LeNet5, LeNet5Classic
 from .mlp import MLP
-from .tutorial import SimpleCNN, TinyCNN
+from .resnet import BasicBlock, ResNet20
+from .tutorial import MnistCNN, SimpleCNN, TinyCNN
 from .vgg import SmallVGG
 
 MODELS = {
@@ -20,10 +22,12 @@ MODELS = {
     "tinycnn": TinyCNN,
     "mlp": MLP,
     "smallvgg": SmallVGG,
+    "resnet20": ResNet20,
+    "mnistcnn": MnistCNN,
 }
 
-__all__ = ["LeNet5", "LeNet5Classic", "SimpleCNN", "TinyCNN", "MLP", "SmallVGG", "MODELS", "get_model",
-           "model_class", "model_name", "model_config", "constructor_parameters"]
+__all__ = ["LeNet5", "LeNet5Classic", "SimpleCNN", "TinyCNN", "MnistCNN", "MLP", "SmallVGG", "ResNet20", "BasicBlock",
+           "MODELS", "get_model", "model_class", "model_name", "model_config", "constructor_parameters"]
 
 
 def model_class(name):

@@ -26,17 +26,20 @@ which is cheaper than reading kept columns back from memory and keeps memory at 
 In backward, dW is computed as ``cols @ dy_mat^T`` (C/G*kh*kw, F/G) and transposed at the end, the
 operand order OpenBLAS runs faster.
 """
+import functools
 from typing import NamedTuple
 
+from .. import parallel
 from ..backend import get_array_module, is_device_array
 from ..function import Function
-from ..parallel import parallel_map, pieces_for, split
+from ..parallel import get_num_threads, parallel_map, pieces_for, split
 from .windows import empty_in_order, memory_order, output_size, pad2d, window_slice, windows
 
 TILE_NUMBERS = 1 << 17  # 512 KB of float32 columns per GEMM: see TILES above
 TILE_COLUMNS = 512  # but at least this many columns per GEMM: see choose_tile_width
 CHUNK_NUMBERS = 1 << 20  # 4 MB of columns copied at once
 SLAB_NUMBERS = 1 << 15  # the smallest col2im slab worth a thread of its own: see input_gradient_jobs
+TRANSPOSED_MIN_CHANNELS = 16  # input channels a group needs for dx by convolution: input_gradient_is_a_convolution
 
 
 class ConvGeometry(NamedTuple):
@@ -51,25 +54,35 @@ class ConvGeometry(NamedTuple):
     groups: int
     out_size: tuple  # (H_out, W_out)
     tile_width: int  # output columns a GEMM tile holds (a divisor of W_out): choose_tile_width
-    chunks: list  # [(first, stop), ...] output rows copied and multiplied at once
+    chunks: tuple  # ((first, stop), ...) output rows copied and multiplied at once
 
 
 def conv_geometry(x, w_shape, stride, padding, dilation, groups):
     """The ConvGeometry of x: (N, C, H, W) convolved with weights of w_shape (F, C/G, kh, kw): output
     size, chunks of whole output rows (at most CHUNK_NUMBERS im2col numbers, at least one per thread)
-    and the tile width."""
-    n, c, h, w_in = x.shape
+    and the tile width.  Worked out once per layer shape (``_conv_geometry`` is cached): a training
+    run asks for the same few geometries thousands of times."""
+    tuning = (get_num_threads(), CHUNK_NUMBERS, TILE_NUMBERS, TILE_COLUMNS, parallel.MIN_NUMBERS)
+    return _conv_geometry(x.shape, x.dtype, memory_order(x), tuple(w_shape), stride, padding, dilation, groups,
+                          is_device_array(x), tuning)
+
+
+@functools.lru_cache(maxsize=512)
+def _conv_geometry(x_shape, dtype, order, w_shape, stride, padding, dilation, groups, on_device, tuning):
+    """conv_geometry's work, from hashable arguments.  ``tuning`` holds everything else it reads (the
+    thread count and the size limits), so a changed setting is a new key, never a stale answer."""
+    n, c, h, w_in = x_shape
     _, _, kh, kw = w_shape
     h_out = output_size(h, kh, stride[0], padding[0], dilation[0])
     w_out = output_size(w_in, kw, stride[1], padding[1], dilation[1])
     per_pixel = c * kh * kw * n  # numbers in im2col's columns for one output pixel (all images)
     rows_per_chunk = max(1, CHUNK_NUMBERS // (per_pixel * w_out))
     rows_per_chunk = min(rows_per_chunk, -(-h_out // pieces_for(per_pixel * w_out * h_out, h_out)))
-    chunks = [(r, min(r + rows_per_chunk, h_out)) for r in range(0, h_out, rows_per_chunk)]
-    if is_device_array(x):  # the GPU's work policy: all rows at once, whole-row tiles, no convnp threads
-        return ConvGeometry(x.shape, x.dtype, memory_order(x), (kh, kw), stride, padding, dilation, groups,
-                            (h_out, w_out), w_out, [(0, h_out)])
-    return ConvGeometry(x.shape, x.dtype, memory_order(x), (kh, kw), stride, padding, dilation, groups,
+    chunks = tuple((r, min(r + rows_per_chunk, h_out)) for r in range(0, h_out, rows_per_chunk))
+    if on_device:  # the GPU's work policy: all rows at once, whole-row tiles, no convnp threads
+        return ConvGeometry(x_shape, dtype, order, (kh, kw), stride, padding, dilation, groups,
+                            (h_out, w_out), w_out, ((0, h_out),))
+    return ConvGeometry(x_shape, dtype, order, (kh, kw), stride, padding, dilation, groups,
                         (h_out, w_out), choose_tile_width(w_out, per_pixel, n), chunks)
 
 
@@ -135,13 +148,16 @@ class Conv2d(Function):
         dy_mat = dy.transpose(1, 2, 3, 0).reshape(g, f // g, geo.out_size[0] * geo.out_size[1] * n)
         dx = dw = db = None
         dx_jobs = dw_jobs = []
-        if self.needs_input_grad[0]:
+        by_convolution = self.needs_input_grad[0] and input_gradient_is_a_convolution(geo)
+        if self.needs_input_grad[0] and not by_convolution:
             dx_pad = empty_in_order((n, c, h + 2 * ph, w_in + 2 * pw), geo.dtype, geo.order, get_array_module(dy))
             dx_jobs = self.input_gradient_jobs(dy_mat, w_mat, dx_pad)
         if self.needs_input_grad[1]:
             dw_jobs = self.weight_gradient_jobs(dy_mat, x_pad)
         results = parallel_map(lambda job: job[0](job[1]), dx_jobs + dw_jobs)
-        if self.needs_input_grad[0]:
+        if by_convolution:
+            dx = input_gradient_by_convolution(dy, w_mat, geo)
+        elif self.needs_input_grad[0]:
             dx = dx_pad[:, :, ph:ph + h, pw:pw + w_in]
         if self.needs_input_grad[1]:
             dw_mat = sum(results[len(dx_jobs):])  # the weight gradient jobs' partial sums
@@ -215,6 +231,39 @@ class Conv2d(Function):
         g, m, _ = matrix.shape
         tiled = matrix.reshape(g, m, h_out, w_out // tile_width, tile_width * n)[:, :, rows[0]:rows[1]]
         return tiled.transpose(2, 3, 0, 1, 4)
+
+
+def input_gradient_is_a_convolution(geometry):
+    """Whether backward computes dx as a convolution of dy (``input_gradient_by_convolution``) rather
+    than col2im of ``w^T dy``: for stride 1 (the 3x3 layers of VGG and ResNet), when each
+    group has at least TRANSPOSED_MIN_CHANNELS input channels (with fewer, dx's GEMM has too few rows
+    for OpenBLAS: LeNet-5's 6-channel conv2 is faster through col2im; docs/performance.md).  The
+    padding must be at most the dilated kernel's reach, so that dx's convolution has padding >= 0."""
+    (kh, kw), (dh, dw), (ph, pw) = geometry.kernel, geometry.dilation, geometry.padding
+    return (geometry.stride == (1, 1) and ph <= dh * (kh - 1) and pw <= dw * (kw - 1)
+            and geometry.x_shape[1] // geometry.groups >= TRANSPOSED_MIN_CHANNELS)
+
+
+def input_gradient_by_convolution(dy, w_mat, geometry):
+    """dy: (N, F, H_out, W_out), w_mat: (G, F/G, C/G*kh*kw) of a stride-1 convolution -> dx: (N, C, H, W)
+
+        dx = conv2d(dy, w flipped in space with F and C swapped, padding d (k - 1) - p, dilation d)
+
+    (``reference.conv2d_input_gradient_as_convolution``).  For stride 1, x's pixel (i, j) met w[u, v]
+    at output pixel (i + p - u d, j + p - v d): a correlation of dy with the flipped filter.  This is
+    one im2col copy of dy and one GEMM (the forward kernel, chunked and threaded), where col2im makes
+    a kh*kw loop of ``+=`` over dx; faster for the 3x3 layers of VGG and ResNet (docs/performance.md).
+    """
+    (_, c, _, _), (kh, kw), g = geometry.x_shape, geometry.kernel, geometry.groups
+    f = dy.shape[1]
+    w_flipped = w_mat.reshape(g, f // g, c // g, kh, kw)[:, :, :, ::-1, ::-1]
+    w_transposed = get_array_module(dy).ascontiguousarray(w_flipped.transpose(0, 2, 1, 3, 4)).reshape(c, f // g, kh, kw)
+    (dh, dw), (ph, pw) = geometry.dilation, geometry.padding
+    convolution = Conv2d()
+    convolution.needs_input_grad = (False, False, False)
+    dx = convolution.forward(dy, w_transposed, None, (1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw),
+                             geometry.dilation, g)
+    return dx if dx.dtype == geometry.dtype else dx.astype(geometry.dtype)
 
 
 def choose_tile_width(w_out, per_pixel, n):

@@ -9,7 +9,8 @@ from ..function import Function
 def _uniform(rng, x, shape):
     """Uniform [0, 1) numbers of ``shape`` on x's device: from ``rng`` (NumPy) or ``cupy.random``."""
     xp = get_array_module(x)
-    return rng.random(shape) if xp is np else xp.random.random(shape)
+    dtype = np.float32 if x.dtype == np.float32 else np.float64  # float32 draws: half the bytes to write
+    return rng.random(shape, dtype=dtype) if xp is np else xp.random.random(shape, dtype=dtype)
 
 
 class Dropout(Function):

@@ -104,8 +104,12 @@ def pad2d(x, padding, value=0.0):
     if ph == 0 and pw == 0:
         return x
     n, c, h, w = x.shape
-    padded = empty_in_order((n, c, h + 2 * ph, w + 2 * pw), x.dtype, memory_order(x), get_array_module(x), value)
+    padded = empty_in_order((n, c, h + 2 * ph, w + 2 * pw), x.dtype, memory_order(x), get_array_module(x))
     padded[:, :, ph:ph + h, pw:pw + w] = x
+    padded[:, :, :ph] = value  # only the border is filled: one pass over the array, not two
+    padded[:, :, ph + h:] = value
+    padded[:, :, ph:ph + h, :pw] = value
+    padded[:, :, ph:ph + h, pw + w:] = value
     return padded
 
 

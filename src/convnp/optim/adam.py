@@ -67,10 +67,16 @@ class Adam(Optimizer):
                     else:
                         g = g + weight_decay * p.data
 
+                # The formulas above, in place in one scratch array: the same roundings as writing them
+                # out, without the seven temporary arrays that would allocate (and page-fault) each step.
                 m, v = state["exp_avg"], state["exp_avg_sq"]
-                m += (1 - beta1) * (g - m)
+                scratch = xp.subtract(g, m)
+                scratch *= 1 - beta1
+                m += scratch                                   # m += (1 - beta1) (g - m)
                 v *= beta2
-                v += (1 - beta2) * g * g
+                xp.multiply(g, 1 - beta2, out=scratch)
+                scratch *= g
+                v += scratch                                   # v = beta2 v + (1 - beta2) g^2
                 if group["amsgrad"]:
                     v_max = state["max_exp_avg_sq"]
                     xp.maximum(v_max, v, out=v_max)
@@ -78,8 +84,12 @@ class Adam(Optimizer):
 
                 bias_correction1 = 1 - beta1 ** t
                 bias_correction2 = 1 - beta2 ** t
-                denom = xp.sqrt(v) / math.sqrt(bias_correction2) + eps
-                p.data -= (lr / bias_correction1) * (m / denom)
+                xp.sqrt(v, out=scratch)
+                scratch /= math.sqrt(bias_correction2)
+                scratch += eps                                 # denom
+                xp.divide(m, scratch, out=scratch)
+                scratch *= lr / bias_correction1
+                p.data -= scratch                              # p -= (lr / bc1) m / denom
         return loss
 
 

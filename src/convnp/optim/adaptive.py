@@ -45,13 +45,23 @@ class Adadelta(Optimizer):
                 if not state:
                     state.update(step=0, square_avg=xp.zeros_like(p.data), acc_delta=xp.zeros_like(p.data))
                 state["step"] += 1
-                v, u = state["square_avg"], state["acc_delta"]
+                v, u = state["square_avg"], state["acc_delta"]  # in place, in two scratch arrays (as Adam)
+                scratch = xp.multiply(g, 1 - rho)
+                scratch *= g
                 v *= rho
-                v += (1 - rho) * g * g
-                delta = xp.sqrt(u + eps) / xp.sqrt(v + eps) * g
+                v += scratch                                    # v = rho v + (1 - rho) g^2
+                delta = xp.add(u, eps)
+                xp.sqrt(delta, out=delta)
+                xp.add(v, eps, out=scratch)
+                xp.sqrt(scratch, out=scratch)
+                delta /= scratch
+                delta *= g                                      # delta = sqrt(u + eps) / sqrt(v + eps) g
+                xp.multiply(delta, 1 - rho, out=scratch)
+                scratch *= delta
                 u *= rho
-                u += (1 - rho) * delta * delta
-                p.data -= lr * delta
+                u += scratch                                    # u = rho u + (1 - rho) delta^2
+                delta *= lr
+                p.data -= delta
         return loss
 
 

@@ -1,0 +1,104 @@
+"""Every fast path of convolution against the plain rungs of convnp.reference and against PyTorch:
+the input gradient computed as a convolution of dy (stride 1, >= 16 channels a group) and the col2im
+one it replaces, forward and backward, float32 and float64, odd sizes, padding, dilation, groups and
+non-contiguous inputs."""
+import numpy as np
+import pytest
+import torch
+
+import convnp
+from convnp import functional as F, reference
+from convnp.ops import conv
+from helpers import assert_close, assert_parity, tolerance
+
+# (N, C, H, W, F, kernel, padding, dilation, groups)
+CASES = [
+    (3, 16, 9, 7, 5, 3, 1, 1, 1),      # odd sizes, few filters
+    (2, 32, 8, 8, 32, 3, 1, 1, 1),     # a VGG layer
+    (2, 16, 10, 9, 8, 3, 0, 1, 1),     # no padding
+    (2, 16, 7, 7, 4, 3, 2, 1, 1),      # padding = the kernel's reach
+    (2, 16, 11, 10, 6, 3, 2, 2, 1),    # dilation 2
+    (2, 32, 6, 7, 8, 3, 1, 1, 2),      # two groups of 16 channels
+    (1, 16, 9, 9, 3, 5, 2, 1, 1),      # a 5x5 kernel
+    (2, 16, 6, 5, 4, (3, 1), (1, 0), 1, 1),  # a non-square kernel
+]
+
+
+def _pair(v):
+    return v if isinstance(v, tuple) else (v, v)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_convolution_path_is_taken_and_matches_the_reference_rungs(case):
+    n, c, h, w_in, f, k, p, d, g = case
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, h, w_in))
+    w = rng.standard_normal((f, c // g) + _pair(k))
+    x_batch_innermost = conv.batch_innermost(x)
+    geometry = conv.conv_geometry(x_batch_innermost, w.shape, (1, 1), _pair(p), _pair(d), g)
+    assert conv.input_gradient_is_a_convolution(geometry)
+    y = reference.conv2d_forward_im2col(x, w, None, 1, p, d, g)
+    dy = rng.standard_normal(y.shape)
+    dx_loops, _, _ = reference.conv2d_backward(dy, x, w, 1, p, d, g)
+    dx_rung = reference.conv2d_input_gradient_as_convolution(dy, w, p, d, g)
+    np.testing.assert_allclose(dx_rung, dx_loops, rtol=1e-10, atol=1e-10)
+    xt = convnp.Tensor(x, requires_grad=True)
+    out = F.conv2d(xt, convnp.Tensor(w), padding=p, dilation=d, groups=g)
+    out.backward(dy)
+    np.testing.assert_allclose(xt.grad, dx_loops, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES)
+def test_forward_and_every_gradient_match_pytorch(case, dtype):
+    n, c, h, w_in, f, k, p, d, g = case
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, c, h, w_in)).astype(dtype)
+    w = (rng.standard_normal((f, c // g) + _pair(k)) * 0.2).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    rtol, atol = tolerance(dtype)
+    assert_parity(lambda x, w, b: F.conv2d(x, w, b, padding=p, dilation=d, groups=g),
+                  lambda x, w, b: torch.nn.functional.conv2d(x, w, b, padding=p, dilation=d, groups=g),
+                  x, w, b, rtol=rtol, atol=atol)
+
+
+def test_non_contiguous_inputs_and_a_gradient_in_another_layout():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 16, 12, 14)).astype(np.float32)[::2, :, 1:-1, ::-1]  # a strided view
+    x_nhwc = np.ascontiguousarray(rng.standard_normal((2, 9, 9, 16)).astype(np.float32)).transpose(0, 3, 1, 2)
+    w = (rng.standard_normal((8, 16, 3, 3)) * 0.2).astype(np.float32)
+    for array in (x, x_nhwc):
+        assert_parity(lambda x, w: F.relu(F.conv2d(x, w, padding=1)).sum(axis=(2, 3)),
+                      lambda x, w: torch.relu(torch.nn.functional.conv2d(x, w, padding=1)).sum(dim=(2, 3)),
+                      array, w, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride, channels", [((2, 2), 16), ((1, 1), 8), ((2, 1), 32)])
+def test_layers_the_rule_leaves_on_col2im_still_match_the_loops(stride, channels):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, channels, 9, 8))
+    w = rng.standard_normal((6, channels, 3, 3))
+    geometry = conv.conv_geometry(conv.batch_innermost(x), w.shape, stride, (1, 1), (1, 1), 1)
+    assert not conv.input_gradient_is_a_convolution(geometry)
+    y = reference.conv2d_forward(x, w, None, stride, 1)
+    dy = rng.standard_normal(y.shape)
+    xt = convnp.Tensor(x, requires_grad=True)
+    F.conv2d(xt, convnp.Tensor(w), stride=stride, padding=1).backward(dy)
+    assert_close(xt.grad, reference.conv2d_backward(dy, x, w, stride, 1)[0], 1e-10, 1e-10, "dx")
+
+
+def test_threads_split_the_convolution_path_the_same_way():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 32, 16, 16)).astype(np.float32)
+    w = (rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float32)
+    dy = rng.standard_normal((8, 32, 16, 16)).astype(np.float32)
+    grads = []
+    for threads in (1, 2):
+        with convnp.num_threads(threads):
+            xt = convnp.Tensor(x, requires_grad=True)
+            F.conv2d(xt, convnp.Tensor(w), padding=1).backward(dy)
+            grads.append(xt.grad)
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5, atol=1e-5)
+    expected = reference.conv2d_backward_im2col(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
+                                               1, 1)[0]
+    assert_close(grads[1], expected, 1e-4, 1e-5, "dx")

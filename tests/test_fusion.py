@@ -1,0 +1,132 @@
+"""Batch norm + ReLU fused into one op while training (convnp.ops.norm.BatchNorm with relu=True): the
+same numbers as the two ops one after the other, PyTorch's numbers, and nothing that watches a module
+(convnp.summary's tracing, a replaced forward) misses the ReLU."""
+import numpy as np
+import pytest
+import torch
+
+import convnp
+from convnp import functional as F, models, nn
+from convnp.ops.norm import BatchNorm
+from helpers import assert_close, to_torch
+
+
+def unfused_and_fused(model, x, dy):
+    """(output, input gradient, parameter gradients) of ``model`` with the fusion switched off and on."""
+    results = []
+    for fuse in (False, True):
+        state = {k: v.copy() for k, v in model.state_dict().items()}
+        original = nn.layers.fuses_with_relu
+        if not fuse:
+            nn.layers.fuses_with_relu = lambda module, following: False
+        try:
+            xt = convnp.Tensor(x, requires_grad=True)
+            model.zero_grad()
+            out = model(xt)
+            out.backward(dy)
+        finally:
+            nn.layers.fuses_with_relu = original
+        results.append((out.data, xt.grad, [p.grad.copy() for p in model.parameters()], out))
+        model.load_state_dict(state)  # the running statistics back, for the second pass
+    return results
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_sequential_gives_the_two_ops_numbers_exactly_and_pytorchs(dtype):
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+    model = model.astype(dtype) if dtype != np.float32 else model
+    x = rng.standard_normal((4, 3, 7, 6)).astype(dtype)
+    dy = rng.standard_normal((4, 8, 7, 6)).astype(dtype)
+    (y0, dx0, g0, _), (y1, dx1, g1, out) = unfused_and_fused(model, x, dy)
+    assert type(out._ctx) is BatchNorm  # the last op of the fused forward is the batch norm itself
+    np.testing.assert_array_equal(y1, y0)
+    np.testing.assert_array_equal(dx1, dx0)
+    for a, b in zip(g1, g0):
+        np.testing.assert_array_equal(a, b)
+    twin = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU()).to(
+        torch.float64 if dtype == np.float64 else torch.float32)
+    twin.load_state_dict({k: torch.from_numpy(np.asarray(v).copy()) for k, v in model.state_dict().items()})
+    xt = to_torch(x, requires_grad=True)
+    twin(xt).backward(torch.from_numpy(dy))
+    rtol, atol = (1e-4, 1e-5) if dtype == np.float32 else (1e-10, 1e-10)
+    assert_close(y1, twin(to_torch(x)).detach(), rtol, atol, "output")  # (a second step: same statistics)
+    assert_close(dx1, xt.grad, rtol, atol, "dx")
+    assert_close(g1[2], twin[1].weight.grad, rtol, atol, "batch-norm weight gradient")
+
+
+def test_resnet_blocks_fuse_and_match_the_unfused_run():
+    convnp.manual_seed(0)
+    model = models.ResNet20(widths=(4, 8, 8), blocks=1)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 3, 12, 12)).astype(np.float32)
+    dy = rng.standard_normal((3, 10)).astype(np.float32)
+    (y0, dx0, g0, _), (y1, dx1, g1, _) = unfused_and_fused(model, x, dy)
+    np.testing.assert_array_equal(y1, y0)
+    np.testing.assert_array_equal(dx1, dx0)
+    for a, b in zip(g1, g0):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_no_fusion_in_evaluation_or_when_a_forward_is_replaced():
+    model = nn.Sequential(nn.BatchNorm2d(2), nn.ReLU())
+    bn, relu = model[0], model[1]
+    assert nn.layers.fuses_with_relu(bn, relu)
+    model.eval()
+    assert not nn.layers.fuses_with_relu(bn, relu)
+    model.train()
+    seen = []
+    relu.forward = lambda x: seen.append(x.shape) or F.relu(x)  # a user's (or a tracer's) wrapper
+    assert not nn.layers.fuses_with_relu(bn, relu)
+    model(convnp.Tensor(np.random.default_rng(0).standard_normal((2, 2, 3, 3)).astype(np.float32)))
+    assert seen == [(2, 2, 3, 3)]
+    assert not nn.layers.fuses_with_relu(nn.BatchNorm2d(2), nn.LeakyReLU())
+
+
+def test_summary_of_a_training_model_still_lists_every_relu():
+    model = models.SmallVGG()
+    assert model.training
+    table = convnp.summary(model, (3, 32, 32))
+    assert sum(row.type == "ReLU" for row in table.leaf_rows()) == 6
+    assert model.training  # summary restores the mode
+
+
+def test_relu_then_max_pool_runs_as_pool_then_relu_with_the_same_numbers_and_gradients():
+    """Windows whose maximum is negative, zero, tied, or positive, and a padded pool."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(-3, 3, size=(2, 3, 8, 8)).astype(np.float64)  # small integers: ties and zeros
+    x[0, 0, :2, :2] = -1.0  # a window with only negative values
+    for pool in (nn.MaxPool2d(2), nn.MaxPool2d(3, stride=2, padding=1)):
+        model = nn.Sequential(nn.ReLU(), pool)
+        dy = rng.standard_normal(model(convnp.Tensor(x)).shape)
+        results = []
+        for swap in (False, True):
+            original = nn.layers.relu_commutes_with_pool
+            if not swap:
+                nn.layers.relu_commutes_with_pool = lambda relu, pool: False
+            try:
+                xt = convnp.Tensor(x, requires_grad=True)
+                out = model(xt)
+                out.backward(dy)
+            finally:
+                nn.layers.relu_commutes_with_pool = original
+            results.append((out.data, xt.grad, type(out._ctx).__name__))
+        (y0, dx0, last0), (y1, dx1, last1) = results
+        assert (last0, last1) == ("MaxPool2d", "ReLU")  # the swap really happened
+        np.testing.assert_array_equal(y1, y0)
+        np.testing.assert_array_equal(dx1, dx0)
+        xt = to_torch(x, requires_grad=True)
+        torch_pool = torch.nn.MaxPool2d(pool.kernel_size, pool.stride, pool.padding)
+        torch_pool(torch.relu(xt)).backward(torch.from_numpy(dy))
+        np.testing.assert_allclose(dx1, xt.grad.numpy(), rtol=1e-12, atol=1e-12)  # overlapping windows: sums
+
+
+def test_lenet5_swaps_only_when_nothing_watches_its_modules():
+    model = models.LeNet5()
+    x = np.random.default_rng(4).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    swapped = model(convnp.Tensor(x)).data
+    table = convnp.summary(model, (1, 28, 28))  # tracing: the written order, pool after relu
+    calls = [row.type for row in table.leaf_rows()]
+    assert calls[:3] == ["Conv2d", "ReLU", "MaxPool2d"]
+    model.relu.forward = lambda x: F.relu(x)  # watched: the written order, the same numbers
+    np.testing.assert_array_equal(model(convnp.Tensor(x)).data, swapped)
