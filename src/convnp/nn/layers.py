@@ -247,11 +247,12 @@ class Dropout(Module):
 
 
 def fuses_with_relu(module, following):
-    """Whether ``following(module(x))`` runs as one fused op: a batch norm followed by a plain ReLU, while
+    """Whether ``following(module(x))`` runs as one fused op: a plain batch norm (not a subclass such as
+    SyncBatchNorm, whose forward is its own) followed by a plain ReLU, while
     training (where the fusion saves a pass over the data each way; evaluation is a cheap affine map
     either way), and neither module's forward replaced on the instance (by convnp.summary's or the
     exporter's tracing, or by the user), so that everything that watches a module still sees it run."""
-    return (isinstance(module, _BatchNorm) and type(following) is ReLU and module.training
+    return (type(module) in (BatchNorm1d, BatchNorm2d) and type(following) is ReLU and module.training
             and "forward" not in vars(module) and "forward" not in vars(following))
 
 
