@@ -23,6 +23,10 @@ that, and adds four things, each for a reason (the numbers are in docs/performan
 
 The columns are never kept for backward: it rebuilds them from the padded input a chunk at a time,
 which is cheaper than reading kept columns back from memory and keeps memory at the input's size.
+MEMORY: what is kept is the input itself, not its padded copy: the input is usually the previous
+layer's output, alive anyway (a fused batch norm + ReLU keeps it for its mask), so keeping it costs
+nothing, where the padded copy was one more activation per layer (1.3-1.65x PyTorch's peak memory
+in the VGG scaling rows); backward pads it again, one copy.
 In backward, dW is computed as ``cols @ dy_mat^T`` (C/G*kh*kw, F/G) and transposed at the end, the
 operand order OpenBLAS runs faster.
 """
@@ -118,7 +122,7 @@ class Conv2d(Function):
             xp.matmul(w_mat, view.reshape(groups, c_group * kh * kw, h_out * w_out * n), out=y_mat)
             if b_col is not None:
                 y_mat += b_col
-            self.save_for_backward(x_pad if self.needs_input_grad[1] else None, w_mat)
+            self.save_for_backward(x if self.needs_input_grad[1] else None, w_mat)
             return y_mat.reshape(f, h_out, w_out, n).transpose(3, 0, 1, 2)
 
         def forward_chunk(rows):  # chunks write disjoint rows of y_mat, so they run on parallel threads
@@ -128,7 +132,7 @@ class Conv2d(Function):
                 y_tiles += b_col
 
         parallel_map(forward_chunk, geo.chunks)
-        self.save_for_backward(x_pad if self.needs_input_grad[1] else None, w_mat)
+        self.save_for_backward(x if self.needs_input_grad[1] else None, w_mat)  # unpadded: see MEMORY
         return y_mat.reshape(f, h_out, w_out, n).transpose(3, 0, 1, 2)  # (F, H, W, N) memory
 
     def backward(self, dy):
@@ -139,7 +143,7 @@ class Conv2d(Function):
         """One list of independent jobs for convnp's threads: the input gradient of parts of the
         channels, and the weight gradient of chunks of rows.  Threads take the next job as they become
         free, so with dx in one long job (LeNet-5's conv2), one thread computes it while another takes dW."""
-        x_pad, w_mat = self.saved
+        x, w_mat = self.saved
         geo = self.geometry
         n, c, h, w_in = geo.x_shape
         (ph, pw), (kh, kw), g = geo.padding, geo.kernel, geo.groups
@@ -153,7 +157,7 @@ class Conv2d(Function):
             dx_pad = empty_in_order((n, c, h + 2 * ph, w_in + 2 * pw), geo.dtype, geo.order, get_array_module(dy))
             dx_jobs = self.input_gradient_jobs(dy_mat, w_mat, dx_pad)
         if self.needs_input_grad[1]:
-            dw_jobs = self.weight_gradient_jobs(dy_mat, x_pad)
+            dw_jobs = self.weight_gradient_jobs(dy_mat, pad2d(x, geo.padding))
         results = parallel_map(lambda job: job[0](job[1]), dx_jobs + dw_jobs)
         if by_convolution:
             dx = input_gradient_by_convolution(dy, w_mat, geo)
