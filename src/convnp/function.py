@@ -19,10 +19,11 @@ trace_hook = None
 
 
 class Function:
-    def __init__(self):
-        self.inputs = None
-        self.needs_input_grad = ()
-        self.saved = ()
+    # Defaults for every op instance (class attributes, so creating an op runs no __init__: one op is
+    # created per call, thousands per step); an instance sets its own as it runs.
+    inputs = None
+    needs_input_grad = ()
+    saved = ()
 
     def save_for_backward(self, *arrays):
         """Keep what backward needs (and say so explicitly: this is the op's memory cost)."""

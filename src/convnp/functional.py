@@ -59,20 +59,42 @@ def conv2d(x: TensorLike, w: TensorLike, b: TensorLike | None = None, stride: Si
     ``where`` is the name errors start with (``nn.Conv2d`` passes itself).
     """
     x, w = _tensor(x), _tensor(w)
-    if w.ndim != 4:
-        raise ValueError(f"{where}: weight must be (F, C/groups, kh, kw), got shape {w.shape}")
-    f, c_group, kh, kw = w.shape
+    b = None if b is None else _tensor(b)
+    # The checks below depend only on shapes and arguments, so a call like one already checked skips
+    # them (a layer makes the same call every step; batch-1 inference felt their cost).
+    key = (x.shape, w.shape, None if b is None else b.shape, stride, padding, dilation, groups)
+    try:
+        checked = _checked_conv_calls.get(key)
+    except TypeError:  # an unhashable argument (a list): checked every time
+        key, checked = None, None
+    if checked is None:
+        checked = _check_conv_call(x.shape, w.shape, None if b is None else b.shape, stride, padding, dilation,
+                                   groups, where)
+        if key is not None:
+            if len(_checked_conv_calls) >= 4096:
+                _checked_conv_calls.clear()
+            _checked_conv_calls[key] = checked
+    stride, padding, dilation = checked
+    return conv.Conv2d.apply(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+_checked_conv_calls = {}  # conv2d's checked calls: (shapes and arguments) -> (stride, padding, dilation)
+
+
+def _check_conv_call(x_shape, w_shape, b_shape, stride, padding, dilation, groups, where):
+    """conv2d's checks, raising a ValueError that names ``where``; -> the (stride, padding, dilation) pairs."""
+    if len(w_shape) != 4:
+        raise ValueError(f"{where}: weight must be (F, C/groups, kh, kw), got shape {w_shape}")
+    f, c_group, kh, kw = w_shape
     stride, dilation = pair(stride, "stride"), pair(dilation, "dilation")
     padding = conv_padding(padding, (kh, kw), dilation, stride, where)
     check_window_args((kh, kw), stride, padding, dilation, where)
     if not isinstance(groups, (int, np.integer)) or groups < 1 or f % groups:
         raise ValueError(f"{where}: groups={groups} must be >= 1 and divide the {f} output channels")
-    check_window_input(x.shape, (kh, kw), stride, padding, dilation, where, channels=c_group * groups)
-    if b is not None:
-        b = _tensor(b)
-        if b.shape != (f,):
-            raise ValueError(f"{where}: bias must have shape ({f},), got {b.shape}")
-    return conv.Conv2d.apply(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    check_window_input(x_shape, (kh, kw), stride, padding, dilation, where, channels=c_group * groups)
+    if b_shape is not None and b_shape != (f,):
+        raise ValueError(f"{where}: bias must have shape ({f},), got {b_shape}")
+    return stride, padding, dilation
 
 
 def pool_args(kernel_size, stride, padding, where):
