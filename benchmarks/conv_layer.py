@@ -61,7 +61,8 @@ def main(argv):
     macs = n * f * (side // stride) ** 2 * c * k * k
     fwd, both = median_ms(forward), median_ms(forward_backward)
     print(f"{library:6} C{c} F{f} side {side} batch {n} stride {stride} k{k}: forward {fwd:7.2f} ms "
-          f"({2 * macs / fwd / 1e6:5.1f} GFLOP/s), forward+backward {both:7.2f} ms ({6 * macs / both / 1e6:5.1f} GFLOP/s)")
+          f"({2 * macs / fwd / 1e6:5.1f} GFLOP/s), forward+backward {both:7.2f} ms "
+          f"({6 * macs / both / 1e6:5.1f} GFLOP/s)")
 
 
 if __name__ == "__main__":
