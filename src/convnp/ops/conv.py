@@ -28,7 +28,7 @@ layer's output, alive anyway (a fused batch norm + ReLU keeps it for its mask), 
 nothing, where the padded copy was one more activation per layer (1.3-1.65x PyTorch's peak memory
 in the VGG scaling rows); backward pads it again, one copy.
 In backward, dW is computed as ``cols @ dy_mat^T`` (C/G*kh*kw, F/G) and transposed at the end, the
-operand order OpenBLAS runs faster.
+operand order OpenBLAS runs faster, one GEMM per chunk of rows.
 """
 import functools
 from typing import NamedTuple
@@ -203,15 +203,19 @@ class Conv2d(Function):
 
     def weight_gradient_jobs(self, dy_mat, x_pad):
         """dW = sum over row chunks of cols @ dy_mat^T, as one job per chunk returning its partial sum
-        (G, C/G*kh*kw, F/G); whole rows, as the inner dimension of a dW product is the long one."""
+        (G, C/G*kh*kw, F/G).  A chunk's columns are laid (G, C/G*kh*kw, rows*W_out*N), the order of
+        dy_mat's own columns, so the chunk's dy is a plain slice and the chunk is ONE GEMM whose inner
+        dimension is every pixel of the chunk (docs/performance.md, 2026-12-02)."""
+        geo = self.geometry
         view = self.window_view(x_pad)
-        w_out = self.geometry.out_size[1]
+        (n, c, *_), (kh, kw), g, w_out = geo.x_shape, geo.kernel, geo.groups, geo.out_size[1]
 
-        def weight_gradient(rows):  # one chunk's share of dW, a GEMM per whole row
-            partial = self.im2col(view, rows, w_out) @ self.tiles(dy_mat, rows, w_out).swapaxes(-1, -2)
-            return partial.sum(axis=(0, 1))
+        def weight_gradient(rows):  # one chunk's share of dW: its im2col copy and one GEMM per group
+            first, stop = rows
+            cols = view[:, :, :, first:stop].reshape(g, c // g * kh * kw, (stop - first) * w_out * n)
+            return cols @ dy_mat[:, :, first * w_out * n:stop * w_out * n].swapaxes(-1, -2)
 
-        return [(weight_gradient, rows) for rows in self.geometry.chunks]
+        return [(weight_gradient, rows) for rows in geo.chunks]
 
     def window_view(self, x_pad):
         """x_pad: (N, C, Hp, Wp) -> every window as a view (C, kh, kw, H_out, W_out, N), no copy."""
