@@ -274,3 +274,31 @@ def test_lenet_step_is_the_same_on_one_and_three_threads(threaded):
         gradients.append([p.grad for p in model.parameters()])
     for one, three in zip(*gradients):
         np.testing.assert_allclose(three, one, rtol=1e-12, atol=1e-14)
+
+
+def test_a_big_linear_layer_splits_its_products_among_the_threads_with_pytorchs_numbers():
+    """PyTorch's MNIST example's 9216 -> 128 layer at batch 64: forward, dx and dW each above
+    MIN_SPLIT_MACS, so each runs in pieces on two threads; the same numbers as one thread and torch."""
+    import torch
+
+    from convnp.ops import linear
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((64, 9216)).astype(np.float32)
+    w = (rng.standard_normal((128, 9216)) * 0.01).astype(np.float32)
+    dy = rng.standard_normal((64, 128)).astype(np.float32)
+    assert 64 * 9216 * 128 >= linear.MIN_SPLIT_MACS
+    results = []
+    for threads in (1, 2):
+        with convnp.num_threads(threads):
+            xt, wt = convnp.Tensor(x, requires_grad=True), convnp.Tensor(w, requires_grad=True)
+            y = convnp.functional.linear(xt, wt)
+            y.backward(dy)
+            results.append((y.data, xt.grad, wt.grad))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    xt, wt = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
+    yt = xt @ wt.T
+    yt.backward(torch.from_numpy(dy))
+    for mine, theirs in zip(results[1], (yt.detach(), xt.grad, wt.grad)):
+        np.testing.assert_allclose(mine, theirs.numpy(), rtol=1e-4, atol=1e-4)

@@ -1,7 +1,27 @@
 """Matrix multiplication and the fully connected (linear) layer."""
-from ..backend import get_array_module
+from ..backend import get_array_module, is_device_array
 from ..function import Function
+from ..parallel import parallel_map, pieces_for, split
 from .elementwise import unbroadcast
+
+MIN_SPLIT_MACS = 1 << 22  # a product smaller than this many multiply-adds stays in one piece
+
+
+def threaded_matmul(a, b):
+    """a: (n, k) @ b: (k, m) -> (n, m), the product's columns split among convnp's threads.
+
+    While convnp's threads are on, BLAS runs on one thread (``convnp.parallel``), so a big linear
+    layer (the 9216 -> 128 layer of PyTorch's MNIST example) would multiply on one core; each piece
+    here is one long BLAS call, which is what lets threads pay off.  Small products stay whole."""
+    xp = get_array_module(a)
+    n, k = a.shape
+    m = b.shape[1]
+    pieces = 1 if is_device_array(a) else pieces_for(n * k * m, m, MIN_SPLIT_MACS)
+    if pieces == 1:
+        return a @ b
+    y = xp.empty((n, m), dtype=xp.result_type(a, b))
+    parallel_map(lambda part: xp.matmul(a, b[:, part], out=y[:, part]), split(m, pieces))
+    return y
 
 
 class MatMul(Function):
@@ -40,17 +60,18 @@ class Linear(Function):
 
     def forward(self, x, w, b=None):
         self.save_for_backward(x, w)
-        y = x @ w.T
+        y = threaded_matmul(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
         if b is not None:
             y += b
         return y
 
     def backward(self, dy):
         x, w = self.saved
-        dx = dy @ w if self.needs_input_grad[0] else None
+        dy2 = dy.reshape(-1, dy.shape[-1])
+        dx = threaded_matmul(dy2, w).reshape(x.shape) if self.needs_input_grad[0] else None
         dw = db = None
         if self.needs_input_grad[1]:
-            dw = dy.reshape(-1, dy.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+            dw = threaded_matmul(dy2.T, x.reshape(-1, x.shape[-1]))
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
             db = dy.reshape(-1, dy.shape[-1]).sum(axis=0)
         return dx, dw, db
