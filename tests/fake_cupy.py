@@ -13,6 +13,8 @@ The rules it enforces, as CuPy does:
 
 Everything else is NumPy underneath: results are exactly NumPy's, so tests compare them bit for bit.
 """
+import contextlib
+import os
 import sys
 import types
 
@@ -276,3 +278,26 @@ def install():
 
 def uninstall():
     sys.modules.pop("cupy", None)
+
+
+REAL_CUPY = os.environ.get("CONVNP_REAL_CUPY") == "1"  # benchmarks/gpu_check.sh, on a machine with a GPU
+
+
+@contextlib.contextmanager
+def installed():
+    """The ``cupy`` module of one test: the real one with CONVNP_REAL_CUPY=1 (skipped where it is missing),
+    else a fresh fake in sys.modules, and whatever was there before put back afterwards."""
+    if REAL_CUPY:
+        import pytest
+
+        yield pytest.importorskip("cupy")
+        return
+    previous = sys.modules.get("cupy")
+    module = install()
+    try:
+        yield module
+    finally:
+        if previous is None:
+            uninstall()
+        else:
+            sys.modules["cupy"] = previous

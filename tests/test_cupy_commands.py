@@ -13,7 +13,6 @@ With CONVNP_REAL_CUPY=1 (benchmarks/gpu_check.sh) the same tests run on the real
 import contextlib
 import copy
 import io
-import os
 import sys
 from pathlib import Path
 
@@ -34,23 +33,15 @@ from convnp.train import fit
 sys.path.insert(0, str(Path(__file__).parent))
 import fake_cupy  # noqa: E402
 
-REAL_CUPY = os.environ.get("CONVNP_REAL_CUPY") == "1"
+REAL_CUPY = fake_cupy.REAL_CUPY
 # float32 sums in another order (one GEMM per convolution on the device, chunks and tiles on the CPU)
 TOLERANCE = dict(rtol=1e-3, atol=1e-4) if REAL_CUPY else dict(rtol=1e-4, atol=1e-6)
 
 
 @pytest.fixture
 def cupy():
-    if REAL_CUPY:
-        yield pytest.importorskip("cupy")
-        return
-    previous = sys.modules.get("cupy")
-    module = fake_cupy.install()
-    yield module
-    if previous is None:
-        fake_cupy.uninstall()
-    else:
-        sys.modules["cupy"] = previous
+    with fake_cupy.installed() as module:
+        yield module
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ With CONVNP_REAL_CUPY=1 (benchmarks/gpu_check.sh, on a machine with a GPU) the s
 real CuPy instead of the stand-in.
 """
 import copy
-import os
 import sys
 
 import numpy as np
@@ -23,21 +22,13 @@ from convnp.models import LeNet5
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 import fake_cupy  # noqa: E402
 
-REAL_CUPY = os.environ.get("CONVNP_REAL_CUPY") == "1"
+REAL_CUPY = fake_cupy.REAL_CUPY
 
 
 @pytest.fixture
 def cupy():
-    if REAL_CUPY:  # a real GPU: the same rules, the real thing
-        yield pytest.importorskip("cupy")
-        return
-    previous = sys.modules.get("cupy")
-    module = fake_cupy.install()
-    yield module
-    if previous is None:
-        fake_cupy.uninstall()
-    else:
-        sys.modules["cupy"] = previous
+    with fake_cupy.installed() as module:
+        yield module
 
 
 def on_device(value):

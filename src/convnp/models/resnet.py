@@ -1,6 +1,6 @@
 """A CIFAR-style residual network: ResNet-20 of He et al. (2016), "Deep Residual Learning", section 4.2."""
 from .. import nn
-from ..nn.layers import fuses_with_relu
+from ..nn.layers import relu_of_batch_norm
 
 
 class BasicBlock(nn.Module):
@@ -26,8 +26,7 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Identity()
 
     def forward(self, x):
-        out = self.bn1.forward_relu(self.conv1(x)) if fuses_with_relu(self.bn1, self.relu) else \
-            self.relu(self.bn1(self.conv1(x)))
+        out = relu_of_batch_norm(self.bn1, self.relu, self.conv1(x))  # = relu(bn1(conv1(x))), fused
         return self.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 

@@ -256,6 +256,11 @@ def fuses_with_relu(module, following):
             and "forward" not in vars(module) and "forward" not in vars(following))
 
 
+def relu_of_batch_norm(batch_norm, relu, x):
+    """``relu(batch_norm(x))``, as one fused op when ``fuses_with_relu`` allows it."""
+    return batch_norm.forward_relu(x) if fuses_with_relu(batch_norm, relu) else relu(batch_norm(x))
+
+
 def relu_commutes_with_pool(relu, pool):
     """Whether ``pool(relu(x))`` may run as ``relu(pool(x))``: a plain ReLU then a plain max pool (no
     indices), neither forward replaced on the instance (see ``fuses_with_relu``).  The two orders give
