@@ -30,8 +30,12 @@ def all_subclasses(cls):
 
 
 def instrument(totals, counts):
-    """Wrap forward/backward of every Function subclass; return a function that undoes it."""
+    """Wrap forward/backward of every Function subclass; return a function that undoes it.  Times are
+    exclusive: a call made inside another (the input gradient of a convolution is a convolution's
+    forward) counts for itself only, so the rows add up to the step."""
     originals = []
+    inner = [0.0]  # time spent in timed calls nested inside the current one
+
     for cls in set(all_subclasses(Function)):
         for method in ("forward", "backward"):
             if method not in cls.__dict__:
@@ -39,12 +43,15 @@ def instrument(totals, counts):
             original = cls.__dict__[method]
 
             def timed(self, *args, _original=original, _key=(cls.__name__, method), **kwargs):
+                outer_inner, inner[0] = inner[0], 0.0
                 start = time.perf_counter()
                 try:
                     return _original(self, *args, **kwargs)
                 finally:
-                    totals[_key] += time.perf_counter() - start
+                    elapsed = time.perf_counter() - start
+                    totals[_key] += elapsed - inner[0]
                     counts[_key] += 1
+                    inner[0] = outer_inner + elapsed
 
             originals.append((cls, method, original))
             setattr(cls, method, timed)

@@ -102,3 +102,34 @@ def test_threads_split_the_convolution_path_the_same_way():
     expected = reference.conv2d_backward_im2col(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
                                                1, 1)[0]
     assert_close(grads[1], expected, 1e-4, 1e-5, "dx")
+
+
+# (N, C, H, W, kernel, stride, padding, dilation, groups, rows): the window_rows copy of each kind of layer
+WINDOW_ROW_CASES = [
+    (2, 3, 7, 6, 3, 1, 1, 1, 1, (0, 7)),        # 3x3 same padding, all rows
+    (2, 3, 7, 6, 3, 1, 1, 1, 1, (2, 5)),        # a chunk in the middle: no padding rows in it
+    (3, 4, 9, 8, 3, 2, 1, 1, 2, (1, 4)),        # stride 2, two groups
+    (2, 2, 11, 10, (3, 2), (2, 3), (2, 0), (2, 3), 1, (0, 4)),  # dilation (a copy row per window row)
+    (2, 5, 6, 6, 1, 1, 0, 1, 1, (0, 6)),        # 1x1: each row copied once
+    (1, 2, 4, 4, 3, 1, 3, 1, 1, (0, 8)),        # padding wider than the kernel's reach: zero rows/columns
+]
+
+
+@pytest.mark.parametrize("case", WINDOW_ROW_CASES)
+def test_window_rows_holds_im2cols_columns(case):
+    """The view convolution multiplies is im2col's columns (reference rung 2), rows in (u, c, v) order,
+    in every tile width, for the chunk of output rows asked for; padding is zeros, x is unpadded."""
+    n, c, h, w_in, k, s, p, d, g, (first, stop) = case
+    k, s, p, d = (_pair(a) for a in (k, s, p, d))
+    x = np.random.default_rng(5).standard_normal((n, c, h, w_in))
+    x_batch_innermost = conv.batch_innermost(x)
+    op = conv.Conv2d()
+    op.geometry = geometry = conv.conv_geometry(x_batch_innermost, (2 * g, c // g) + k, s, p, d, g)
+    h_out, w_out = geometry.out_size
+    cols = reference.im2col(x, k, s, p, d).reshape(g, c // g, k[0], k[1], n, h_out, w_out)
+    expected = cols[:, :, :, :, :, first:stop].transpose(0, 5, 6, 2, 1, 3, 4)  # (G, rows, W_out, u, c, v, N)
+    for tile in (t for t in range(1, w_out + 1) if w_out % t == 0):
+        view = op.window_rows(x_batch_innermost, (first, stop), tile)  # (G, rows, W_out/T, K, T*N)
+        got = view.reshape(g, stop - first, w_out // tile, k[0], c // g, k[1], tile, n)
+        got = got.transpose(0, 1, 2, 6, 3, 4, 5, 7).reshape(expected.shape)
+        np.testing.assert_array_equal(got, expected)

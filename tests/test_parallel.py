@@ -212,11 +212,16 @@ def test_conv2d_threaded_in_chunks_and_tiles(threaded, thread_names, case, monke
     assert len(thread_names) > 1
 
 
-def test_conv2d_splits_into_a_chunk_per_thread(threaded, thread_names):
+@pytest.mark.parametrize("per_thread, chunks", [(1, [(0, 3), (3, 6), (6, 9)]),
+                                                (2, [(0, 2), (2, 4), (4, 6), (6, 8), (8, 9)])])
+def test_conv2d_splits_into_chunks_per_thread(threaded, thread_names, per_thread, chunks, monkeypatch):
+    """9 output rows on 3 threads: 3 chunks, or 6 pieces of at most 2 rows (5 chunks) with two a thread."""
+    monkeypatch.setattr(conv, "CHUNKS_PER_THREAD", per_thread)
     x = convnp.Tensor(np.random.default_rng(0).standard_normal((2, 3, 9, 9)), requires_grad=True)
     w = convnp.Tensor(np.random.default_rng(1).standard_normal((4, 3, 3, 3)), requires_grad=True)
     y = F.conv2d(x, w, padding=1)
-    assert len(y._ctx.geometry.chunks) == 3 and conv.CHUNK_NUMBERS > 3 * 9 * 9 * 9 * 2  # split for the threads only
+    assert list(y._ctx.geometry.chunks) == chunks
+    assert conv.CHUNK_NUMBERS > 3 * 9 * 9 * 9 * 2  # split for the threads only
     y.sum().backward()
     assert len(thread_names) > 1
 

@@ -222,15 +222,20 @@ class cuda:  # noqa: N801 - torch's spelling: convnp.cuda.is_available()
 
 
 def keep_freed_memory_for_reuse():
-    """Ask glibc's malloc to keep freed blocks of up to 32 MB for reuse (Linux only), for the whole
-    process: call it once in a program that trains (the ``convnp`` command and the benchmarks do;
-    ``import convnp`` does not, since it changes nothing outside convnp).
+    """Ask glibc's malloc to keep freed memory for reuse (Linux only), for the whole process: call it
+    once in a program that trains (the ``convnp`` command and the benchmarks do; ``import convnp``
+    does not, since it changes nothing outside convnp).
 
     A training step allocates and frees the same large arrays (im2col columns, activations,
     gradients) every time.  By default glibc hands big freed blocks straight back to the operating
     system and the next step page-faults them in again, page by page: a third of LeNet-5's step at
-    batch 128 (docs/performance.md).  Raising the mmap and trim thresholds keeps that memory in the
-    process instead (it is still freed at exit and counts once in the peak).  Set
+    batch 128 (docs/performance.md).  Two settings keep that memory in the process instead (it is
+    still freed at exit and counts once in the peak): blocks of up to 32 MB (the most glibc allows)
+    come from the heap rather than from their own mmap, and the heap is never trimmed while
+    the freed memory at its top is under 2 GB (the largest threshold mallopt takes).  With a
+    smaller trim threshold (256 MB) a ResNet-20 step at batch 128, whose activations are freed
+    together at the end of backward, was trimmed in some processes and not in others: 50,000 page
+    faults and 1.4x the time a step in those (docs/performance.md, 2026-12-02).  Set
     CONVNP_MALLOC_TUNING=0 to make this a no-op.  Returns True when the settings took effect.
     """
     if os.environ.get("CONVNP_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
@@ -241,4 +246,4 @@ def keep_freed_memory_for_reuse():
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 256 << 20))
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, (1 << 31) - 1))

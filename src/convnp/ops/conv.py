@@ -4,16 +4,22 @@ The math is ``convnp.reference.conv2d_forward_im2col`` / ``conv2d_backward_im2co
 ladder in ``convnp.reference``): im2col copies every receptive field into a column, one GEMM
 ``w_mat @ cols`` gives every output pixel of every filter, and backward is ``dw = dy_mat @ cols^T``,
 ``dcols = w_mat^T @ dy_mat`` and col2im (a kh*kw loop of strided ``+=``).  This file computes exactly
-that, and adds four things, each for a reason (the numbers are in docs/performance.md):
+that, and adds five things, each for a reason (the numbers are in docs/performance.md):
 
 - LAYOUT: the output is stored (F, H_out, W_out, N), batch innermost (cuda-convnet's layout), and
   handed back as an (N, F, H_out, W_out) *view*.  NumPy pays a fixed cost for every contiguous run
-  it copies or adds, and an NCHW row is only W_out numbers long; with N innermost, im2col's copy and
+  it copies or adds, and an NCHW row is only W_out numbers long; with N innermost, the copies and
   col2im's ``+=`` move runs of W_out*N numbers.  Pooling, ReLU and every gradient keep whatever
   layout they are given, so the whole network runs in it; an NCHW input is copied into it once.
-  ``windows`` gives the strided view of every window without copying, and im2col is ONE reshape copy.
-- CHUNKS of whole output rows, at most CHUNK_NUMBERS im2col numbers each, so memory stays bounded
-  however big the layer; a chunk is one im2col copy and one batched matmul.
+- ROW WINDOWS instead of im2col's copy (``window_rows``): im2col writes every input number kh*kw
+  times (9x the input for a 3x3 layer).  Here the copy holds each input row kw times, shifted by
+  0 .. kw-1 columns, rows laid (row, channel, shift); then the kh*C*kw numbers of any window are
+  kh neighbouring copy rows of C*kw lines each, all one stride apart, so im2col's column matrix for
+  an output row is a strided VIEW of the copy, which BLAS reads as it is.  The copy is 3x the input
+  for a 3x3 layer, and padding is written into it as zeros (x is never padded).
+- CHUNKS of whole output rows, at most CHUNK_NUMBERS copied numbers each, so memory stays bounded
+  however big the layer, and CHUNKS_PER_THREAD of them per thread, so that a thread that starts late
+  takes fewer; a chunk is one copy and one batched matmul.
 - TILES inside a chunk: the matmul multiplies ``tile_width`` output columns (all images) at a time,
   at most TILE_NUMBERS numbers of columns, because OpenBLAS runs cache-sized products with few
   filters much faster than one long product.
@@ -21,28 +27,30 @@ that, and adds four things, each for a reason (the numbers are in docs/performan
   jobs for ``convnp.parallel``; each is a few long NumPy calls, which is what lets threads pay off
   (see ``convnp/parallel.py``).
 
-The columns are never kept for backward: it rebuilds them from the padded input a chunk at a time,
-which is cheaper than reading kept columns back from memory and keeps memory at the input's size.
-MEMORY: what is kept is the input itself, not its padded copy: the input is usually the previous
-layer's output, alive anyway (a fused batch norm + ReLU keeps it for its mask), so keeping it costs
-nothing, where the padded copy was one more activation per layer (1.3-1.65x PyTorch's peak memory
-in the VGG scaling rows); backward pads it again, one copy.
-In backward, dW is computed as ``cols @ dy_mat^T`` (C/G*kh*kw, F/G) and transposed at the end, the
-operand order OpenBLAS runs faster, one GEMM per chunk of rows.
+The copies are never kept for backward: it rebuilds them from the input a chunk at a time, which is
+cheaper than reading kept columns back from memory and keeps memory at the input's size.
+MEMORY: what is kept is the input itself: it is usually the previous layer's output, alive anyway
+(a fused batch norm + ReLU keeps it for its mask), so keeping it costs nothing.
+In backward, dW is computed as ``cols @ dy^T`` (kh*C/G*kw, F/G) per output row and summed, the
+operand order OpenBLAS runs faster, one batched matmul per chunk of rows; the stride-1 input
+gradient is a convolution of dy (``input_gradient_by_convolution``), the others col2im.
 """
 import functools
 from typing import NamedTuple
+
+import numpy as np
 
 from .. import parallel
 from ..backend import get_array_module, is_device_array
 from ..function import Function
 from ..parallel import get_num_threads, parallel_map, pieces_for, split
-from .windows import empty_in_order, memory_order, output_size, pad2d, window_slice, windows
+from .windows import empty_in_order, memory_order, output_size, window_slice
 
 TILE_NUMBERS = 1 << 17  # 512 KB of float32 columns per GEMM: see TILES above
 TILE_COLUMNS = 512  # but at least this many columns per GEMM: see choose_tile_width
 CHUNK_NUMBERS = 1 << 20  # 4 MB of columns copied at once
 SLAB_NUMBERS = 1 << 15  # the smallest col2im slab worth a thread of its own: see input_gradient_jobs
+CHUNKS_PER_THREAD = 2  # chunks per thread in a threaded convolution: see conv_geometry
 TRANSPOSED_MIN_CHANNELS = 16  # input channels a group needs for dx by convolution: input_gradient_is_a_convolution
 
 
@@ -66,7 +74,7 @@ def conv_geometry(x, w_shape, stride, padding, dilation, groups):
     size, chunks of whole output rows (at most CHUNK_NUMBERS im2col numbers, at least one per thread)
     and the tile width.  Worked out once per layer shape (``_conv_geometry`` is cached): a training
     run asks for the same few geometries thousands of times."""
-    tuning = (get_num_threads(), CHUNK_NUMBERS, TILE_NUMBERS, TILE_COLUMNS, parallel.MIN_NUMBERS)
+    tuning = (get_num_threads(), CHUNK_NUMBERS, TILE_NUMBERS, TILE_COLUMNS, parallel.MIN_NUMBERS, CHUNKS_PER_THREAD)
     return _conv_geometry(x.shape, x.dtype, memory_order(x), tuple(w_shape), stride, padding, dilation, groups,
                           is_device_array(x), tuning)
 
@@ -79,9 +87,13 @@ def _conv_geometry(x_shape, dtype, order, w_shape, stride, padding, dilation, gr
     _, _, kh, kw = w_shape
     h_out = output_size(h, kh, stride[0], padding[0], dilation[0])
     w_out = output_size(w_in, kw, stride[1], padding[1], dilation[1])
-    per_pixel = c * kh * kw * n  # numbers in im2col's columns for one output pixel (all images)
-    rows_per_chunk = max(1, CHUNK_NUMBERS // (per_pixel * w_out))
-    rows_per_chunk = min(rows_per_chunk, -(-h_out // pieces_for(per_pixel * w_out * h_out, h_out)))
+    per_pixel = c * kh * kw * n  # numbers in a GEMM column for one output pixel (all images)
+    per_row = c * kw * w_out * n * (stride[0] if dilation[0] == 1 else kh)  # row buffer numbers an output row adds
+    rows_per_chunk = max(1, CHUNK_NUMBERS // per_row)
+    pieces = pieces_for(per_pixel * w_out * h_out, h_out)
+    if pieces > 1:  # several per thread, so that a thread that starts late takes fewer: see CHUNKS_PER_THREAD
+        pieces = min(h_out, pieces * CHUNKS_PER_THREAD)
+    rows_per_chunk = min(rows_per_chunk, -(-h_out // pieces))
     chunks = tuple((r, min(r + rows_per_chunk, h_out)) for r in range(0, h_out, rows_per_chunk))
     if on_device:  # the GPU's work policy: all rows at once, whole-row tiles, no convnp threads
         return ConvGeometry(x_shape, dtype, order, (kh, kw), stride, padding, dilation, groups,
@@ -113,26 +125,21 @@ class Conv2d(Function):
         h_out, w_out = geo.out_size
         n = x.shape[0]
 
-        x_pad = pad2d(x, padding)
-        w_mat = w.reshape(groups, f // groups, c_group * kh * kw)
-        b_col = None if b is None else b.reshape(groups, f // groups, 1)
+        w_rows = window_weights(w, groups)  # (G, F/G, kh*C/G*kw): the filters in window_rows' order
+        b_col = None if b is None else b.reshape(groups, 1, 1, f // groups, 1)
         y_mat = xp.empty((groups, f // groups, h_out * w_out * n), dtype=xp.result_type(x, w))
-        view = self.window_view(x_pad)
-        if is_device_array(x):  # on the GPU: one im2col copy and one GEMM (per group) into y_mat
-            xp.matmul(w_mat, view.reshape(groups, c_group * kh * kw, h_out * w_out * n), out=y_mat)
-            if b_col is not None:
-                y_mat += b_col
-            self.save_for_backward(x if self.needs_input_grad[1] else None, w_mat)
-            return y_mat.reshape(f, h_out, w_out, n).transpose(3, 0, 1, 2)
 
         def forward_chunk(rows):  # chunks write disjoint rows of y_mat, so they run on parallel threads
             y_tiles = self.tiles(y_mat, rows, geo.tile_width)
-            xp.matmul(w_mat, self.im2col(view, rows, geo.tile_width), out=y_tiles)
+            if is_device_array(x):  # CuPy's matmul is not given a strided out=: one more copy on the GPU
+                y_tiles[...] = xp.matmul(w_rows[:, None, None], self.window_rows(x, rows, geo.tile_width))
+            else:
+                xp.matmul(w_rows[:, None, None], self.window_rows(x, rows, geo.tile_width), out=y_tiles)
             if b_col is not None:
                 y_tiles += b_col
 
         parallel_map(forward_chunk, geo.chunks)
-        self.save_for_backward(x if self.needs_input_grad[1] else None, w_mat)  # unpadded: see MEMORY
+        self.save_for_backward(x if self.needs_input_grad[1] else None, w)  # unpadded: see MEMORY
         return y_mat.reshape(f, h_out, w_out, n).transpose(3, 0, 1, 2)  # (F, H, W, N) memory
 
     def backward(self, dy):
@@ -143,11 +150,12 @@ class Conv2d(Function):
         """One list of independent jobs for convnp's threads: the input gradient of parts of the
         channels, and the weight gradient of chunks of rows.  Threads take the next job as they become
         free, so with dx in one long job (LeNet-5's conv2), one thread computes it while another takes dW."""
-        x, w_mat = self.saved
+        x, w = self.saved
         geo = self.geometry
         n, c, h, w_in = geo.x_shape
         (ph, pw), (kh, kw), g = geo.padding, geo.kernel, geo.groups
         f = dy.shape[1]
+        w_mat = w.reshape(g, f // g, c // g * kh * kw)  # rows in w's own (c, u, v) order
         # (N, F, H_out, W_out) -> (G, F/G, H_out*W_out*N): a free view of a batch-innermost gradient
         dy_mat = dy.transpose(1, 2, 3, 0).reshape(g, f // g, geo.out_size[0] * geo.out_size[1] * n)
         dx = dw = db = None
@@ -157,15 +165,15 @@ class Conv2d(Function):
             dx_pad = empty_in_order((n, c, h + 2 * ph, w_in + 2 * pw), geo.dtype, geo.order, get_array_module(dy))
             dx_jobs = self.input_gradient_jobs(dy_mat, w_mat, dx_pad)
         if self.needs_input_grad[1]:
-            dw_jobs = self.weight_gradient_jobs(dy_mat, pad2d(x, geo.padding))
+            dw_jobs = self.weight_gradient_jobs(dy_mat, x)
         results = parallel_map(lambda job: job[0](job[1]), dx_jobs + dw_jobs)
         if by_convolution:
             dx = input_gradient_by_convolution(dy, w_mat, geo)
         elif self.needs_input_grad[0]:
             dx = dx_pad[:, :, ph:ph + h, pw:pw + w_in]
         if self.needs_input_grad[1]:
-            dw_mat = sum(results[len(dx_jobs):])  # the weight gradient jobs' partial sums
-            dw = dw_mat.transpose(0, 2, 1).reshape(f, c // g, kh, kw)
+            dw_rows = sum(results[len(dx_jobs):])  # the weight gradient jobs' partial sums: (G, kh*C/G*kw, F/G)
+            dw = dw_rows.reshape(g, kh, c // g, kw, f // g).transpose(0, 4, 2, 1, 3).reshape(f, c // g, kh, kw)
         if self.needs_input_grad[2]:
             db = dy_mat.sum(axis=2).reshape(f)
         return dx, dw, db
@@ -184,7 +192,7 @@ class Conv2d(Function):
             dx_part = dx_pad[:, channels]
             dx_part[...] = 0
             for rows in geo.chunks:  # dcols: (rows, W_out/T, channels*kh*kw, T*N), a GEMM per tile
-                dy_tiles = self.tiles(dy_mat, rows, geo.tile_width)  # (rows, W_out/T, G, F/G, T*N)
+                dy_tiles = self.tiles(dy_mat, rows, geo.tile_width).transpose(1, 2, 0, 3, 4)  # (rows, W_out/T, G, ...)
                 if g == 1:
                     dcols = w_mat_t[0, channels.start * kk:channels.stop * kk] @ dy_tiles[:, :, 0]
                 else:
@@ -201,44 +209,86 @@ class Conv2d(Function):
         pieces = 1 if is_device_array(dx_pad) else pieces_for(slab, parts, SLAB_NUMBERS)  # GPU: no threads
         return [(input_gradient, part) for part in split(parts, pieces)]
 
-    def weight_gradient_jobs(self, dy_mat, x_pad):
-        """dW = sum over row chunks of cols @ dy_mat^T, as one job per chunk returning its partial sum
-        (G, C/G*kh*kw, F/G).  A chunk's columns are laid (G, C/G*kh*kw, rows*W_out*N), the order of
-        dy_mat's own columns, so the chunk's dy is a plain slice and the chunk is ONE GEMM whose inner
-        dimension is every pixel of the chunk (docs/performance.md, 2026-12-02)."""
+    def weight_gradient_jobs(self, dy_mat, x):
+        """dW = sum over output rows i of window_rows(x)_i @ dy_i^T, as one job per chunk of rows
+        returning its partial sum (G, kh*C/G*kw, F/G): one batched matmul of whole output rows (W_out*N
+        columns each), the operand order OpenBLAS runs faster (docs/performance.md)."""
+        w_out = self.geometry.out_size[1]
+
+        def weight_gradient(rows):  # one chunk's share of dW: its row-window copy and one batched matmul
+            products = self.window_rows(x, rows, w_out) @ self.tiles(dy_mat, rows, w_out).swapaxes(-1, -2)
+            return products.sum(axis=(1, 2))
+
+        return [(weight_gradient, rows) for rows in self.geometry.chunks]
+
+    def window_rows(self, x, rows, tile_width):
+        """x: (N, C, H, W), unpadded -> the windows of output rows ``rows`` = (first, stop) as a view
+        (G, rows, W_out/T, kh*C/G*kw, T*N) for tile width T:
+
+            view[g, i, t, (u, c, v), (j, n)] = x_pad[n, g C/G + c, (first + i) sh + u dh, (t T + j) sw + v dw]
+
+        im2col's columns without its copy of every window: the copy holds each needed input row kw
+        times, shifted by v (ROW WINDOWS in the module docstring), and the kh rows of a window are
+        then neighbouring rows of the copy, so one stride walks all of (u, c, v).  Padding is written as zeros here;
+        x is never padded.  With dilation dh > 1 the window's rows are not neighbours, and the copy
+        holds every output row's kh rows (im2col's size)."""
         geo = self.geometry
-        view = self.window_view(x_pad)
-        (n, c, *_), (kh, kw), g, w_out = geo.x_shape, geo.kernel, geo.groups, geo.out_size[1]
-
-        def weight_gradient(rows):  # one chunk's share of dW: its im2col copy and one GEMM per group
-            first, stop = rows
-            cols = view[:, :, :, first:stop].reshape(g, c // g * kh * kw, (stop - first) * w_out * n)
-            return cols @ dy_mat[:, :, first * w_out * n:stop * w_out * n].swapaxes(-1, -2)
-
-        return [(weight_gradient, rows) for rows in geo.chunks]
-
-    def window_view(self, x_pad):
-        """x_pad: (N, C, Hp, Wp) -> every window as a view (C, kh, kw, H_out, W_out, N), no copy."""
-        geo = self.geometry
-        return windows(x_pad, geo.kernel, geo.stride, geo.dilation, geo.out_size).transpose(1, 4, 5, 2, 3, 0)
-
-    def im2col(self, view, rows, tile_width):
-        """view: ``window_view(x_pad)`` -> the columns of output rows ``rows`` = (first, stop), cut into
-        tiles: (rows, W_out/T, G, C/G*kh*kw, T*N) for tile width T.  The one copy."""
-        geo = self.geometry
-        (n, c, *_), (kh, kw), g, w_out = geo.x_shape, geo.kernel, geo.groups, geo.out_size[1]
+        xp = get_array_module(x)
+        (n, c, h, w_in), (kh, kw), (sh, sw), (ph, pw), (dh, dw), g = (
+            geo.x_shape, geo.kernel, geo.stride, geo.padding, geo.dilation, geo.groups)
+        w_out = geo.out_size[1]
         first, stop = rows
-        count = stop - first
-        tiled = view[:, :, :, first:stop].reshape(g, c // g, kh, kw, count, w_out // tile_width, tile_width, n)
-        return tiled.transpose(4, 5, 0, 1, 2, 3, 6, 7).reshape(count, w_out // tile_width, g, -1, tile_width * n)
+        if dh == 1:  # copy rows: the padded rows first*sh .. (stop-1)*sh + kh - 1, once each
+            depth, step = (stop - 1 - first) * sh + kh, sh
+            runs = [(slice(None), first * sh, 1, depth)]  # (copy rows, first padded row, row step, rows)
+        else:  # copy row (i, u): padded row (first + i) sh + u dh
+            depth, step = (stop - first) * kh, kh
+            runs = [(slice(u, None, kh), first * sh + u * dh, sh, stop - first) for u in range(kh)]
+        copy = xp.empty((g, depth, c // g, kw, w_out, n), dtype=x.dtype)
+        source = x.transpose(1, 2, 3, 0).reshape(g, c // g, h, w_in, n)  # a view of batch-innermost memory
+        for copy_rows, start, row_step, count in runs:
+            block = copy[:, copy_rows]  # (G, count, C/G, kw, W_out, N)
+            k0, k1 = inside(start - ph, row_step, count, h)
+            block[:, :k0] = 0
+            block[:, k1:] = 0
+            for v in range(kw):
+                j0, j1 = inside(v * dw - pw, sw, w_out, w_in)
+                target = block[:, k0:k1, :, v]  # (G, rows inside, C/G, W_out, N)
+                target[:, :, :, :j0] = 0
+                target[:, :, :, j1:] = 0
+                if k1 > k0 and j1 > j0:
+                    r, q = start - ph + k0 * row_step, v * dw - pw + j0 * sw
+                    picked = source[:, :, r:r + (k1 - k0 - 1) * row_step + 1:row_step, q:q + (j1 - j0 - 1) * sw + 1:sw]
+                    target[:, :, :, j0:j1] = picked.transpose(0, 2, 1, 3, 4)
+        s_n = copy.itemsize  # the strides, from the shape (NumPy may give a length-1 axis any stride)
+        s_v = w_out * n * s_n
+        s_row, s_col = c // g * kw * s_v, n * s_n
+        s_g = depth * s_row
+        read_only = {"writeable": False} if xp is np else {}  # CuPy's as_strided has no such flag
+        return xp.lib.stride_tricks.as_strided(
+            copy, shape=(g, stop - first, w_out // tile_width, kh * (c // g) * kw, tile_width * n),
+            strides=(s_g, step * s_row, tile_width * s_col, s_v, s_n), **read_only)
 
     def tiles(self, matrix, rows, tile_width):
-        """matrix: (G, M, H_out*W_out*N) -> the view (rows, W_out/T, G, M, T*N) of output rows
-        ``rows``, tiled like ``im2col``'s columns."""
+        """matrix: (G, M, H_out*W_out*N) -> the view (G, rows, W_out/T, M, T*N) of output rows
+        ``rows``, tiled like ``window_rows``' columns."""
         n, (h_out, w_out) = self.geometry.x_shape[0], self.geometry.out_size
         g, m, _ = matrix.shape
         tiled = matrix.reshape(g, m, h_out, w_out // tile_width, tile_width * n)[:, :, rows[0]:rows[1]]
-        return tiled.transpose(2, 3, 0, 1, 4)
+        return tiled.transpose(0, 2, 3, 1, 4)
+
+
+def window_weights(w, groups):
+    """w: (F, C/G, kh, kw) -> (G, F/G, kh*C/G*kw), the filter rows in ``window_rows``' (u, c, v) order."""
+    f, c_group, kh, kw = w.shape
+    rows = get_array_module(w).ascontiguousarray(w.transpose(0, 2, 1, 3))
+    return rows.reshape(groups, f // groups, kh * c_group * kw)
+
+
+def inside(offset, step, count, size):
+    """(k0, k1): the k in range(count) with 0 <= offset + k*step < size are k0 .. k1 - 1."""
+    k0 = min(count, max(0, -(offset // step)))
+    return k0, max(k0, min(count, (size - 1 - offset) // step + 1))
 
 
 def input_gradient_is_a_convolution(geometry):
