@@ -217,6 +217,7 @@ def test_conv2d_threaded_in_chunks_and_tiles(threaded, thread_names, case, monke
 def test_conv2d_splits_into_chunks_per_thread(threaded, thread_names, per_thread, chunks, monkeypatch):
     """9 output rows on 3 threads: 3 chunks, or 6 pieces of at most 2 rows (5 chunks) with two a thread."""
     monkeypatch.setattr(conv, "CHUNKS_PER_THREAD", per_thread)
+    monkeypatch.setattr(conv, "BALANCE_NUMBERS", 1)
     x = convnp.Tensor(np.random.default_rng(0).standard_normal((2, 3, 9, 9)), requires_grad=True)
     w = convnp.Tensor(np.random.default_rng(1).standard_normal((4, 3, 3, 3)), requires_grad=True)
     y = F.conv2d(x, w, padding=1)
@@ -224,6 +225,15 @@ def test_conv2d_splits_into_chunks_per_thread(threaded, thread_names, per_thread
     assert conv.CHUNK_NUMBERS > 3 * 9 * 9 * 9 * 2  # split for the threads only
     y.sum().backward()
     assert len(thread_names) > 1
+
+
+@pytest.mark.parametrize("shape, kernel, padding, chunks", [((128, 6, 12, 12), 5, 0, 2), ((128, 32, 16, 16), 3, 1, 4)])
+def test_small_layers_keep_one_chunk_a_thread(shape, kernel, padding, chunks):
+    """LeNet-5's conv2 (1.2M im2col numbers) stays in 2 chunks on 2 threads; a VGG layer (9.4M) gets 4."""
+    with convnp.num_threads(2):
+        geometry = conv.conv_geometry(conv.batch_innermost(np.zeros(shape, np.float32)),
+                                      (16, shape[1], kernel, kernel), (1, 1), (padding, padding), (1, 1), 1)
+    assert len(geometry.chunks) == chunks
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

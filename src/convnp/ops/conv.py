@@ -50,7 +50,8 @@ TILE_NUMBERS = 1 << 17  # 512 KB of float32 columns per GEMM: see TILES above
 TILE_COLUMNS = 512  # but at least this many columns per GEMM: see choose_tile_width
 CHUNK_NUMBERS = 1 << 20  # 4 MB of columns copied at once
 SLAB_NUMBERS = 1 << 15  # the smallest col2im slab worth a thread of its own: see input_gradient_jobs
-CHUNKS_PER_THREAD = 2  # chunks per thread in a threaded convolution: see conv_geometry
+CHUNKS_PER_THREAD = 2  # chunks a thread in a big threaded convolution, so a late thread takes fewer
+BALANCE_NUMBERS = 1 << 20  # but no chunk under this many im2col numbers: small layers pay per chunk
 TRANSPOSED_MIN_CHANNELS = 16  # input channels a group needs for dx by convolution: input_gradient_is_a_convolution
 
 
@@ -74,7 +75,8 @@ def conv_geometry(x, w_shape, stride, padding, dilation, groups):
     size, chunks of whole output rows (at most CHUNK_NUMBERS im2col numbers, at least one per thread)
     and the tile width.  Worked out once per layer shape (``_conv_geometry`` is cached): a training
     run asks for the same few geometries thousands of times."""
-    tuning = (get_num_threads(), CHUNK_NUMBERS, TILE_NUMBERS, TILE_COLUMNS, parallel.MIN_NUMBERS, CHUNKS_PER_THREAD)
+    tuning = (get_num_threads(), CHUNK_NUMBERS, TILE_NUMBERS, TILE_COLUMNS, parallel.MIN_NUMBERS, CHUNKS_PER_THREAD,
+              BALANCE_NUMBERS)
     return _conv_geometry(x.shape, x.dtype, memory_order(x), tuple(w_shape), stride, padding, dilation, groups,
                           is_device_array(x), tuning)
 
@@ -90,9 +92,10 @@ def _conv_geometry(x_shape, dtype, order, w_shape, stride, padding, dilation, gr
     per_pixel = c * kh * kw * n  # numbers in a GEMM column for one output pixel (all images)
     per_row = c * kw * w_out * n * (stride[0] if dilation[0] == 1 else kh)  # row buffer numbers an output row adds
     rows_per_chunk = max(1, CHUNK_NUMBERS // per_row)
-    pieces = pieces_for(per_pixel * w_out * h_out, h_out)
-    if pieces > 1:  # several per thread, so that a thread that starts late takes fewer: see CHUNKS_PER_THREAD
-        pieces = min(h_out, pieces * CHUNKS_PER_THREAD)
+    work = per_pixel * w_out * h_out  # im2col's numbers for the whole layer
+    pieces = pieces_for(work, h_out)  # one chunk a thread, when each is worth a thread
+    if pieces > 1:  # up to CHUNKS_PER_THREAD a thread, each of >= BALANCE_NUMBERS (LeNet-5's stay 2)
+        pieces = max(pieces, min(h_out, pieces * CHUNKS_PER_THREAD, work // BALANCE_NUMBERS))
     rows_per_chunk = min(rows_per_chunk, -(-h_out // pieces))
     chunks = tuple((r, min(r + rows_per_chunk, h_out)) for r in range(0, h_out, rows_per_chunk))
     if on_device:  # the GPU's work policy: all rows at once, whole-row tiles, no convnp threads
