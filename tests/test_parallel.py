@@ -260,6 +260,24 @@ def test_batch_norm_threaded(threaded, shape, training, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_in_column_blocks(threaded, monkeypatch, training, dtype):
+    """Blocks of 7 numbers: each thread's channels in uneven column blocks (sums added block by block)."""
+    monkeypatch.setattr(norm, "BLOCK_NUMBERS", 7)
+    assert [(b.start, b.stop) for b in norm.column_blocks(10, 2)] == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    parity.test_batch_norm((4, 3, 5, 6), True, training, dtype)
+    parity.test_batch_norm((4, 3, 5, 6), False, training, dtype)
+
+
+def test_fused_batch_norm_relu_in_column_blocks(monkeypatch):
+    """The ReLU's mask applied block by block gives PyTorch's numbers (and the unfused ones exactly)."""
+    import test_fusion
+
+    monkeypatch.setattr(norm, "BLOCK_NUMBERS", 5)
+    test_fusion.test_fused_sequential_gives_the_two_ops_numbers_exactly_and_pytorchs(np.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_relu_threaded(threaded, dtype):
     parity.test_activation("relu", dtype)
 

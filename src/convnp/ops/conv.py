@@ -252,13 +252,15 @@ class Conv2d(Function):
         for copy_rows, start, row_step, count in runs:
             block = copy[:, copy_rows]  # (G, count, C/G, kw, W_out, N)
             k0, k1 = inside(start - ph, row_step, count, h)
-            block[:, :k0] = 0
-            block[:, k1:] = 0
+            if k0 > 0 or k1 < count:  # zeros only where there is padding (batch 1 feels each call)
+                block[:, :k0] = 0
+                block[:, k1:] = 0
             for v in range(kw):
                 j0, j1 = inside(v * dw - pw, sw, w_out, w_in)
                 target = block[:, k0:k1, :, v]  # (G, rows inside, C/G, W_out, N)
-                target[:, :, :, :j0] = 0
-                target[:, :, :, j1:] = 0
+                if j0 > 0 or j1 < w_out:
+                    target[:, :, :, :j0] = 0
+                    target[:, :, :, j1:] = 0
                 if k1 > k0 and j1 > j0:
                     r, q = start - ph + k0 * row_step, v * dw - pw + j0 * sw
                     picked = source[:, :, r:r + (k1 - k0 - 1) * row_step + 1:row_step, q:q + (j1 - j0 - 1) * sw + 1:sw]

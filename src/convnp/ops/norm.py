@@ -3,6 +3,14 @@ from ..backend import get_array_module
 from ..function import Function
 from ..parallel import parallel_map, pieces_for, split
 
+BLOCK_NUMBERS = 1 << 20  # numbers a thread's block of backward holds: its temporaries stay this small
+
+
+def column_blocks(m, rows):
+    """Slices of the m columns of a (rows, m) slice, each of at most about BLOCK_NUMBERS numbers."""
+    width = max(1, BLOCK_NUMBERS // max(rows, 1))
+    return [slice(start, min(start + width, m)) for start in range(0, m, width)]
+
 
 def channels_first_2d(x):
     """x: (N, C) or (N, C, H, W) -> (C, M) with M = N*H*W values per channel.  A free view for the
@@ -42,7 +50,9 @@ class BatchNorm(Function):
     (``nn.Sequential`` and ResNet's blocks use it in training; ``batch_norm_relu``).
     The work is done on a (C, M) view, and y = (x - mu) * scale + shift with the per-channel
     scale = weight / sqrt(var + eps): two passes over the data instead of five.  backward keeps
-    (x - mu), not x_hat, and folds every per-channel factor into one coefficient per term.
+    (x - mu), not x_hat, and folds every per-channel factor into one coefficient per term, in two
+    passes over column blocks of at most BLOCK_NUMBERS (``column_blocks``): its temporaries stay a
+    few MB however big the layer (docs/performance.md, 2026-12-02).
     """
 
     def forward(self, x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5, relu=False):
@@ -92,19 +102,30 @@ class BatchNorm(Function):
         sum_dy, sum_dy_centred = xp.empty(c, dtype=dy.dtype), xp.empty(c, dtype=dy.dtype)
         dx2d = xp.empty_like(dy2d) if self.needs_input_grad[0] else None
 
-        ones = xp.ones(m, dtype=dy.dtype)
+        ones = xp.ones(min(m, BLOCK_NUMBERS), dtype=dy.dtype)
 
         def input_gradient(rows):  # per channel, so slices of channels run on parallel threads
-            g = dy2d[rows] if relu_output is None else dy2d[rows] * (relu_output[rows] > 0)  # through the ReLU
-            sum_dy[rows] = g @ ones
-            sum_dy_centred[rows] = sums_of_products(g, centred[rows])  # = sum(dy x_hat) / inv_std
+            blocks = column_blocks(m, rows.stop - rows.start)
+            sum_dy[rows], sum_dy_centred[rows] = 0, 0
+            for cols in blocks:  # pass 1: the sums, and g = dy through the ReLU kept in dx's memory
+                g = dy2d[rows, cols]
+                if relu_output is not None:
+                    mask = relu_output[rows, cols] > 0
+                    g = xp.multiply(g, mask, out=dx2d[rows, cols]) if dx2d is not None else g * mask
+                sum_dy[rows] += g @ ones[:g.shape[1]]
+                sum_dy_centred[rows] += sums_of_products(g, centred[rows, cols])  # = sum(dy x_hat) / inv_std
             if dx2d is None:
                 return
             scale = inv_std[rows] if weight is None else inv_std[rows] * weight[rows]
-            xp.multiply(g, scale[:, None], out=dx2d[rows])
-            if self.training:  # dx = scale (dy - mean(dy) - (x - mu) inv_std^2 mean(dy (x - mu)))
-                dx2d[rows] -= centred[rows] * (scale * inv_std[rows] ** 2 * sum_dy_centred[rows] / m)[:, None]
-                dx2d[rows] -= (scale * sum_dy[rows] / m)[:, None]
+            # dx = scale (g - mean(g) - (x - mu) inv_std^2 mean(g (x - mu))), one coefficient a term
+            centred_factor = (scale * inv_std[rows] ** 2 * sum_dy_centred[rows] / m)[:, None]
+            offset = (scale * sum_dy[rows] / m)[:, None]
+            for cols in blocks:  # pass 2, block by block while centred's block is in the cache
+                g = dy2d[rows, cols] if relu_output is None else dx2d[rows, cols]
+                xp.multiply(g, scale[:, None], out=dx2d[rows, cols])
+                if self.training:
+                    dx2d[rows, cols] -= centred[rows, cols] * centred_factor
+                    dx2d[rows, cols] -= offset
 
         parallel_map(input_gradient, split(c, pieces_for(c * m, c)))
         dx = None if dx2d is None else from_channels_first_2d(dx2d, self.shape, self.axes)
