@@ -112,6 +112,8 @@ WINDOW_ROW_CASES = [
     (2, 2, 11, 10, (3, 2), (2, 3), (2, 0), (2, 3), 1, (0, 4)),  # dilation (a copy row per window row)
     (2, 5, 6, 6, 1, 1, 0, 1, 1, (0, 6)),        # 1x1: each row copied once
     (1, 2, 4, 4, 3, 1, 3, 1, 1, (0, 8)),        # padding wider than the kernel's reach: zero rows/columns
+    (2, 3, 12, 12, 5, 1, 0, 1, 1, (0, 8)),      # 5x5 unpadded (LeNet-5): all kw shifts in one copy
+    (2, 4, 8, 9, 3, (1, 2), (1, 0), (1, 2), 2, (0, 8)),  # padded rows only, column stride and dilation
 ]
 
 

@@ -249,12 +249,22 @@ class Conv2d(Function):
             runs = [(slice(u, None, kh), first * sh + u * dh, sh, stop - first) for u in range(kh)]
         copy = xp.empty((g, depth, c // g, kw, w_out, n), dtype=x.dtype)
         source = x.transpose(1, 2, 3, 0).reshape(g, c // g, h, w_in, n)  # a view of batch-innermost memory
+        if pw == 0:  # every shift's columns lie inside x: all kw shifts in one copy (batch 1 feels each call)
+            st = source.strides
+            shifts = xp.lib.stride_tricks.as_strided(  # shifts[g, c, r, v, j, n] = x[n, g C/G + c, r, v dw + j sw]
+                source, shape=(g, c // g, h, kw, w_out, n), strides=(*st[:3], dw * st[3], sw * st[3], st[4]))
         for copy_rows, start, row_step, count in runs:
             block = copy[:, copy_rows]  # (G, count, C/G, kw, W_out, N)
             k0, k1 = inside(start - ph, row_step, count, h)
-            if k0 > 0 or k1 < count:  # zeros only where there is padding (batch 1 feels each call)
+            if k0 > 0 or k1 < count:  # zeros only where there is padding
                 block[:, :k0] = 0
                 block[:, k1:] = 0
+            r = start - ph + k0 * row_step
+            rows_inside = slice(r, r + (k1 - k0 - 1) * row_step + 1, row_step)
+            if pw == 0:
+                if k1 > k0:
+                    block[:, k0:k1] = shifts[:, :, rows_inside].transpose(0, 2, 1, 3, 4, 5)
+                continue
             for v in range(kw):
                 j0, j1 = inside(v * dw - pw, sw, w_out, w_in)
                 target = block[:, k0:k1, :, v]  # (G, rows inside, C/G, W_out, N)
@@ -262,8 +272,8 @@ class Conv2d(Function):
                     target[:, :, :, :j0] = 0
                     target[:, :, :, j1:] = 0
                 if k1 > k0 and j1 > j0:
-                    r, q = start - ph + k0 * row_step, v * dw - pw + j0 * sw
-                    picked = source[:, :, r:r + (k1 - k0 - 1) * row_step + 1:row_step, q:q + (j1 - j0 - 1) * sw + 1:sw]
+                    q = v * dw - pw + j0 * sw
+                    picked = source[:, :, rows_inside, q:q + (j1 - j0 - 1) * sw + 1:sw]
                     target[:, :, :, j0:j1] = picked.transpose(0, 2, 1, 3, 4)
         s_n = copy.itemsize  # the strides, from the shape (NumPy may give a length-1 axis any stride)
         s_v = w_out * n * s_n
