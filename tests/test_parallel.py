@@ -6,11 +6,15 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 import convnp
 import test_ops_parity as parity
+import test_optim
+import test_torch_api
 from convnp import functional as F, parallel
 from convnp.ops import activation, conv, norm, pool
+from convnp.optim import optimizer
 
 DTYPES = [np.float64, np.float32]
 
@@ -275,6 +279,45 @@ def test_fused_batch_norm_relu_in_column_blocks(monkeypatch):
 
     monkeypatch.setattr(norm, "BLOCK_NUMBERS", 5)
     test_fusion.test_fused_sequential_gives_the_two_ops_numbers_exactly_and_pytorchs(np.float64)
+
+
+@pytest.fixture
+def optimizer_pieces(threaded, monkeypatch):
+    """Every parameter updated in pieces (one per row, up to the three threads), and the pieces seen."""
+    monkeypatch.setattr(optimizer, "SPLIT_NUMBERS", 1)
+    pieces = []
+
+    def recording_parallel_map(function, items):
+        pieces.append(len(items))
+        return parallel.parallel_map(function, items)
+
+    monkeypatch.setattr(optimizer, "parallel_map", recording_parallel_map)
+    return pieces
+
+
+@pytest.mark.parametrize("ours, theirs, kwargs", test_optim.OPTIMIZER_CASES[7:], ids=test_optim.CASE_IDS[7:])
+def test_adam_in_pieces_matches_torch(optimizer_pieces, ours, theirs, kwargs):
+    test_optim.test_matches_torch_float64(ours, theirs, kwargs)
+    assert max(optimizer_pieces) == 3  # the (3, 4) and (5,) parameters were split among three threads
+
+
+@pytest.mark.parametrize("name, kwargs", test_torch_api.OPTIMIZERS[:2])
+def test_adadelta_in_pieces_matches_torch(optimizer_pieces, name, kwargs):
+    test_torch_api.test_optimizers_follow_torch(name, kwargs)
+    assert max(optimizer_pieces) == 3
+
+
+@pytest.mark.parametrize("name", ["Adam", "Adadelta"])
+def test_a_0d_parameter_is_updated_whole(optimizer_pieces, name):
+    ours = convnp.nn.Parameter(np.array(0.5))
+    theirs = torch.nn.Parameter(torch.tensor(0.5, dtype=torch.float64))
+    ours_opt, theirs_opt = getattr(convnp.optim, name)([ours]), getattr(torch.optim, name)([theirs])
+    for g in (0.3, -1.2, 0.7):
+        ours.grad, theirs.grad = np.array(g), torch.tensor(g, dtype=torch.float64)
+        ours_opt.step()
+        theirs_opt.step()
+    assert ours.data.shape == () and optimizer_pieces == []
+    np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -1,8 +1,9 @@
 """Adam and AdamW (torch.optim.Adam / torch.optim.AdamW, same formulas and state)."""
 import math
+from functools import partial
 
 from ..backend import get_array_module
-from .optimizer import Optimizer
+from .optimizer import Optimizer, in_pieces
 
 
 class Adam(Optimizer):
@@ -45,7 +46,6 @@ class Adam(Optimizer):
         """One update of every parameter whose ``.grad`` is not None.  Returns ``closure()`` if given."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -59,38 +59,43 @@ class Adam(Optimizer):
                     if group["amsgrad"]:
                         state["max_exp_avg_sq"] = xp.zeros_like(p.data)
                 state["step"] += 1
-                t = state["step"]
-
-                if weight_decay != 0:
-                    if group["decoupled_weight_decay"]:
-                        p.data *= 1 - lr * weight_decay
-                    else:
-                        g = g + weight_decay * p.data
-
-                # The formulas above, in place in one scratch array: the same roundings as writing them
-                # out, without the seven temporary arrays that would allocate (and page-fault) each step.
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                scratch = xp.subtract(g, m)
-                scratch *= 1 - beta1
-                m += scratch                                   # m += (1 - beta1) (g - m)
-                v *= beta2
-                xp.multiply(g, 1 - beta2, out=scratch)
-                scratch *= g
-                v += scratch                                   # v = beta2 v + (1 - beta2) g^2
-                if group["amsgrad"]:
-                    v_max = state["max_exp_avg_sq"]
-                    xp.maximum(v_max, v, out=v_max)
-                    v = v_max
-
-                bias_correction1 = 1 - beta1 ** t
-                bias_correction2 = 1 - beta2 ** t
-                xp.sqrt(v, out=scratch)
-                scratch /= math.sqrt(bias_correction2)
-                scratch += eps                                 # denom
-                xp.divide(m, scratch, out=scratch)
-                scratch *= lr / bias_correction1
-                p.data -= scratch                              # p -= (lr / bc1) m / denom
+                in_pieces(partial(adam_update, data=p.data, g=g, state=state, group=group), p.data)
         return loss
+
+
+def adam_update(rows, data, g, state, group):
+    """Adam's formulas (``Adam``) on rows ``rows`` of the parameter ``data`` with gradient ``g``
+    (``in_pieces`` shares the rows out among threads), in place in one scratch array: the same
+    roundings as writing them out, without the seven temporary arrays that would allocate (and
+    page-fault) each step."""
+    lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+    xp = get_array_module(data)
+    p, g = data[rows], g[rows]
+    if weight_decay != 0:
+        if group["decoupled_weight_decay"]:
+            p *= 1 - lr * weight_decay
+        else:
+            g = g + weight_decay * p
+    m, v = state["exp_avg"][rows], state["exp_avg_sq"][rows]
+    scratch = xp.subtract(g, m)
+    scratch *= 1 - beta1
+    m += scratch                                   # m += (1 - beta1) (g - m)
+    v *= beta2
+    xp.multiply(g, 1 - beta2, out=scratch)
+    scratch *= g
+    v += scratch                                   # v = beta2 v + (1 - beta2) g^2
+    if group["amsgrad"]:
+        v_max = state["max_exp_avg_sq"][rows]
+        xp.maximum(v_max, v, out=v_max)
+        v = v_max
+    bias_correction1 = 1 - beta1 ** state["step"]
+    bias_correction2 = 1 - beta2 ** state["step"]
+    xp.sqrt(v, out=scratch)
+    scratch /= math.sqrt(bias_correction2)
+    scratch += eps                                 # denom
+    xp.divide(m, scratch, out=scratch)
+    scratch *= lr / bias_correction1
+    p -= scratch                                   # p -= (lr / bc1) m / denom
 
 
 class AdamW(Adam):

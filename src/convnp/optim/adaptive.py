@@ -1,6 +1,8 @@
 """Adadelta, RMSprop and Adagrad (torch.optim's, same formulas, defaults and state names)."""
+from functools import partial
+
 from ..backend import get_array_module
-from .optimizer import Optimizer
+from .optimizer import Optimizer, in_pieces
 
 
 def _check(name, value, low=0.0, high=None):
@@ -35,7 +37,6 @@ class Adadelta(Optimizer):
     def step(self, closure=None):
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            lr, rho, eps = group["lr"], group["rho"], group["eps"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -45,24 +46,32 @@ class Adadelta(Optimizer):
                 if not state:
                     state.update(step=0, square_avg=xp.zeros_like(p.data), acc_delta=xp.zeros_like(p.data))
                 state["step"] += 1
-                v, u = state["square_avg"], state["acc_delta"]  # in place, in two scratch arrays (as Adam)
-                scratch = xp.multiply(g, 1 - rho)
-                scratch *= g
-                v *= rho
-                v += scratch                                    # v = rho v + (1 - rho) g^2
-                delta = xp.add(u, eps)
-                xp.sqrt(delta, out=delta)
-                xp.add(v, eps, out=scratch)
-                xp.sqrt(scratch, out=scratch)
-                delta /= scratch
-                delta *= g                                      # delta = sqrt(u + eps) / sqrt(v + eps) g
-                xp.multiply(delta, 1 - rho, out=scratch)
-                scratch *= delta
-                u *= rho
-                u += scratch                                    # u = rho u + (1 - rho) delta^2
-                delta *= lr
-                p.data -= delta
+                in_pieces(partial(adadelta_update, data=p.data, g=g, state=state, group=group), p.data)
         return loss
+
+
+def adadelta_update(rows, data, g, state, group):
+    """Adadelta's formulas (``Adadelta``) on rows ``rows`` of the parameter ``data`` with gradient
+    ``g`` (``in_pieces`` shares the rows out among threads), in place in two scratch arrays (as Adam)."""
+    lr, rho, eps = group["lr"], group["rho"], group["eps"]
+    xp = get_array_module(data)
+    v, u, g = state["square_avg"][rows], state["acc_delta"][rows], g[rows]
+    scratch = xp.multiply(g, 1 - rho)
+    scratch *= g
+    v *= rho
+    v += scratch                                    # v = rho v + (1 - rho) g^2
+    delta = xp.add(u, eps)
+    xp.sqrt(delta, out=delta)
+    xp.add(v, eps, out=scratch)
+    xp.sqrt(scratch, out=scratch)
+    delta /= scratch
+    delta *= g                                      # delta = sqrt(u + eps) / sqrt(v + eps) g
+    xp.multiply(delta, 1 - rho, out=scratch)
+    scratch *= delta
+    u *= rho
+    u += scratch                                    # u = rho u + (1 - rho) delta^2
+    delta *= lr
+    data[rows] -= delta
 
 
 class RMSprop(Optimizer):

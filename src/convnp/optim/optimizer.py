@@ -7,8 +7,27 @@ Updating in place matters: a model holds its parameters' arrays, so a new array 
 """
 import copy
 
-from ..backend import get_array_module
+from ..backend import get_array_module, is_device_array
+from ..parallel import MIN_NUMBERS, parallel_map, pieces_for, split
 from ..tensor import Tensor
+
+SPLIT_NUMBERS = MIN_NUMBERS  # a parameter this big or bigger is updated in pieces, one a thread
+
+
+def in_pieces(update, data):
+    """``update(rows)`` for slices ``rows`` of the parameter array ``data``'s first axis, shared out
+    among convnp's threads (once for a device array or a small one; a 0-d parameter as rows ``None``:
+    its (1,) view, since NumPy's arithmetic on 0-d arrays returns scalars, which ``out=`` cannot take).
+
+    An update is a dozen elementwise NumPy passes over the parameter and its state; on one thread the
+    9216 -> 128 layer of PyTorch's MNIST example alone took 5 ms of a 60 ms Adadelta step.  Slices of
+    rows are views whatever the layout, and every pass computes what it would on the whole array, so
+    the numbers are the same."""
+    if data.ndim == 0:
+        return update(None)
+    if is_device_array(data):
+        return update(slice(None))
+    parallel_map(update, split(data.shape[0], pieces_for(data.size, data.shape[0], SPLIT_NUMBERS)))
 
 
 class Optimizer:
