@@ -8,7 +8,7 @@ import torch
 
 import convnp
 from convnp import functional as F, reference
-from convnp.ops import conv
+from convnp.ops import conv, windows
 from helpers import assert_close, assert_parity, tolerance
 
 # (N, C, H, W, F, kernel, padding, dilation, groups)
@@ -135,3 +135,20 @@ def test_window_rows_holds_im2cols_columns(case):
         got = view.reshape(g, stop - first, w_out // tile, k[0], c // g, k[1], tile, n)
         got = got.transpose(0, 1, 2, 6, 3, 4, 5, 7).reshape(expected.shape)
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "sliced"])
+def test_strided_view_is_as_strideds_view_read_only(layout):
+    """ops.windows.strided_view (np.ndarray over a contiguous array's buffer, as_strided otherwise)
+    gives as_strided's numbers, never a writeable view, and refuses a view outside the array."""
+    base = np.arange(6 * 7 * 5, dtype=np.float32).reshape(6, 7, 5)
+    array = {"contiguous": base, "transposed": base.transpose(2, 0, 1), "sliced": base[1:, ::2]}[layout]
+    s0, s1, s2 = array.strides
+    shape, strides = (array.shape[0] - 1, 2, array.shape[1], array.shape[2]), (s0, s0, s1, s2)  # overlapping rows
+    view = windows.strided_view(array, shape, strides)
+    np.testing.assert_array_equal(view, np.lib.stride_tricks.as_strided(array, shape, strides))
+    np.testing.assert_array_equal(view[2, 1], array[3])
+    assert not view.flags.writeable
+    if layout == "contiguous":
+        with pytest.raises(ValueError):
+            windows.strided_view(array, (array.shape[0], 2) + array.shape[1:], strides)  # one row past the end

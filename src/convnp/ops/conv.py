@@ -38,13 +38,11 @@ gradient is a convolution of dy (``input_gradient_by_convolution``), the others 
 import functools
 from typing import NamedTuple
 
-import numpy as np
-
 from .. import parallel
 from ..backend import get_array_module, is_device_array
 from ..function import Function
 from ..parallel import get_num_threads, parallel_map, pieces_for, split
-from .windows import empty_in_order, memory_order, output_size, window_slice
+from .windows import empty_in_order, memory_order, output_size, strided_view, window_slice
 
 TILE_NUMBERS = 1 << 17  # 512 KB of float32 columns per GEMM: see TILES above
 TILE_COLUMNS = 512  # but at least this many columns per GEMM: see choose_tile_width
@@ -251,8 +249,8 @@ class Conv2d(Function):
         source = x.transpose(1, 2, 3, 0).reshape(g, c // g, h, w_in, n)  # a view of batch-innermost memory
         if pw == 0:  # every shift's columns lie inside x: all kw shifts in one copy (batch 1 feels each call)
             st = source.strides
-            shifts = xp.lib.stride_tricks.as_strided(  # shifts[g, c, r, v, j, n] = x[n, g C/G + c, r, v dw + j sw]
-                source, shape=(g, c // g, h, kw, w_out, n), strides=(*st[:3], dw * st[3], sw * st[3], st[4]))
+            shifts = strided_view(  # shifts[g, c, r, v, j, n] = x[n, g C/G + c, r, v dw + j sw]
+                source, (g, c // g, h, kw, w_out, n), (*st[:3], dw * st[3], sw * st[3], st[4]))
         for copy_rows, start, row_step, count in runs:
             block = copy[:, copy_rows]  # (G, count, C/G, kw, W_out, N)
             k0, k1 = inside(start - ph, row_step, count, h)
@@ -279,10 +277,8 @@ class Conv2d(Function):
         s_v = w_out * n * s_n
         s_row, s_col = c // g * kw * s_v, n * s_n
         s_g = depth * s_row
-        read_only = {"writeable": False} if xp is np else {}  # CuPy's as_strided has no such flag
-        return xp.lib.stride_tricks.as_strided(
-            copy, shape=(g, stop - first, w_out // tile_width, kh * (c // g) * kw, tile_width * n),
-            strides=(s_g, step * s_row, tile_width * s_col, s_v, s_n), **read_only)
+        return strided_view(copy, (g, stop - first, w_out // tile_width, kh * (c // g) * kw, tile_width * n),
+                            (s_g, step * s_row, tile_width * s_col, s_v, s_n))
 
     def tiles(self, matrix, rows, tile_width):
         """matrix: (G, M, H_out*W_out*N) -> the view (G, rows, W_out/T, M, T*N) of output rows

@@ -113,25 +113,32 @@ def pad2d(x, padding, value=0.0):
     return padded
 
 
+def strided_view(array, shape, strides):
+    """A read-only view of ``array``'s memory with the given shape and strides (bytes), like
+    ``as_strided``.  For a C-contiguous NumPy array it is built as ``np.ndarray(buffer=array)``,
+    which also checks that every index stays inside the array, in 1 us instead of as_strided's
+    4.6 (batch-1 inference of LeNet-5 makes four: docs/performance.md, 2026-12-02)."""
+    xp = get_array_module(array)
+    if xp is np and array.flags.c_contiguous:
+        view = np.ndarray(shape, array.dtype, buffer=array, strides=strides)
+        view.flags.writeable = False
+        return view
+    read_only = {"writeable": False} if xp is np else {}  # CuPy's as_strided has no such flag
+    return xp.lib.stride_tricks.as_strided(array, shape=shape, strides=strides, **read_only)
+
+
 def windows(x_padded, kernel, stride, dilation, out_size):
     """x_padded: (N, C, Hp, Wp) -> a read-only VIEW (N, C, H_out, W_out, kh, kw), no copy:
 
         view[n, c, i, j, u, v] = x_padded[n, c, i*sh + u*dh, j*sw + v*dw]
 
-    Built with ``as_strided`` from x's own strides, so it works for non-contiguous inputs too.  The
+    Built with ``strided_view`` from x's own strides, so it works for non-contiguous inputs too.  The
     shape is derived from the output-size formula, so every index stays inside x_padded.
     """
-    xp = get_array_module(x_padded)
     (kh, kw), (sh, sw), (dh, dw), (h_out, w_out) = kernel, stride, dilation, out_size
     n, c = x_padded.shape[:2]
     s_n, s_c, s_h, s_w = x_padded.strides
-    read_only = {"writeable": False} if xp is np else {}  # CuPy's as_strided has no such flag
-    return xp.lib.stride_tricks.as_strided(
-        x_padded,
-        shape=(n, c, h_out, w_out, kh, kw),
-        strides=(s_n, s_c, s_h * sh, s_w * sw, s_h * dh, s_w * dw),
-        **read_only,
-    )
+    return strided_view(x_padded, (n, c, h_out, w_out, kh, kw), (s_n, s_c, s_h * sh, s_w * sw, s_h * dh, s_w * dw))
 
 
 def window_slice(offset, dilation, stride, count, first=0):
