@@ -4,6 +4,7 @@ import numpy as np
 
 from ..backend import get_array_module
 from ..function import Function
+from .windows import memory_order, stored_in_order
 
 
 def _uniform(rng, x, shape):
@@ -19,7 +20,10 @@ class Dropout(Function):
     rescaling.  dx = dy * mask / (1 - p).  ``rng`` is a numpy.random.Generator."""
 
     def forward(self, x, p, rng):
-        keep = _uniform(rng, x, x.shape) >= p
+        # drawn in x's memory order (for NCHW x, the plain C order), so that the mask, y and the
+        # gradients keep x's layout: after a convolution's (C, H, W, N) memory, a C-order mask made
+        # every product mix two layouts and y, the next layer and all their gradients NCHW
+        keep = stored_in_order(lambda stored: _uniform(rng, x, stored), x.shape, memory_order(x)) >= p
         scale = keep * x.dtype.type(1.0 / (1.0 - p))  # mask and scale in one array of x's dtype
         self.save_for_backward(scale)
         return x * scale

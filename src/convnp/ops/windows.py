@@ -76,12 +76,18 @@ def memory_order(x):
     return tuple(sorted(range(x.ndim), key=lambda axis: -x.strides[axis]))
 
 
+def stored_in_order(make, shape, order):
+    """``make(stored_shape)``, an array made C-ordered, seen with axes ``shape``: its axes are stored in
+    ``order`` (see ``memory_order``)."""
+    inverse = [order.index(axis) for axis in range(len(shape))]
+    return make(tuple(shape[axis] for axis in order)).transpose(inverse)
+
+
 def empty_in_order(shape, dtype, order, xp, fill=None):
     """An array of ``shape`` whose axes are stored in ``order`` (see ``memory_order``), optionally
     filled.  Gradients are allocated like this so that they flow backward in the layout the forward
     pass used, with no transposing copies."""
-    inverse = [order.index(axis) for axis in range(len(shape))]
-    array = xp.empty([shape[axis] for axis in order], dtype=dtype).transpose(inverse)
+    array = stored_in_order(lambda stored: xp.empty(stored, dtype=dtype), shape, order)
     if fill is not None:
         array[...] = fill
     return array
