@@ -9,8 +9,9 @@ that, and adds five things, each for a reason (the numbers are in docs/performan
 - LAYOUT: the output is stored (F, H_out, W_out, N), batch innermost (cuda-convnet's layout), and
   handed back as an (N, F, H_out, W_out) *view*.  NumPy pays a fixed cost for every contiguous run
   it copies or adds, and an NCHW row is only W_out numbers long; with N innermost, the copies and
-  col2im's ``+=`` move runs of W_out*N numbers.  Pooling, ReLU and every gradient keep whatever
-  layout they are given, so the whole network runs in it; an NCHW input is copied into it once.
+  col2im's ``+=`` move runs of W_out*N numbers.  Pooling, ReLU, dropout and every gradient keep
+  whatever layout they are given, so the whole network runs in it; an NCHW input is copied into it
+  once.
 - ROW WINDOWS instead of im2col's copy (``window_rows``): im2col writes every input number kh*kw
   times (9x the input for a 3x3 layer).  Here the copy holds each input row kw times, shifted by
   0 .. kw-1 columns, rows laid (row, channel, shift); then the kh*C*kw numbers of any window are
@@ -70,9 +71,10 @@ class ConvGeometry(NamedTuple):
 
 def conv_geometry(x, w_shape, stride, padding, dilation, groups):
     """The ConvGeometry of x: (N, C, H, W) convolved with weights of w_shape (F, C/G, kh, kw): output
-    size, chunks of whole output rows (at most CHUNK_NUMBERS im2col numbers, at least one per thread)
-    and the tile width.  Worked out once per layer shape (``_conv_geometry`` is cached): a training
-    run asks for the same few geometries thousands of times."""
+    size, chunks of whole output rows (at most CHUNK_NUMBERS copied numbers, at least one per thread,
+    up to CHUNKS_PER_THREAD a thread for big layers) and the tile width.  Worked out once per layer
+    shape (``_conv_geometry`` is cached): a training run asks for the same few geometries thousands
+    of times."""
     tuning = (get_num_threads(), CHUNK_NUMBERS, TILE_NUMBERS, TILE_COLUMNS, parallel.MIN_NUMBERS, CHUNKS_PER_THREAD,
               BALANCE_NUMBERS)
     return _conv_geometry(x.shape, x.dtype, memory_order(x), tuple(w_shape), stride, padding, dilation, groups,
@@ -262,17 +264,17 @@ class Conv2d(Function):
             if pw == 0:
                 if k1 > k0:
                     block[:, k0:k1] = shifts[:, :, rows_inside].transpose(0, 2, 1, 3, 4, 5)
-                continue
-            for v in range(kw):
-                j0, j1 = inside(v * dw - pw, sw, w_out, w_in)
-                target = block[:, k0:k1, :, v]  # (G, rows inside, C/G, W_out, N)
-                if j0 > 0 or j1 < w_out:
-                    target[:, :, :, :j0] = 0
-                    target[:, :, :, j1:] = 0
-                if k1 > k0 and j1 > j0:
-                    q = v * dw - pw + j0 * sw
-                    picked = source[:, :, rows_inside, q:q + (j1 - j0 - 1) * sw + 1:sw]
-                    target[:, :, :, j0:j1] = picked.transpose(0, 2, 1, 3, 4)
+            else:  # shift by shift, each with its own columns inside x
+                for v in range(kw):
+                    j0, j1 = inside(v * dw - pw, sw, w_out, w_in)
+                    target = block[:, k0:k1, :, v]  # (G, rows inside, C/G, W_out, N)
+                    if j0 > 0 or j1 < w_out:
+                        target[:, :, :, :j0] = 0
+                        target[:, :, :, j1:] = 0
+                    if k1 > k0 and j1 > j0:
+                        q = v * dw - pw + j0 * sw
+                        picked = source[:, :, rows_inside, q:q + (j1 - j0 - 1) * sw + 1:sw]
+                        target[:, :, :, j0:j1] = picked.transpose(0, 2, 1, 3, 4)
         s_n = copy.itemsize  # the strides, from the shape (NumPy may give a length-1 axis any stride)
         s_v = w_out * n * s_n
         s_row, s_col = c // g * kw * s_v, n * s_n

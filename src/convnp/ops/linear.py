@@ -69,12 +69,13 @@ class Linear(Function):
         x, w = self.saved
         dy2 = dy.reshape(-1, dy.shape[-1])
         dx = None
-        if self.needs_input_grad[0] and x.ndim == 2 and x.strides[0] < x.strides[1]:
-            # x batch-innermost (a flattened convolution's (C, H, W, N) memory): dx laid the same way,
-            # (w^T dy^T)^T, so that the layers below get their gradient in the layout they kept
-            dx = threaded_matmul(w.T, dy2.T).T
-        elif self.needs_input_grad[0]:
-            dx = threaded_matmul(dy2, w).reshape(x.shape)
+        if self.needs_input_grad[0]:
+            if x.ndim == 2 and x.strides[0] < x.strides[1]:
+                # x batch-innermost (a flattened convolution's (C, H, W, N) memory): dx laid the same
+                # way, (w^T dy^T)^T, so that the layers below get their gradient in the layout they kept
+                dx = threaded_matmul(w.T, dy2.T).T
+            else:
+                dx = threaded_matmul(dy2, w).reshape(x.shape)
         dw = db = None
         if self.needs_input_grad[1]:
             dw = threaded_matmul(dy2.T, x.reshape(-1, x.shape[-1]))
