@@ -130,10 +130,10 @@ def test_window_rows_holds_im2cols_columns(case):
     h_out, w_out = geometry.out_size
     cols = reference.im2col(x, k, s, p, d).reshape(g, c // g, k[0], k[1], n, h_out, w_out)
     expected = cols[:, :, :, :, :, first:stop].transpose(0, 5, 6, 2, 1, 3, 4)  # (G, rows, W_out, u, c, v, N)
-    for tile in (t for t in range(1, w_out + 1) if w_out % t == 0):
-        view = op.window_rows(x_batch_innermost, (first, stop), tile)  # (G, rows, W_out/T, K, T*N)
-        got = view.reshape(g, stop - first, w_out // tile, k[0], c // g, k[1], tile, n)
-        got = got.transpose(0, 1, 2, 6, 3, 4, 5, 7).reshape(expected.shape)
+    for tile in (t for t in range(1, w_out * n + 1) if w_out * n % t == 0):  # whole pixels or part of one
+        view = op.window_rows(x_batch_innermost, (first, stop), tile)  # (G, rows, W_out*N/T, K, T)
+        got = view.transpose(0, 1, 3, 2, 4).reshape(g, stop - first, k[0], c // g, k[1], w_out, n)
+        got = got.transpose(0, 1, 5, 2, 3, 4, 6)  # (G, rows, W_out, u, c, v, N)
         np.testing.assert_array_equal(got, expected)
 
 

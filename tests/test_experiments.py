@@ -194,8 +194,9 @@ def test_optimizers(no_datasets, tmp_path):
         assert numbers["test_accuracy_curve"][-1][1] == numbers["test_accuracy"]
         low, high = numbers["late_accuracy_range"]
         assert low <= numbers["late_accuracy_mean"] <= high
-    # Within the budget Adam beats plain SGD, from the first epoch to the last.
-    assert opts["adam"]["test_accuracy"] > opts["sgd"]["test_accuracy"]
+    # Within the budget Adam beats plain SGD, from the first epoch to the last quarter of the run.  Not
+    # compared: the final model's accuracy alone, which at a constant learning rate moves from one
+    # evaluation to the next (by 0.6 pp between machines whose BLAS kernels round differently).
     assert opts["adam"]["late_accuracy_mean"] > opts["sgd"]["late_accuracy_mean"]
     assert opts["adam"]["accuracy_after_epoch_1"] > opts["sgd"]["accuracy_after_epoch_1"]
     assert opts["adam"]["final_train_loss"] < opts["sgd"]["final_train_loss"]

@@ -81,13 +81,50 @@ def test_conv2d_in_chunks_and_tiles(case, dtype, tile, monkeypatch):
     monkeypatch.setattr(convnp.ops.conv, "TILE_NUMBERS", tile)
     monkeypatch.setattr(convnp.ops.conv, "TILE_COLUMNS", 1)
     monkeypatch.setattr(convnp.ops.conv, "CHUNK_NUMBERS", 64)
+    monkeypatch.setattr(convnp.ops.conv, "SMALL_PRODUCTS", False)  # whole-pixel tiles: TILE_NUMBERS decides
     x, w, b, kw = conv_inputs(CONV_CASES[case], dtype)
     y, _ = assert_parity(lambda x, w, b: F.conv2d(x, w, b, **kw), lambda x, w, b: TF.conv2d(x, w, b, **kw), x, w, b)
     assert len(y._ctx.geometry.chunks) > 1
-    tile_width, w_out = y._ctx.geometry.tile_width, y.shape[3]
+    n, w_out = y.shape[0], y.shape[3]
+    tile_width = y._ctx.geometry.tile_columns // n
     assert tile_width == {1: 1, 1 << 30: w_out}.get(tile, tile_width) and w_out % tile_width == 0
     if case == "basic 3x3" and tile == 150:  # 54 numbers a column: tiles of 2 of the 4 columns
         assert tile_width == 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ["basic 3x3", "pad 2 stride 2", "channels-last grouped dilated", "sliced input"])
+@pytest.mark.parametrize("macs", [1, 2, 2000], ids=["one-image tiles", "one-pixel tiles", "wide tiles"])
+def test_conv2d_in_small_product_tiles(case, dtype, macs, monkeypatch):
+    """With small-matrix kernels, a tile may hold part of one pixel's images (columns that divide N):
+    force tiny product limits so every layer multiplies such tiles, in forward and in backward
+    (col2im then adds whole pixels), and compare with PyTorch."""
+    import convnp.ops.conv
+
+    monkeypatch.setattr(convnp.ops.conv, "SMALL_PRODUCTS", True)
+    monkeypatch.setattr(convnp.ops.conv, "SMALL_PRODUCT_COLUMNS", 1)
+    monkeypatch.setattr(convnp.ops.conv, "CHUNK_NUMBERS", 64)
+    x, w, b, kw = conv_inputs(CONV_CASES[case], dtype)
+    f, depth = w.shape[0] // kw["groups"], w.shape[1] * w.shape[2] * w.shape[3]
+    monkeypatch.setattr(convnp.ops.conv, "SMALL_PRODUCT_MACS", macs * f * depth)  # tiles of <= macs columns
+    y, _ = assert_parity(lambda x, w, b: F.conv2d(x, w, b, **kw), lambda x, w, b: TF.conv2d(x, w, b, **kw), x, w, b)
+    columns, n, w_out = y._ctx.geometry.tile_columns, y.shape[0], y.shape[3]
+    assert columns <= macs and (w_out * n) % columns == 0 and (columns % n == 0 or n % columns == 0)
+    if macs == 1:
+        assert columns == 1  # one image of one pixel a tile
+
+
+@pytest.mark.parametrize("w_out, per_pixel, n, filters, small, columns", [
+    (32, 144 * 128, 128, 16, True, 256),  # ResNet's 16 -> 16 layers: 2 pixels (590k MACs), not 4 (1.2M)
+    (32, 288 * 128, 128, 32, True, 64),  # 32 -> 32: 128 columns would be 1.2M MACs: half a pixel's images
+    (16, 576 * 128, 128, 64, True, 512),  # 64 filters: no tile of >= 64 columns fits; choose_tile_width
+    (32, 144 * 128, 128, 16, False, 512),  # no small-matrix kernels: choose_tile_width
+    (8, 150, 1, 16, True, 8),  # batch 1: whole rows
+])
+def test_tile_columns(w_out, per_pixel, n, filters, small, columns):
+    from convnp.ops.conv import choose_tile_columns
+
+    assert choose_tile_columns(w_out, per_pixel, n, 1, filters, small) == columns
 
 
 @pytest.mark.parametrize("w_out, per_pixel, n, width", [

@@ -38,6 +38,7 @@ else the CPUs this process may use.  BLAS is reached through ``threadpoolctl`` (
 without it convnp leaves BLAS alone.  Measurements: docs/performance.md.
 """
 import contextlib
+import functools
 import itertools
 import os
 import queue
@@ -225,6 +226,10 @@ class _BLAS:
                 self.libraries = list(ThreadpoolController().select(user_api="blas").lib_controllers)
         return self.libraries
 
+    def architectures(self):
+        """The CPU kernel set each BLAS library chose at load time (OpenBLAS's core name, 'SkylakeX'...)."""
+        return [library.info().get("architecture") for library in self.find()]
+
     def threads(self):
         """The current thread count of each BLAS library (a list; empty when none is reachable)."""
         return [library.get_num_threads() for library in self.find()]
@@ -252,6 +257,19 @@ _blas_owned = False  # True after set_num_threads(n > 1): BLAS stays on one thre
 def blas_threads():
     """The thread count of each BLAS library NumPy uses, as threadpoolctl sees it ([] without it)."""
     return _blas.threads()
+
+
+# OpenBLAS's kernel sets with small-matrix kernels (AVX-512: Skylake-X and later Intel, Zen 4 and 5):
+# a product of M*N*K <= 100^3 multiply-adds skips the packing of its operands (docs/performance.md).
+SMALL_PRODUCT_ARCHITECTURES = ("SkylakeX", "Cooperlake", "SapphireRapids")
+
+
+@functools.lru_cache(maxsize=1)
+def blas_has_small_product_kernels():
+    """Whether NumPy's BLAS is an OpenBLAS that multiplies small matrices (M*N*K <= 100^3) without
+    packing them, where they run up to 1.5x faster than in its packed kernels (False when threadpoolctl,
+    the tools extra, is not there to ask).  Decides the convolution's tile widths (ops/conv.py)."""
+    return any(name in SMALL_PRODUCT_ARCHITECTURES for name in _blas.architectures())
 
 
 WHOLE = [Ellipsis]  # the one part of an array that is not split: array[...]

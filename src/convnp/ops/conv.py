@@ -21,9 +21,9 @@ that, and adds five things, each for a reason (the numbers are in docs/performan
 - CHUNKS of whole output rows, at most CHUNK_NUMBERS copied numbers each, so memory stays bounded
   however big the layer, and CHUNKS_PER_THREAD of them per thread, so that a thread that starts late
   takes fewer; a chunk is one copy and one batched matmul.
-- TILES inside a chunk: the matmul multiplies ``tile_width`` output columns (all images) at a time,
-  at most TILE_NUMBERS numbers of columns, because OpenBLAS runs cache-sized products with few
-  filters much faster than one long product.
+- TILES inside a chunk: the matmul multiplies ``tile_columns`` GEMM columns (output pixels x images)
+  at a time, because OpenBLAS runs cache-sized products with few filters much faster than one long
+  product, and on AVX-512 CPUs its small-matrix kernels (no packing) faster still: choose_tile_columns.
 - THREADS: chunks (forward), channel parts of dx and row chunks of dW (backward) are independent
   jobs for ``convnp.parallel``; each is a few long NumPy calls, which is what lets threads pay off
   (see ``convnp/parallel.py``).
@@ -42,11 +42,14 @@ from typing import NamedTuple
 from .. import parallel
 from ..backend import get_array_module, is_device_array
 from ..function import Function
-from ..parallel import get_num_threads, parallel_map, pieces_for, split
+from ..parallel import blas_has_small_product_kernels, get_num_threads, parallel_map, pieces_for, split
 from .windows import empty_in_order, memory_order, output_size, strided_view, window_slice
 
 TILE_NUMBERS = 1 << 17  # 512 KB of float32 columns per GEMM: see TILES above
 TILE_COLUMNS = 512  # but at least this many columns per GEMM: see choose_tile_width
+SMALL_PRODUCT_MACS = 100 ** 3  # OpenBLAS's limit for its small-matrix kernels (M*N*K): choose_tile_columns
+SMALL_PRODUCT_COLUMNS = 64  # the fewest columns a small-kernel tile may have (fewer: per-call overhead)
+SMALL_PRODUCTS = None  # whether to size tiles for small-matrix kernels; None: ask the BLAS (tests force it)
 CHUNK_NUMBERS = 1 << 20  # 4 MB of columns copied at once
 SLAB_NUMBERS = 1 << 15  # the smallest col2im slab worth a thread of its own: see input_gradient_jobs
 CHUNKS_PER_THREAD = 2  # chunks a thread in a big threaded convolution, so a late thread takes fewer
@@ -65,7 +68,7 @@ class ConvGeometry(NamedTuple):
     dilation: tuple  # (dh, dw)
     groups: int
     out_size: tuple  # (H_out, W_out)
-    tile_width: int  # output columns a GEMM tile holds (a divisor of W_out): choose_tile_width
+    tile_columns: int  # GEMM columns a tile holds (a divisor of W_out*N): choose_tile_columns
     chunks: tuple  # ((first, stop), ...) output rows copied and multiplied at once
 
 
@@ -75,8 +78,9 @@ def conv_geometry(x, w_shape, stride, padding, dilation, groups):
     up to CHUNKS_PER_THREAD a thread for big layers) and the tile width.  Worked out once per layer
     shape (``_conv_geometry`` is cached): a training run asks for the same few geometries thousands
     of times."""
+    small_products = blas_has_small_product_kernels() if SMALL_PRODUCTS is None else SMALL_PRODUCTS
     tuning = (get_num_threads(), CHUNK_NUMBERS, TILE_NUMBERS, TILE_COLUMNS, parallel.MIN_NUMBERS, CHUNKS_PER_THREAD,
-              BALANCE_NUMBERS)
+              BALANCE_NUMBERS, SMALL_PRODUCT_MACS, SMALL_PRODUCT_COLUMNS, small_products)
     return _conv_geometry(x.shape, x.dtype, memory_order(x), tuple(w_shape), stride, padding, dilation, groups,
                           is_device_array(x), tuning)
 
@@ -86,7 +90,7 @@ def _conv_geometry(x_shape, dtype, order, w_shape, stride, padding, dilation, gr
     """conv_geometry's work, from hashable arguments.  ``tuning`` holds everything else it reads (the
     thread count and the size limits), so a changed setting is a new key, never a stale answer."""
     n, c, h, w_in = x_shape
-    _, _, kh, kw = w_shape
+    f, _, kh, kw = w_shape
     h_out = output_size(h, kh, stride[0], padding[0], dilation[0])
     w_out = output_size(w_in, kw, stride[1], padding[1], dilation[1])
     per_pixel = c * kh * kw * n  # numbers in a GEMM column for one output pixel (all images)
@@ -100,9 +104,10 @@ def _conv_geometry(x_shape, dtype, order, w_shape, stride, padding, dilation, gr
     chunks = tuple((r, min(r + rows_per_chunk, h_out)) for r in range(0, h_out, rows_per_chunk))
     if on_device:  # the GPU's work policy: all rows at once, whole-row tiles, no convnp threads
         return ConvGeometry(x_shape, dtype, order, (kh, kw), stride, padding, dilation, groups,
-                            (h_out, w_out), w_out, ((0, h_out),))
+                            (h_out, w_out), w_out * n, ((0, h_out),))
+    columns = choose_tile_columns(w_out, per_pixel, n, groups, f // groups, tuning[-1])
     return ConvGeometry(x_shape, dtype, order, (kh, kw), stride, padding, dilation, groups,
-                        (h_out, w_out), choose_tile_width(w_out, per_pixel, n), chunks)
+                        (h_out, w_out), columns, chunks)
 
 
 class Conv2d(Function):
@@ -133,11 +138,11 @@ class Conv2d(Function):
         y_mat = xp.empty((groups, f // groups, h_out * w_out * n), dtype=xp.result_type(x, w))
 
         def forward_chunk(rows):  # chunks write disjoint rows of y_mat, so they run on parallel threads
-            y_tiles = self.tiles(y_mat, rows, geo.tile_width)
+            y_tiles = self.tiles(y_mat, rows, geo.tile_columns)
             if is_device_array(x):  # CuPy's matmul is not given a strided out=: one more copy on the GPU
-                y_tiles[...] = xp.matmul(w_rows[:, None, None], self.window_rows(x, rows, geo.tile_width))
+                y_tiles[...] = xp.matmul(w_rows[:, None, None], self.window_rows(x, rows, geo.tile_columns))
             else:
-                xp.matmul(w_rows[:, None, None], self.window_rows(x, rows, geo.tile_width), out=y_tiles)
+                xp.matmul(w_rows[:, None, None], self.window_rows(x, rows, geo.tile_columns), out=y_tiles)
             if b_col is not None:
                 y_tiles += b_col
 
@@ -189,18 +194,19 @@ class Conv2d(Function):
         w_mat_t = get_array_module(dy_mat).ascontiguousarray(w_mat.transpose(0, 2, 1))  # (G, C/G*kh*kw, F/G)
         per_part = 1 if g == 1 else c // g  # input channels per part: split channels, or whole groups
         kk = kh * kw
+        width = max(1, geo.tile_columns // n)  # col2im adds whole pixels: tiles of `width` output columns
 
         def input_gradient(part):
             channels = slice(part.start * per_part, part.stop * per_part)
             dx_part = dx_pad[:, channels]
             dx_part[...] = 0
             for rows in geo.chunks:  # dcols: (rows, W_out/T, channels*kh*kw, T*N), a GEMM per tile
-                dy_tiles = self.tiles(dy_mat, rows, geo.tile_width).transpose(1, 2, 0, 3, 4)  # (rows, W_out/T, G, ...)
+                dy_tiles = self.tiles(dy_mat, rows, width * n).transpose(1, 2, 0, 3, 4)  # (rows, W_out/T, G, ...)
                 if g == 1:
                     dcols = w_mat_t[0, channels.start * kk:channels.stop * kk] @ dy_tiles[:, :, 0]
                 else:
                     dcols = w_mat_t[part] @ dy_tiles[:, :, part]  # (rows, W_out/T, groups, C/G*kh*kw, T*N)
-                shape = dcols.shape[:2] + (-1, kh, kw, geo.tile_width, n)
+                shape = dcols.shape[:2] + (-1, kh, kw, width, n)
                 col2im(dcols.reshape(shape), dx_part, rows[0], geo.stride, geo.dilation)
 
         # Split the channels only when each part's col2im still adds slabs of >= SLAB_NUMBERS:
@@ -216,19 +222,20 @@ class Conv2d(Function):
         """dW = sum over output rows i of window_rows(x)_i @ dy_i^T, as one job per chunk of rows
         returning its partial sum (G, kh*C/G*kw, F/G): one batched matmul of whole output rows (W_out*N
         columns each), the operand order OpenBLAS runs faster (docs/performance.md)."""
-        w_out = self.geometry.out_size[1]
+        row = self.geometry.out_size[1] * self.geometry.x_shape[0]  # GEMM columns of an output row: W_out*N
 
         def weight_gradient(rows):  # one chunk's share of dW: its row-window copy and one batched matmul
-            products = self.window_rows(x, rows, w_out) @ self.tiles(dy_mat, rows, w_out).swapaxes(-1, -2)
+            products = self.window_rows(x, rows, row) @ self.tiles(dy_mat, rows, row).swapaxes(-1, -2)
             return products.sum(axis=(1, 2))
 
         return [(weight_gradient, rows) for rows in self.geometry.chunks]
 
-    def window_rows(self, x, rows, tile_width):
+    def window_rows(self, x, rows, tile_columns):
         """x: (N, C, H, W), unpadded -> the windows of output rows ``rows`` = (first, stop) as a view
-        (G, rows, W_out/T, kh*C/G*kw, T*N) for tile width T:
+        (G, rows, W_out*N/T, kh*C/G*kw, T) for tiles of T GEMM columns (a divisor of W_out*N): column
+        k of tile t is output pixel j, image n, for t T + k = j N + n, and
 
-            view[g, i, t, (u, c, v), (j, n)] = x_pad[n, g C/G + c, (first + i) sh + u dh, (t T + j) sw + v dw]
+            view[g, i, t, (u, c, v), k] = x_pad[n, g C/G + c, (first + i) sh + u dh, j sw + v dw]
 
         im2col's columns without its copy of every window: the copy holds each needed input row kw
         times, shifted by v (ROW WINDOWS in the module docstring), and the kh rows of a window are
@@ -277,17 +284,17 @@ class Conv2d(Function):
                         target[:, :, :, j0:j1] = picked.transpose(0, 2, 1, 3, 4)
         s_n = copy.itemsize  # the strides, from the shape (NumPy may give a length-1 axis any stride)
         s_v = w_out * n * s_n
-        s_row, s_col = c // g * kw * s_v, n * s_n
+        s_row = c // g * kw * s_v
         s_g = depth * s_row
-        return strided_view(copy, (g, stop - first, w_out // tile_width, kh * (c // g) * kw, tile_width * n),
-                            (s_g, step * s_row, tile_width * s_col, s_v, s_n))
+        return strided_view(copy, (g, stop - first, w_out * n // tile_columns, kh * (c // g) * kw, tile_columns),
+                            (s_g, step * s_row, tile_columns * s_n, s_v, s_n))
 
-    def tiles(self, matrix, rows, tile_width):
-        """matrix: (G, M, H_out*W_out*N) -> the view (G, rows, W_out/T, M, T*N) of output rows
+    def tiles(self, matrix, rows, tile_columns):
+        """matrix: (G, M, H_out*W_out*N) -> the view (G, rows, W_out*N/T, M, T) of output rows
         ``rows``, tiled like ``window_rows``' columns."""
         n, (h_out, w_out) = self.geometry.x_shape[0], self.geometry.out_size
         g, m, _ = matrix.shape
-        tiled = matrix.reshape(g, m, h_out, w_out // tile_width, tile_width * n)[:, :, rows[0]:rows[1]]
+        tiled = matrix.reshape(g, m, h_out, w_out * n // tile_columns, tile_columns)[:, :, rows[0]:rows[1]]
         return tiled.transpose(0, 2, 3, 1, 4)
 
 
@@ -335,6 +342,25 @@ def input_gradient_by_convolution(dy, w_mat, geometry):
     dx = convolution.forward(dy, w_transposed, None, (1, 1), (dh * (kh - 1) - ph, dw * (kw - 1) - pw),
                              geometry.dilation, g)
     return dx if dx.dtype == geometry.dtype else dx.astype(geometry.dtype)
+
+
+def choose_tile_columns(w_out, per_pixel, n, groups, filters, small_products):
+    """How many GEMM columns (output pixels x images) a forward tile holds, for a layer of G groups of
+    ``filters`` filters, per_pixel = C*kh*kw*N window numbers an output pixel reads, batch n: a divisor
+    of W_out*N, either whole pixels (T*N) or part of one pixel's images (a divisor of N).
+
+    With small-matrix kernels (``parallel.blas_has_small_product_kernels``), the widest tile whose
+    product stays within SMALL_PRODUCT_MACS multiply-adds, if that leaves at least SMALL_PRODUCT_COLUMNS
+    columns: OpenBLAS then skips packing, and a ResNet's 16- and 32-filter products run up to 1.5x
+    faster (docs/performance.md, 2026-12-02).  Otherwise, and for wide layers, choose_tile_width's
+    whole-pixel tiles."""
+    if small_products:
+        limit = SMALL_PRODUCT_MACS // (filters * (per_pixel // (n * groups)))  # M*K of one product
+        pixels = [t * n for t in range(1, w_out + 1) if w_out % t == 0 and t * n <= limit]
+        fitting = pixels or [d for d in range(1, n + 1) if n % d == 0 and d <= limit]
+        if fitting and max(fitting) >= SMALL_PRODUCT_COLUMNS:
+            return max(fitting)
+    return choose_tile_width(w_out, per_pixel, n) * n
 
 
 def choose_tile_width(w_out, per_pixel, n):
