@@ -36,7 +36,7 @@ def test_the_convolution_path_is_taken_and_matches_the_reference_rungs(case):
     w = rng.standard_normal((f, c // g) + _pair(k))
     x_batch_innermost = conv.batch_innermost(x)
     geometry = conv.conv_geometry(x_batch_innermost, w.shape, (1, 1), _pair(p), _pair(d), g)
-    assert conv.input_gradient_is_a_convolution(geometry)
+    assert conv.input_gradient_is_a_convolution(geometry, f)
     y = reference.conv2d_forward_im2col(x, w, None, 1, p, d, g)
     dy = rng.standard_normal(y.shape)
     dx_loops, _, _ = reference.conv2d_backward(dy, x, w, 1, p, d, g)
@@ -73,13 +73,14 @@ def test_non_contiguous_inputs_and_a_gradient_in_another_layout():
                       array, w, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("stride, channels", [((2, 2), 16), ((1, 1), 8), ((2, 1), 32)])
-def test_layers_the_rule_leaves_on_col2im_still_match_the_loops(stride, channels):
+@pytest.mark.parametrize("stride, channels, filters", [((2, 2), 16, 6), ((1, 1), 8, 6), ((2, 1), 32, 6),
+                                                      ((1, 1), 16, 32)])  # more filters than channels
+def test_layers_the_rule_leaves_on_col2im_still_match_the_loops(stride, channels, filters):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, channels, 9, 8))
-    w = rng.standard_normal((6, channels, 3, 3))
+    w = rng.standard_normal((filters, channels, 3, 3))
     geometry = conv.conv_geometry(conv.batch_innermost(x), w.shape, stride, (1, 1), (1, 1), 1)
-    assert not conv.input_gradient_is_a_convolution(geometry)
+    assert not conv.input_gradient_is_a_convolution(geometry, filters)
     y = reference.conv2d_forward(x, w, None, stride, 1)
     dy = rng.standard_normal(y.shape)
     xt = convnp.Tensor(x, requires_grad=True)

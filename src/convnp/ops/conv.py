@@ -168,7 +168,7 @@ class Conv2d(Function):
         dy_mat = dy.transpose(1, 2, 3, 0).reshape(g, f // g, geo.out_size[0] * geo.out_size[1] * n)
         dx = dw = db = None
         dx_jobs = dw_jobs = []
-        by_convolution = self.needs_input_grad[0] and input_gradient_is_a_convolution(geo)
+        by_convolution = self.needs_input_grad[0] and input_gradient_is_a_convolution(geo, f)
         if self.needs_input_grad[0] and not by_convolution:
             dx_pad = empty_in_order((n, c, h + 2 * ph, w_in + 2 * pw), geo.dtype, geo.order, get_array_module(dy))
             dx_jobs = self.input_gradient_jobs(dy_mat, w_mat, dx_pad)
@@ -311,15 +311,18 @@ def inside(offset, step, count, size):
     return k0, max(k0, min(count, (size - 1 - offset) // step + 1))
 
 
-def input_gradient_is_a_convolution(geometry):
+def input_gradient_is_a_convolution(geometry, filters):
     """Whether backward computes dx as a convolution of dy (``input_gradient_by_convolution``) rather
-    than col2im of ``w^T dy``: for stride 1 (the 3x3 layers of VGG and ResNet), when each
-    group has at least TRANSPOSED_MIN_CHANNELS input channels (with fewer, dx's GEMM has too few rows
-    for OpenBLAS: LeNet-5's 6-channel conv2 is faster through col2im; docs/performance.md).  The
-    padding must be at most the dilated kernel's reach, so that dx's convolution has padding >= 0."""
+    than col2im of ``w^T dy``, for a layer of ``filters`` filters: for stride 1 (the 3x3 layers of VGG
+    and ResNet), when each group has at least TRANSPOSED_MIN_CHANNELS input channels (with fewer, dx's
+    GEMM has too few rows for OpenBLAS: LeNet-5's 6-channel conv2 is faster through col2im) and no
+    more filters than input channels (with more, col2im's GEMM has the long side, kh*kw*C rows against
+    F, and runs faster: the MNIST example's 32 -> 64 layer, docs/performance.md).  The padding must be
+    at most the dilated kernel's reach, so that dx's convolution has padding >= 0."""
     (kh, kw), (dh, dw), (ph, pw) = geometry.kernel, geometry.dilation, geometry.padding
+    channels = geometry.x_shape[1] // geometry.groups
     return (geometry.stride == (1, 1) and ph <= dh * (kh - 1) and pw <= dw * (kw - 1)
-            and geometry.x_shape[1] // geometry.groups >= TRANSPOSED_MIN_CHANNELS)
+            and TRANSPOSED_MIN_CHANNELS <= channels and filters // geometry.groups <= channels)
 
 
 def input_gradient_by_convolution(dy, w_mat, geometry):
