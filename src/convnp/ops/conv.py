@@ -75,7 +75,7 @@ class ConvGeometry(NamedTuple):
 def conv_geometry(x, w_shape, stride, padding, dilation, groups):
     """The ConvGeometry of x: (N, C, H, W) convolved with weights of w_shape (F, C/G, kh, kw): output
     size, chunks of whole output rows (at most CHUNK_NUMBERS copied numbers, at least one per thread,
-    up to CHUNKS_PER_THREAD a thread for big layers) and the tile width.  Worked out once per layer
+    up to CHUNKS_PER_THREAD a thread for big layers) and the tiles' columns.  Worked out once per layer
     shape (``_conv_geometry`` is cached): a training run asks for the same few geometries thousands
     of times."""
     small_products = blas_has_small_product_kernels() if SMALL_PRODUCTS is None else SMALL_PRODUCTS
