@@ -127,6 +127,18 @@ def test_tile_columns(w_out, per_pixel, n, filters, small, columns):
     assert choose_tile_columns(w_out, per_pixel, n, 1, filters, small) == columns
 
 
+@pytest.mark.parametrize("has_small_kernels, columns", [(True, 256), (False, 512)])
+def test_tiles_follow_what_the_blas_has(has_small_kernels, columns, monkeypatch):
+    """With SMALL_PRODUCTS left at None, a layer's tiles follow the BLAS's kernels: a ResNet 16 -> 16
+    layer at batch 128 takes 2-pixel tiles (590k multiply-adds) only where small-matrix kernels exist."""
+    import convnp.ops.conv as conv
+
+    monkeypatch.setattr(conv, "SMALL_PRODUCTS", None)
+    monkeypatch.setattr(conv, "blas_has_small_product_kernels", lambda: has_small_kernels)
+    x = conv.batch_innermost(np.zeros((128, 16, 32, 32), np.float32))
+    assert conv.conv_geometry(x, (16, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1).tile_columns == columns
+
+
 @pytest.mark.parametrize("w_out, per_pixel, n, width", [
     (8, 150 * 128, 128, 4),  # LeNet-5's conv2 at batch 128: 4 of 8 columns = 76,800 numbers, 512 columns
     (24, 25, 1, 24),  # batch 1: whole rows

@@ -1,6 +1,10 @@
 """convnp's own threads (convnp.parallel): the pool itself, and every op that splits its work, run
 against PyTorch with the splitting forced on (3 threads, no minimum size) so that even small test
 inputs are cut into pieces."""
+import os
+import platform
+import subprocess
+import sys
 import threading
 import time
 
@@ -104,6 +108,24 @@ def test_set_num_threads_validates_and_gives_blas_its_threads_back():
         assert parallel.get_num_threads() == 3 and parallel.blas_threads() == [1] * libraries
         parallel.set_num_threads(1)
         assert parallel.get_num_threads() == 1 and parallel.blas_threads() == [2] * libraries
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="OpenBLAS's x86 kernel sets")
+def test_small_product_kernels_follow_the_kernels_openblas_loaded():
+    """OpenBLAS picks its kernel set when NumPy loads it (OPENBLAS_CORETYPE overrides the CPU's):
+    with its AVX2 (Haswell) set there are no small-matrix kernels, so convnp must not size tiles for them."""
+    if not parallel.blas_threads():
+        pytest.skip("threadpoolctl finds no BLAS here")
+    code = ("from convnp import parallel; "
+            "print(parallel._blas.architectures(), parallel.blas_has_small_product_kernels())")
+    environment = dict(os.environ, OPENBLAS_CORETYPE="Haswell")
+    result = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    if "Haswell" not in result.stdout:
+        pytest.skip(f"this NumPy's BLAS does not take OPENBLAS_CORETYPE: {result.stdout.strip()}")
+    assert result.stdout.split()[-1] == "False"
+    assert parallel.blas_has_small_product_kernels() == any(
+        name in parallel.SMALL_PRODUCT_ARCHITECTURES for name in parallel._blas.architectures())
 
 
 def test_num_threads_governs_convnp_and_blas_together_and_restores_both():
