@@ -317,19 +317,19 @@ def optimizer_pieces(threaded, monkeypatch):
     return pieces
 
 
-@pytest.mark.parametrize("ours, theirs, kwargs", test_optim.OPTIMIZER_CASES[7:], ids=test_optim.CASE_IDS[7:])
-def test_adam_in_pieces_matches_torch(optimizer_pieces, ours, theirs, kwargs):
+@pytest.mark.parametrize("ours, theirs, kwargs", test_optim.OPTIMIZER_CASES, ids=test_optim.CASE_IDS)
+def test_sgd_and_adam_in_pieces_match_torch(optimizer_pieces, ours, theirs, kwargs):
     test_optim.test_matches_torch_float64(ours, theirs, kwargs)
     assert max(optimizer_pieces) == 3  # the (3, 4) and (5,) parameters were split among three threads
 
 
-@pytest.mark.parametrize("name, kwargs", test_torch_api.OPTIMIZERS[:2])
-def test_adadelta_in_pieces_matches_torch(optimizer_pieces, name, kwargs):
+@pytest.mark.parametrize("name, kwargs", test_torch_api.OPTIMIZERS)
+def test_adadelta_rmsprop_and_adagrad_in_pieces_match_torch(optimizer_pieces, name, kwargs):
     test_torch_api.test_optimizers_follow_torch(name, kwargs)
     assert max(optimizer_pieces) == 3
 
 
-@pytest.mark.parametrize("name", ["Adam", "Adadelta"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "Adadelta", "RMSprop", "Adagrad"])
 def test_a_0d_parameter_is_updated_whole(optimizer_pieces, name):
     ours = convnp.nn.Parameter(np.array(0.5))
     theirs = torch.nn.Parameter(torch.tensor(0.5, dtype=torch.float64))

@@ -10,11 +10,12 @@ def _check(name, value, low=0.0, high=None):
         raise ValueError(f"Invalid {name} value: {value}")
 
 
-def _gradient(p, group):
-    """The gradient the update uses: negated with maximize, plus weight_decay * p (an L2 penalty)."""
-    g = -p.grad if group["maximize"] else p.grad
+def _gradient(p, group, rows=Ellipsis):
+    """The gradient the update uses, on rows ``rows``: negated with maximize, plus weight_decay * p
+    (an L2 penalty)."""
+    g = -p.grad[rows] if group["maximize"] else p.grad[rows]
     if group["weight_decay"] != 0:
-        g = g + group["weight_decay"] * p.data
+        g = g + group["weight_decay"] * p.data[rows]
     return g
 
 
@@ -98,38 +99,45 @@ class RMSprop(Optimizer):
     def step(self, closure=None):
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            lr, alpha, eps, momentum = group["lr"], group["alpha"], group["eps"], group["momentum"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 xp = get_array_module(p.data)
-                g = _gradient(p, group)
                 state = self.state.setdefault(p, {})
                 if not state:
                     state.update(step=0, square_avg=xp.zeros_like(p.data))
-                    if momentum > 0:
+                    if group["momentum"] > 0:
                         state["momentum_buffer"] = xp.zeros_like(p.data)
                     if group["centered"]:
                         state["grad_avg"] = xp.zeros_like(p.data)
                 state["step"] += 1
-                v = state["square_avg"]
-                v *= alpha
-                v += (1 - alpha) * g * g
-                if group["centered"]:
-                    m = state["grad_avg"]
-                    m *= alpha
-                    m += (1 - alpha) * g
-                    denom = xp.sqrt(v - m * m) + eps
-                else:
-                    denom = xp.sqrt(v) + eps
-                if momentum > 0:
-                    buf = state["momentum_buffer"]
-                    buf *= momentum
-                    buf += g / denom
-                    p.data -= lr * buf
-                else:
-                    p.data -= lr * (g / denom)
+                in_pieces(partial(rmsprop_update, data=p.data, p=p, state=state, group=group), p.data)
         return loss
+
+
+def rmsprop_update(rows, data, p, state, group):
+    """RMSprop's formulas (``RMSprop``) on rows ``rows`` of the parameter ``data`` (``in_pieces``
+    shares the rows out among threads)."""
+    lr, alpha, eps, momentum = group["lr"], group["alpha"], group["eps"], group["momentum"]
+    xp = get_array_module(data)
+    g = _gradient(p, group, rows)
+    v = state["square_avg"][rows]
+    v *= alpha
+    v += (1 - alpha) * g * g
+    if group["centered"]:
+        m = state["grad_avg"][rows]
+        m *= alpha
+        m += (1 - alpha) * g
+        denom = xp.sqrt(v - m * m) + eps
+    else:
+        denom = xp.sqrt(v) + eps
+    if momentum > 0:
+        buf = state["momentum_buffer"][rows]
+        buf *= momentum
+        buf += g / denom
+        data[rows] -= lr * buf
+    else:
+        data[rows] -= lr * (g / denom)
 
 
 class Adagrad(Optimizer):
@@ -163,11 +171,19 @@ class Adagrad(Optimizer):
                 if p.grad is None:
                     continue
                 xp = get_array_module(p.data)
-                g = _gradient(p, group)
                 state = self.state.setdefault(p, {"step": 0, "sum": xp.full_like(
                     p.data, group["initial_accumulator_value"])})
                 state["step"] += 1
-                clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
-                state["sum"] += g * g
-                p.data -= clr * (g / (xp.sqrt(state["sum"]) + group["eps"]))
+                in_pieces(partial(adagrad_update, data=p.data, p=p, state=state, group=group), p.data)
         return loss
+
+
+def adagrad_update(rows, data, p, state, group):
+    """Adagrad's formulas (``Adagrad``) on rows ``rows`` of the parameter ``data`` (``in_pieces``
+    shares the rows out among threads)."""
+    xp = get_array_module(data)
+    g = _gradient(p, group, rows)
+    clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
+    total = state["sum"][rows]
+    total += g * g
+    data[rows] -= clr * (g / (xp.sqrt(total) + group["eps"]))

@@ -1,5 +1,8 @@
 """Stochastic gradient descent with momentum, Nesterov momentum and weight decay (torch.optim.SGD)."""
-from .optimizer import Optimizer
+from functools import partial
+
+from ..backend import get_array_module
+from .optimizer import Optimizer, in_pieces
 
 
 class SGD(Optimizer):
@@ -35,21 +38,36 @@ class SGD(Optimizer):
         """One update of every parameter whose ``.grad`` is not None.  Returns ``closure()`` if given."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = -p.grad if group["maximize"] else p.grad
-                if group["weight_decay"] != 0:
-                    g = g + group["weight_decay"] * p.data
-                if momentum != 0:
-                    state = self.state.setdefault(p, {})
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = state["momentum_buffer"] = g.astype(p.data.dtype, copy=True)
-                    else:
-                        buf *= momentum
-                        buf += (1 - dampening) * g
-                    g = g + momentum * buf if group["nesterov"] else buf
-                p.data -= lr * g
+                buffer = first = None
+                if group["momentum"] != 0:
+                    buffer = self.state.setdefault(p, {}).get("momentum_buffer")
+                    first = buffer is None
+                    if first:  # filled with the first gradient by sgd_update, kept once it is
+                        buffer = get_array_module(p.data).empty_like(p.data)
+                in_pieces(partial(sgd_update, data=p.data, grad=p.grad, buffer=buffer, group=group, first=first),
+                          p.data)
+                if first:
+                    self.state[p]["momentum_buffer"] = buffer
         return loss
+
+
+def sgd_update(rows, data, grad, buffer, group, first):
+    """SGD's formulas (``SGD``) on rows ``rows`` of the parameter ``data`` with gradient ``grad``
+    and momentum buffer ``buffer`` (``in_pieces`` shares the rows out among threads); ``first``: the
+    buffer is new, and takes the gradient."""
+    lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+    g = -grad[rows] if group["maximize"] else grad[rows]
+    if group["weight_decay"] != 0:
+        g = g + group["weight_decay"] * data[rows]
+    if momentum != 0:
+        buf = buffer[rows]
+        if first:
+            buf[...] = g
+        else:
+            buf *= momentum
+            buf += (1 - dampening) * g
+        g = g + momentum * buf if group["nesterov"] else buf
+    data[rows] -= lr * g
