@@ -130,3 +130,41 @@ def test_lenet5_swaps_only_when_nothing_watches_its_modules():
     assert calls[:3] == ["Conv2d", "ReLU", "MaxPool2d"]
     model.relu.forward = lambda x: F.relu(x)  # watched: the written order, the same numbers
     np.testing.assert_array_equal(model(convnp.Tensor(x)).data, swapped)
+
+
+@pytest.mark.parametrize("layout", ["batch-innermost", "nchw"])
+def test_batch_norm_relu_with_a_residual_matches_pytorch(layout):
+    """relu(batch_norm(x) + residual) as one op (the end of a ResNet block): PyTorch's output and the
+    gradients of x, weight, bias and the residual, whatever the residual's memory layout."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 3, 4, 6))
+    residual = rng.standard_normal((5, 3, 4, 6))
+    if layout == "batch-innermost":
+        residual = np.ascontiguousarray(residual.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    weight, bias, dy = rng.standard_normal(3), rng.standard_normal(3), rng.standard_normal((5, 3, 4, 6))
+    ours = [convnp.Tensor(a, requires_grad=True) for a in (x, weight, bias, residual)]
+    out = F.batch_norm_relu(ours[0], np.zeros(3), np.ones(3), ours[1], ours[2], training=True, residual=ours[3])
+    out.backward(dy)
+    assert type(out._ctx) is BatchNorm
+    theirs = [to_torch(a, requires_grad=True) for a in (x, weight, bias, residual)]
+    expected = torch.relu(torch.nn.functional.batch_norm(theirs[0], torch.zeros(3, dtype=torch.float64),
+                                                         torch.ones(3, dtype=torch.float64), theirs[1], theirs[2],
+                                                         training=True) + theirs[3])
+    expected.backward(torch.from_numpy(dy))
+    assert_close(out.data, expected.detach(), 1e-10, 1e-10, "output")
+    for name, a, b in zip(("dx", "dweight", "dbias", "dresidual"), ours, theirs):
+        assert_close(a.grad, b.grad, 1e-10, 1e-10, name)
+
+
+def test_a_residual_of_another_shape_is_refused():
+    x = convnp.Tensor(np.ones((2, 3, 4, 4)))
+    with pytest.raises(ValueError, match=r"residual of shape \(2, 3, 4, 3\).*expected the same shape"):
+        F.batch_norm_relu(x, None, None, training=True, residual=np.ones((2, 3, 4, 3)))
+
+
+def test_a_resnet_block_ends_in_one_batch_norm_op_while_training():
+    block = models.resnet.BasicBlock(4, 4)
+    x = convnp.Tensor(np.random.default_rng(2).standard_normal((2, 4, 5, 5)).astype(np.float32))
+    assert type(block(x)._ctx) is BatchNorm  # bn2, the shortcut's add and the ReLU in one op
+    block.eval()
+    assert type(block(x)._ctx) is not BatchNorm  # evaluation: the plain modules

@@ -242,20 +242,28 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, relu=False)
 
 
-def batch_norm_relu(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+def batch_norm_relu(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5,
+                    residual=None):
     """``relu(batch_norm(x, ...))`` as one op (``convnp.ops.norm.BatchNorm`` with relu=True): the same
-    numbers, one pass over the data less in forward and in backward."""
-    return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, relu=True)
+    numbers, one pass over the data less in forward and in backward.  With ``residual`` (x's shape):
+    ``relu(batch_norm(x, ...) + residual)``, the end of a ResNet block, the add in the same pass."""
+    return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, relu=True,
+                       residual=residual)
 
 
-def _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, relu):
+def _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, relu, residual=None):
     x = _tensor(x)
     if x.ndim not in (2, 4):
         raise ValueError(f"batch_norm: expected (N, C) or (N, C, H, W) input, got shape {x.shape}")
     if not training and (running_mean is None or running_var is None):
         raise ValueError("batch_norm: evaluation mode needs running_mean and running_var")
+    if residual is not None:
+        residual = _tensor(residual)
+        if residual.shape != x.shape:
+            raise ValueError(f"batch_norm_relu: residual of shape {residual.shape} for input of shape {x.shape}; "
+                             "expected the same shape")
     return norm.BatchNorm.apply(x, None if weight is None else _tensor(weight),
-                                None if bias is None else _tensor(bias), running_mean=_array(running_mean),
+                                None if bias is None else _tensor(bias), residual, running_mean=_array(running_mean),
                                 running_var=_array(running_var), training=training, momentum=momentum, eps=eps,
                                 relu=relu)
 

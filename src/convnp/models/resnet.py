@@ -27,7 +27,7 @@ class BasicBlock(nn.Module):
 
     def forward(self, x):
         out = relu_of_batch_norm(self.bn1, self.relu, self.conv1(x))  # = relu(bn1(conv1(x))), fused
-        return self.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+        return relu_of_batch_norm(self.bn2, self.relu, self.conv2(out), self.shortcut(x))  # the add fused too
 
 
 class ResNet20(nn.Module):

@@ -154,12 +154,13 @@ class _BatchNorm(Module):
     def forward(self, x):
         return self.normalise(x, relu=False)
 
-    def forward_relu(self, x):
+    def forward_relu(self, x, residual=None):
         """``relu(self(x))`` as one fused op (``F.batch_norm_relu``): ``Sequential`` calls it for a batch
-        norm followed by a ReLU while training (see ``fuses_with_relu``)."""
-        return self.normalise(x, relu=True)
+        norm followed by a ReLU while training (see ``fuses_with_relu``); ``relu(self(x) + residual)``
+        with a residual (ResNet's blocks, ``relu_of_batch_norm``)."""
+        return self.normalise(x, relu=True, residual=residual)
 
-    def normalise(self, x, relu):
+    def normalise(self, x, relu, residual=None):
         if x.ndim != self.expected_ndim or x.shape[1] != self.num_features:
             layout = "(N, C)" if self.expected_ndim == 2 else "(N, C, H, W)"
             raise ValueError(f"{self!r}: expected input {layout} with C = {self.num_features}, "
@@ -171,9 +172,11 @@ class _BatchNorm(Module):
         momentum = self.momentum
         if momentum is None and self.training and self.track_running_stats:  # PyTorch's cumulative average
             momentum = 1.0 / int(self.num_batches_tracked)
-        normalise = F.batch_norm_relu if relu else F.batch_norm
-        return normalise(x, *running, self.weight, self.bias, training=use_batch_stats, momentum=momentum or 0.0,
-                         eps=self.eps)
+        if relu:
+            return F.batch_norm_relu(x, *running, self.weight, self.bias, training=use_batch_stats,
+                                     momentum=momentum or 0.0, eps=self.eps, residual=residual)
+        return F.batch_norm(x, *running, self.weight, self.bias, training=use_batch_stats, momentum=momentum or 0.0,
+                            eps=self.eps)
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
@@ -256,9 +259,12 @@ def fuses_with_relu(module, following):
             and "forward" not in vars(module) and "forward" not in vars(following))
 
 
-def relu_of_batch_norm(batch_norm, relu, x):
-    """``relu(batch_norm(x))``, as one fused op when ``fuses_with_relu`` allows it."""
-    return batch_norm.forward_relu(x) if fuses_with_relu(batch_norm, relu) else relu(batch_norm(x))
+def relu_of_batch_norm(batch_norm, relu, x, residual=None):
+    """``relu(batch_norm(x))``, or ``relu(batch_norm(x) + residual)``, as one fused op when
+    ``fuses_with_relu`` allows it."""
+    if fuses_with_relu(batch_norm, relu):
+        return batch_norm.forward_relu(x, residual)
+    return relu(batch_norm(x)) if residual is None else relu(batch_norm(x) + residual)
 
 
 def relu_commutes_with_pool(relu, pool):

@@ -47,7 +47,9 @@ class BatchNorm(Function):
         dweight = sum(dy x_hat),  dbias = sum(dy)
     ``relu=True`` fuses a ReLU after it, y = max(weight x_hat + bias, 0), and backward masks dy by
     y > 0 first: one pass over the data less each way, done slice by slice while it is in the cache
-    (``nn.Sequential`` and ResNet's blocks use it in training; ``batch_norm_relu``).
+    (``nn.Sequential`` and ResNet's blocks use it in training; ``batch_norm_relu``).  A ``residual``
+    (x's shape, with relu=True) is added before the ReLU, y = max(weight x_hat + bias + residual, 0),
+    the end of a ResNet block: its gradient is the masked dy, which backward writes once.
     The work is done on a (C, M) view, and y = (x - mu) * scale + shift with the per-channel
     scale = weight / sqrt(var + eps): two passes over the data instead of five.  backward keeps
     (x - mu), not x_hat, and folds every per-channel factor into one coefficient per term, in two
@@ -55,9 +57,11 @@ class BatchNorm(Function):
     few MB however big the layer (docs/performance.md, 2026-12-02).
     """
 
-    def forward(self, x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5, relu=False):
+    def forward(self, x, weight, bias, residual=None, running_mean=None, running_var=None, training=False,
+                momentum=0.1, eps=1e-5, relu=False):
         xp = get_array_module(x)
         x2d, axes = channels_first_2d(x)
+        residual2d = None if residual is None else channels_first_2d(residual)[0]  # only with relu (functional)
         c, m = x2d.shape
         if training and m < 2:
             raise ValueError(f"batch_norm: training needs more than one value per channel, got input shape {x.shape}")
@@ -81,6 +85,8 @@ class BatchNorm(Function):
             xp.multiply(centred[rows], scale[:, None], out=y2d[rows])
             if bias is not None:
                 y2d[rows] += bias[rows, None]
+            if residual2d is not None:
+                y2d[rows] += residual2d[rows]
             if relu:  # fused: max(y, 0) while this slice is still in the cache, no array of its own
                 xp.maximum(y2d[rows], zeros, out=y2d[rows])
 
@@ -91,7 +97,7 @@ class BatchNorm(Function):
             running_var *= 1 - momentum
             running_var += momentum * (var * (m / (m - 1))).astype(running_var.dtype)
         self.save_for_backward(centred, inv_std, weight, y2d if relu else None)
-        self.shape, self.axes, self.training = x.shape, axes, training
+        self.shape, self.axes, self.training, self.has_residual = x.shape, axes, training, residual is not None
         return from_channels_first_2d(y2d, x.shape, axes)
 
     def backward(self, dy):
@@ -101,6 +107,8 @@ class BatchNorm(Function):
         c, m = dy2d.shape
         sum_dy, sum_dy_centred = xp.empty(c, dtype=dy.dtype), xp.empty(c, dtype=dy.dtype)
         dx2d = xp.empty_like(dy2d) if self.needs_input_grad[0] else None
+        # the masked dy, g: the residual's gradient when there is one (in its own array), else kept in dx's memory
+        g2d = xp.empty_like(dy2d) if self.has_residual else dx2d
 
         ones = xp.ones(min(m, BLOCK_NUMBERS), dtype=dy.dtype)
 
@@ -111,7 +119,7 @@ class BatchNorm(Function):
                 g = dy2d[rows, cols]
                 if relu_output is not None:
                     mask = relu_output[rows, cols] > 0
-                    g = xp.multiply(g, mask, out=dx2d[rows, cols]) if dx2d is not None else g * mask
+                    g = xp.multiply(g, mask, out=g2d[rows, cols]) if g2d is not None else g * mask
                 sum_dy[rows] += g @ ones[:g.shape[1]]
                 sum_dy_centred[rows] += sums_of_products(g, centred[rows, cols])  # = sum(dy x_hat) / inv_std
             if dx2d is None:
@@ -121,7 +129,7 @@ class BatchNorm(Function):
             centred_factor = (scale * inv_std[rows] ** 2 * sum_dy_centred[rows] / m)[:, None]
             offset = (scale * sum_dy[rows] / m)[:, None]
             for cols in blocks:  # pass 2, block by block while centred's block is in the cache
-                g = dy2d[rows, cols] if relu_output is None else dx2d[rows, cols]
+                g = dy2d[rows, cols] if relu_output is None else g2d[rows, cols]
                 xp.multiply(g, scale[:, None], out=dx2d[rows, cols])
                 if self.training:
                     dx2d[rows, cols] -= centred[rows, cols] * centred_factor
@@ -131,4 +139,6 @@ class BatchNorm(Function):
         dx = None if dx2d is None else from_channels_first_2d(dx2d, self.shape, self.axes)
         dweight = sum_dy_centred * inv_std if self.needs_input_grad[1] else None
         dbias = sum_dy if self.needs_input_grad[2] else None
+        if self.has_residual:
+            return dx, dweight, dbias, from_channels_first_2d(g2d, self.shape, self.axes)
         return dx, dweight, dbias
