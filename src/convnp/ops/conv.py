@@ -105,7 +105,8 @@ def _conv_geometry(x_shape, dtype, order, w_shape, stride, padding, dilation, gr
     if on_device:  # the GPU's work policy: all rows at once, whole-row tiles, no convnp threads
         return ConvGeometry(x_shape, dtype, order, (kh, kw), stride, padding, dilation, groups,
                             (h_out, w_out), w_out * n, ((0, h_out),))
-    columns = choose_tile_columns(w_out, per_pixel, n, groups, f // groups, tuning[-1])
+    small_products = tuning[-1]  # conv_geometry's answer: size tiles for small-matrix kernels
+    columns = choose_tile_columns(w_out, per_pixel, n, groups, f // groups, small_products)
     return ConvGeometry(x_shape, dtype, order, (kh, kw), stride, padding, dilation, groups,
                         (h_out, w_out), columns, chunks)
 

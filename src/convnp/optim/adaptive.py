@@ -2,21 +2,12 @@
 from functools import partial
 
 from ..backend import get_array_module
-from .optimizer import Optimizer, in_pieces
+from .optimizer import Optimizer, in_pieces, penalised_gradient
 
 
 def _check(name, value, low=0.0, high=None):
     if not low <= value or (high is not None and not value <= high):
         raise ValueError(f"Invalid {name} value: {value}")
-
-
-def _gradient(p, group, rows=Ellipsis):
-    """The gradient the update uses, on rows ``rows``: negated with maximize, plus weight_decay * p
-    (an L2 penalty)."""
-    g = -p.grad[rows] if group["maximize"] else p.grad[rows]
-    if group["weight_decay"] != 0:
-        g = g + group["weight_decay"] * p.data[rows]
-    return g
 
 
 class Adadelta(Optimizer):
@@ -42,7 +33,7 @@ class Adadelta(Optimizer):
                 if p.grad is None:
                     continue
                 xp = get_array_module(p.data)
-                g = _gradient(p, group)
+                g = penalised_gradient(p, group)
                 state = self.state.setdefault(p, {})
                 if not state:
                     state.update(step=0, square_avg=xp.zeros_like(p.data), acc_delta=xp.zeros_like(p.data))
@@ -111,16 +102,17 @@ class RMSprop(Optimizer):
                     if group["centered"]:
                         state["grad_avg"] = xp.zeros_like(p.data)
                 state["step"] += 1
-                in_pieces(partial(rmsprop_update, data=p.data, p=p, state=state, group=group), p.data)
+                in_pieces(partial(rmsprop_update, p=p, state=state, group=group), p.data)
         return loss
 
 
-def rmsprop_update(rows, data, p, state, group):
-    """RMSprop's formulas (``RMSprop``) on rows ``rows`` of the parameter ``data`` (``in_pieces``
-    shares the rows out among threads)."""
+def rmsprop_update(rows, p, state, group):
+    """RMSprop's formulas (``RMSprop``) on rows ``rows`` of the parameter ``p`` (``in_pieces`` shares
+    the rows out among threads)."""
     lr, alpha, eps, momentum = group["lr"], group["alpha"], group["eps"], group["momentum"]
+    data = p.data
     xp = get_array_module(data)
-    g = _gradient(p, group, rows)
+    g = penalised_gradient(p, group, rows)
     v = state["square_avg"][rows]
     v *= alpha
     v += (1 - alpha) * g * g
@@ -174,15 +166,16 @@ class Adagrad(Optimizer):
                 state = self.state.setdefault(p, {"step": 0, "sum": xp.full_like(
                     p.data, group["initial_accumulator_value"])})
                 state["step"] += 1
-                in_pieces(partial(adagrad_update, data=p.data, p=p, state=state, group=group), p.data)
+                in_pieces(partial(adagrad_update, p=p, state=state, group=group), p.data)
         return loss
 
 
-def adagrad_update(rows, data, p, state, group):
-    """Adagrad's formulas (``Adagrad``) on rows ``rows`` of the parameter ``data`` (``in_pieces``
-    shares the rows out among threads)."""
+def adagrad_update(rows, p, state, group):
+    """Adagrad's formulas (``Adagrad``) on rows ``rows`` of the parameter ``p`` (``in_pieces`` shares
+    the rows out among threads)."""
+    data = p.data
     xp = get_array_module(data)
-    g = _gradient(p, group, rows)
+    g = penalised_gradient(p, group, rows)
     clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
     total = state["sum"][rows]
     total += g * g

@@ -30,6 +30,15 @@ def in_pieces(update, data):
     parallel_map(update, split(data.shape[0], pieces_for(data.size, data.shape[0], SPLIT_NUMBERS)))
 
 
+def penalised_gradient(p, group, rows=Ellipsis):
+    """The gradient an update uses, on rows ``rows`` of parameter ``p``: negated with maximize, plus
+    weight_decay * p (an L2 penalty).  SGD, Adadelta, RMSprop and Adagrad share it."""
+    g = -p.grad[rows] if group["maximize"] else p.grad[rows]
+    if group["weight_decay"] != 0:
+        g = g + group["weight_decay"] * p.data[rows]
+    return g
+
+
 class Optimizer:
     """Base class.  ``params``: an iterable of Tensors, or of dicts (parameter groups).
 

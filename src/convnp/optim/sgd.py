@@ -2,7 +2,7 @@
 from functools import partial
 
 from ..backend import get_array_module
-from .optimizer import Optimizer, in_pieces
+from .optimizer import Optimizer, in_pieces, penalised_gradient
 
 
 class SGD(Optimizer):
@@ -47,21 +47,18 @@ class SGD(Optimizer):
                     first = buffer is None
                     if first:  # filled with the first gradient by sgd_update, kept once it is
                         buffer = get_array_module(p.data).empty_like(p.data)
-                in_pieces(partial(sgd_update, data=p.data, grad=p.grad, buffer=buffer, group=group, first=first),
-                          p.data)
+                in_pieces(partial(sgd_update, p=p, buffer=buffer, group=group, first=first), p.data)
                 if first:
                     self.state[p]["momentum_buffer"] = buffer
         return loss
 
 
-def sgd_update(rows, data, grad, buffer, group, first):
-    """SGD's formulas (``SGD``) on rows ``rows`` of the parameter ``data`` with gradient ``grad``
-    and momentum buffer ``buffer`` (``in_pieces`` shares the rows out among threads); ``first``: the
-    buffer is new, and takes the gradient."""
+def sgd_update(rows, p, buffer, group, first):
+    """SGD's formulas (``SGD``) on rows ``rows`` of the parameter ``p`` with momentum buffer
+    ``buffer`` (``in_pieces`` shares the rows out among threads); ``first``: the buffer is new, and
+    takes the gradient."""
     lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
-    g = -grad[rows] if group["maximize"] else grad[rows]
-    if group["weight_decay"] != 0:
-        g = g + group["weight_decay"] * data[rows]
+    g = penalised_gradient(p, group, rows)
     if momentum != 0:
         buf = buffer[rows]
         if first:
@@ -70,4 +67,4 @@ def sgd_update(rows, data, grad, buffer, group, first):
             buf *= momentum
             buf += (1 - dampening) * g
         g = g + momentum * buf if group["nesterov"] else buf
-    data[rows] -= lr * g
+    p.data[rows] -= lr * g
