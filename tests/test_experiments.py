@@ -8,6 +8,7 @@ thread) and checks the conclusion that holds robustly on that data.
 import argparse
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib")
@@ -262,3 +263,28 @@ def test_a_quick_run_without_its_dataset_is_offline_before_it_starts(no_datasets
     experiments.run_experiment("cnn-vs-mlp", mode="quick", log=None)
     assert modes[0][0] == "offline" and "quick run used the offline substitute" in modes[0][1][0]
 
+
+
+def test_a_run_whose_weights_turn_nan_is_reported_as_diverged_not_raised(tmp_path):
+    """train_model's final evaluation of a diverged run: the NaN guard stops training, and the test
+    set's NaN outputs count as class-0 predictions (as in fit's own evaluations) instead of raising."""
+    from convnp import nn
+    from convnp.data import ArrayDataset
+    from convnp.experiments.common import Context, Data, train_model
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 1, 8, 8), dtype=np.float32)
+    y = rng.integers(0, 10, 64)
+    classes = [str(k) for k in range(10)]
+    data = Data("tiny", ArrayDataset(x, y, classes), ArrayDataset(x, y, classes), "random images")
+    ctx = Context("tiny", mode="offline", out=tmp_path, log=None)
+
+    def build():
+        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+        model[1].weight.data[...] = np.nan  # the state a run that blew up leaves behind
+        return model
+
+    run = train_model(ctx, "nan", build, data, epochs=1, lr=0.1, batch_size=32, optimizer="sgd",
+                      schedule="constant", validate=False)
+    assert run.diverged
+    assert run.accuracy == pytest.approx(np.mean(y == 0))

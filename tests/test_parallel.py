@@ -374,15 +374,20 @@ def test_lenet_step_is_the_same_on_one_and_three_threads(threaded):
         np.testing.assert_allclose(three, one, rtol=1e-12, atol=1e-14)
 
 
-def test_a_big_linear_layer_splits_its_products_among_the_threads_with_pytorchs_numbers():
+@pytest.mark.parametrize("batch_innermost", [False, True])
+def test_a_big_linear_layer_splits_its_products_among_the_threads_with_pytorchs_numbers(batch_innermost):
     """PyTorch's MNIST example's 9216 -> 128 layer at batch 64: forward, dx and dW each above
-    MIN_SPLIT_MACS, so each runs in pieces on two threads; the same numbers as one thread and torch."""
+    MIN_SPLIT_MACS, so each runs in pieces on two threads (split by rows or by columns, whichever
+    side is longer); the same numbers as one thread and torch.  A batch-innermost x (a flattened
+    convolution's memory) is multiplied as w @ x^T: y and dx come back batch-innermost too."""
     import torch
 
     from convnp.ops import linear
 
     rng = np.random.default_rng(7)
     x = rng.standard_normal((64, 9216)).astype(np.float32)
+    if batch_innermost:
+        x = np.ascontiguousarray(x.T).T
     w = (rng.standard_normal((128, 9216)) * 0.01).astype(np.float32)
     dy = rng.standard_normal((64, 128)).astype(np.float32)
     assert 64 * 9216 * 128 >= linear.MIN_SPLIT_MACS
@@ -393,6 +398,8 @@ def test_a_big_linear_layer_splits_its_products_among_the_threads_with_pytorchs_
             y = convnp.functional.linear(xt, wt)
             y.backward(dy)
             results.append((y.data, xt.grad, wt.grad))
+            assert linear.batch_innermost_rows(y.data) == batch_innermost
+            assert linear.batch_innermost_rows(xt.grad) == batch_innermost
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     xt, wt = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()

@@ -325,7 +325,8 @@ def train_model(ctx, label, build, data, *, epochs, lr, batch_size=128, optimize
                       scheduler_interval="batch" if scheduler is not None else None,
                       callbacks=[NaNGuard(), steps, *callbacks],
                       progress=False, log=lambda line: ctx.say(f"  {label}: {line}"))
-        final = evaluate(model, test_loader)
+        # a diverged run's weights may be NaN: its outputs then count as class 0, as in fit's own evaluations
+        final = evaluate(model, test_loader, finite=not history.get("diverged"))
     run = TrainRun(label, model, history, final["accuracy"], final["loss"], float(sum(history["time"])),
                    steps.values, bool(history.get("diverged")), model.num_parameters(), len(data.train))
     ctx.say(f"{label}: test accuracy {run.accuracy * 100:.2f}%, {run.parameters:,} parameters, "

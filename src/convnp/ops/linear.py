@@ -8,20 +8,35 @@ MIN_SPLIT_MACS = 1 << 22  # a product smaller than this many multiply-adds stays
 
 
 def threaded_matmul(a, b):
-    """a: (n, k) @ b: (k, m) -> (n, m), the product's columns split among convnp's threads.
+    """a: (n, k) @ b: (k, m) -> (n, m), the product's longer side (rows or columns) split among
+    convnp's threads.
 
     While convnp's threads are on, BLAS runs on one thread (``convnp.parallel``), so a big linear
     layer (the 9216 -> 128 layer of PyTorch's MNIST example) would multiply on one core; each piece
-    here is one long BLAS call, which is what lets threads pay off.  Small products stay whole."""
+    here is one long BLAS call, which is what lets threads pay off.  Cutting the longer side leaves
+    each piece's product as wide as it can be (the 64 x 128 output of that layer in halves of 32
+    rows ran 1.3-1.6x slower than in halves of its 9216, docs/performance.md, 2026-12-02).
+    Small products stay whole."""
     xp = get_array_module(a)
     n, k = a.shape
     m = b.shape[1]
-    pieces = 1 if is_device_array(a) else pieces_for(n * k * m, m, MIN_SPLIT_MACS)
+    pieces = 1 if is_device_array(a) else pieces_for(n * k * m, max(n, m), MIN_SPLIT_MACS)
     if pieces == 1:
         return a @ b
     y = xp.empty((n, m), dtype=xp.result_type(a, b))
-    parallel_map(lambda part: xp.matmul(a, b[:, part], out=y[:, part]), split(m, pieces))
+    if n > m:
+        parallel_map(lambda part: xp.matmul(a[part], b, out=y[part]), split(n, pieces))
+    else:
+        parallel_map(lambda part: xp.matmul(a, b[:, part], out=y[:, part]), split(m, pieces))
     return y
+
+
+def batch_innermost_rows(x):
+    """Whether x is (N, in) stored batch-innermost, (in, N) in memory: a flattened convolution's
+    (C, H, W, N) output.  Its linear layer multiplies ``w @ x^T``, whose operands are both C-ordered
+    and whose product is y^T, so y stays batch-innermost: 1.5-1.6x faster than ``x @ w^T`` for the
+    MNIST example's 9216 -> 128 layer (docs/performance.md, 2026-12-02)."""
+    return x.ndim == 2 and x.strides[0] < x.strides[1]
 
 
 class MatMul(Function):
@@ -60,7 +75,10 @@ class Linear(Function):
 
     def forward(self, x, w, b=None):
         self.save_for_backward(x, w)
-        y = threaded_matmul(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
+        if batch_innermost_rows(x):  # y^T = w x^T: two C-ordered operands, y batch-innermost too
+            y = threaded_matmul(w, x.T).T
+        else:
+            y = threaded_matmul(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
         if b is not None:
             y += b
         return y
@@ -70,9 +88,7 @@ class Linear(Function):
         dy2 = dy.reshape(-1, dy.shape[-1])
         dx = None
         if self.needs_input_grad[0]:
-            if x.ndim == 2 and x.strides[0] < x.strides[1]:
-                # x batch-innermost (a flattened convolution's (C, H, W, N) memory): dx laid the same
-                # way, (w^T dy^T)^T, so that the layers below get their gradient in the layout they kept
+            if batch_innermost_rows(x):  # dx laid out as x, (w^T dy^T)^T: the layers below keep their layout
                 dx = threaded_matmul(w.T, dy2.T).T
             else:
                 dx = threaded_matmul(dy2, w).reshape(x.shape)
