@@ -4,7 +4,10 @@
     python benchmarks/conv_layer.py torch 32 32 32 128
 
 Run the two libraries in separate processes, alternating (docs/performance.md, 2026-12-02): medians
-of 7 after 2, 2 threads each, the achieved GFLOP/s of the layer's GEMM work.
+of 7 after 2, 2 threads each, the achieved GFLOP/s of the layer's GEMM work.  Each library gets x and
+dy in the memory layout its networks hand a layer: NCHW for PyTorch, batch-innermost (C, H, W, N) for
+convnp, whose convolutions, pooling, batch norm and gradients all return it (an NCHW x would add a
+layout copy to every call that no network pays).
 """
 import sys
 import time
@@ -24,6 +27,11 @@ def median_ms(function, repeats=7):
         function()
         times.append(time.perf_counter() - start)
     return float(np.median(times)) * 1e3
+
+
+def batch_innermost(array):
+    """(N, C, H, W) -> the same values stored (C, H, W, N), as an (N, C, H, W) view."""
+    return np.ascontiguousarray(array.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
 
 
 def main(argv):
@@ -48,6 +56,9 @@ def main(argv):
     dy = np.ones(layer(tensor).shape, np.float32)
     if library == "torch":
         dy = torch.from_numpy(dy)
+    else:  # the layout convnp's layers pass along: stored (C, H, W, N)
+        tensor = convnp.Tensor(batch_innermost(x), requires_grad=True)
+        dy = batch_innermost(dy)
 
     def forward():
         with no_grad():
