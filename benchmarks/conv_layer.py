@@ -29,11 +29,6 @@ def median_ms(function, repeats=7):
     return float(np.median(times)) * 1e3
 
 
-def batch_innermost(array):
-    """(N, C, H, W) -> the same values stored (C, H, W, N), as an (N, C, H, W) view."""
-    return np.ascontiguousarray(array.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
-
-
 def main(argv):
     library = argv[0]
     c, f, side, n = map(int, argv[1:5])
@@ -48,17 +43,14 @@ def main(argv):
         tensor, no_grad = torch.from_numpy(x).requires_grad_(True), torch.no_grad
     else:
         import convnp
+        from convnp.ops.conv import batch_innermost  # the layout convnp's layers pass along
 
         convnp.set_num_threads(2)
         convnp.keep_freed_memory_for_reuse()
         layer = convnp.nn.Conv2d(c, f, k, stride, k // 2, bias=False)
-        tensor, no_grad = convnp.Tensor(x, requires_grad=True), convnp.no_grad
+        tensor, no_grad = convnp.Tensor(batch_innermost(x), requires_grad=True), convnp.no_grad
     dy = np.ones(layer(tensor).shape, np.float32)
-    if library == "torch":
-        dy = torch.from_numpy(dy)
-    else:  # the layout convnp's layers pass along: stored (C, H, W, N)
-        tensor = convnp.Tensor(batch_innermost(x), requires_grad=True)
-        dy = batch_innermost(dy)
+    dy = torch.from_numpy(dy) if library == "torch" else batch_innermost(dy)
 
     def forward():
         with no_grad():

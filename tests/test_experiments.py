@@ -264,7 +264,6 @@ def test_a_quick_run_without_its_dataset_is_offline_before_it_starts(no_datasets
     assert modes[0][0] == "offline" and "quick run used the offline substitute" in modes[0][1][0]
 
 
-
 def test_a_run_whose_weights_turn_nan_is_reported_as_diverged_not_raised(tmp_path):
     """train_model's final evaluation of a diverged run: the NaN guard stops training, and the test
     set's NaN outputs count as class-0 predictions (as in fit's own evaluations) instead of raising."""

@@ -14,8 +14,8 @@ def threaded_matmul(a, b):
     While convnp's threads are on, BLAS runs on one thread (``convnp.parallel``), so a big linear
     layer (the 9216 -> 128 layer of PyTorch's MNIST example) would multiply on one core; each piece
     here is one long BLAS call, which is what lets threads pay off.  Cutting the longer side leaves
-    each piece's product as wide as it can be (the 64 x 128 output of that layer in halves of 32
-    rows ran 1.3-1.6x slower than in halves of its 9216, docs/performance.md, 2026-12-02).
+    each piece's product as wide as it can be (that layer's 9216 x 64 input gradient in halves of 32
+    columns ran 1.3-1.6x slower than in halves of 4608 rows, docs/performance.md, 2026-12-02).
     Small products stay whole."""
     xp = get_array_module(a)
     n, k = a.shape
