@@ -1,7 +1,7 @@
 """Every fast path of convolution against the plain rungs of convnp.reference and against PyTorch:
 the input gradient computed as a convolution of dy (stride 1, >= 16 channels a group) and the col2im
 one it replaces, forward and backward, float32 and float64, odd sizes, padding, dilation, groups and
-non-contiguous inputs."""
+non-contiguous inputs.  (Winograd's path has its own file, tests/test_winograd.py.)"""
 import numpy as np
 import pytest
 import torch
@@ -29,7 +29,8 @@ def _pair(v):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_the_convolution_path_is_taken_and_matches_the_reference_rungs(case):
+def test_the_convolution_path_is_taken_and_matches_the_reference_rungs(case, monkeypatch):
+    monkeypatch.setattr(conv, "WINOGRAD", False)  # the VGG layer would run as Winograd (tests/test_winograd.py)
     n, c, h, w_in, f, k, p, d, g = case
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, c, h, w_in))
@@ -88,7 +89,8 @@ def test_layers_the_rule_leaves_on_col2im_still_match_the_loops(stride, channels
     assert_close(xt.grad, reference.conv2d_backward(dy, x, w, stride, 1)[0], 1e-10, 1e-10, "dx")
 
 
-def test_threads_split_the_convolution_path_the_same_way():
+def test_threads_split_the_convolution_path_the_same_way(monkeypatch):
+    monkeypatch.setattr(conv, "WINOGRAD", False)
     rng = np.random.default_rng(4)
     x = rng.standard_normal((8, 32, 16, 16)).astype(np.float32)
     w = (rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float32)

@@ -208,7 +208,10 @@ def test_train_workers_2_starts_mpiexec_and_rank_0_alone_reports(plain_run, tmp_
 def test_train_workers_2_sync_batchnorm_matches_one_process(tmp_path):
     """SmallVGG (six batch norm layers) for one epoch on 2 x 8 images per step: with --sync-batchnorm the
     weights are those of one process at batch 16, up to float32 rounding (per-rank statistics, without
-    the flag, end about 2.6 times the weights' scale away: measured while writing this test)."""
+    the flag, end about 2.6 times the weights' scale away: measured while writing this test).  The bound
+    is 3e-4 of the scale: the 32- and 64-channel layers run as Winograd F(4x4, 3x3), whose float32
+    rounding (about 7x im2col's, tests/test_winograd.py) an epoch of SGD on two different summation
+    orders carries to 1.4e-4 of the scale (features.11.bias; 5e-5 for the weights)."""
     common = ["-m", "convnp", "train", "--dataset", "lines", "--model", "smallvgg", "--epochs", "1", "--optimizer",
               "sgd", "--scheduler", "none", "--batch-size", "16", "--no-progress"]
     single = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "one")], capture_output=True, text=True,
@@ -221,4 +224,4 @@ def test_train_workers_2_sync_batchnorm_matches_one_process(tmp_path):
     one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
     for key in one:
         scale = float(np.abs(one[key]).max()) or 1.0
-        np.testing.assert_allclose(two[key], one[key], rtol=0, atol=1e-4 * scale, err_msg=key)
+        np.testing.assert_allclose(two[key], one[key], rtol=0, atol=3e-4 * scale, err_msg=key)

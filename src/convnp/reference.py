@@ -12,6 +12,9 @@ Convolution is a ladder of three rungs, each runnable and tested against the one
 3. ``convnp.ops.conv.Conv2d``: rung 2 in batch-innermost memory, cut into chunks and tiles and run
    on several threads.
 
+Beside the ladder, ``conv2d_forward_winograd`` is the same 3x3 stride-1 convolution by Winograd's
+minimal filtering, a tile at a time: the plain version of ``convnp.ops.winograd``.
+
 Conventions (PyTorch's): layout NCHW, convolution weights OIHW ``(F, C // groups, KH, KW)``,
 linear weights ``(out, in)``.  ``stride``, ``padding`` and ``dilation`` take an int or an
 ``(h, w)`` pair.  Every output size is
@@ -257,6 +260,31 @@ def conv2d_input_gradient_as_convolution(dy, w, padding=0, dilation=1, groups=1)
 
 
 # --- pooling -------------------------------------------------------------------------------------
+
+def conv2d_forward_winograd(x, w, padding=0):
+    """x: (N, C, H, W), w: (F, C, 3, 3) -> y: (N, F, H + 2p - 2, W + 2p - 2): a 3x3 stride-1 convolution
+    by Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray 2016), one 4x4 output tile at a time:
+
+        y_tile = AT ( sum_c (G w[f, c] G^T) * (BT d[c] BT^T) ) AT^T
+
+    with d[c] the tile's 6x6 input patch and ``*`` elementwise: 36 multiplications per tile, channel
+    and filter instead of the definition's 16 * 9.  The plain version of ``convnp.ops.winograd``."""
+    from .ops.winograd import FILTER_TRANSFORM, INPUT_TRANSFORM, OUTPUT_TRANSFORM
+    bt, g, at = (np.array(m, dtype=np.float64) for m in (INPUT_TRANSFORM, FILTER_TRANSFORM, OUTPUT_TRANSFORM))
+    n, c, h, w_in = x.shape
+    h_out, w_out = _output_size(h, 3, 1, padding, 1, "conv2d", "H"), _output_size(w_in, 3, 1, padding, 1, "conv2d", "W")
+    tiles_h, tiles_w = -(-h_out // 4), -(-w_out // 4)  # a ragged last tile is computed whole, then cropped
+    x_pad = np.zeros((n, c, 4 * tiles_h + 2, 4 * tiles_w + 2))
+    x_pad[:, :, padding:padding + h, padding:padding + w_in] = x
+    u = g @ w @ g.T  # (F, C, 6, 6): every filter transformed once
+    y = np.zeros((n, w.shape[0], 4 * tiles_h, 4 * tiles_w))
+    for i in range(tiles_h):
+        for j in range(tiles_w):
+            v = bt @ x_pad[:, :, 4 * i:4 * i + 6, 4 * j:4 * j + 6] @ bt.T  # (N, C, 6, 6): the patches, transformed
+            products = np.einsum("fcab,ncab->nfab", u, v)  # the 36 products, summed over the channels
+            y[:, :, 4 * i:4 * i + 4, 4 * j:4 * j + 4] = at @ products @ at.T
+    return y[:, :, :h_out, :w_out].astype(np.result_type(x, w))
+
 
 def _pool_geometry(x, kernel_size, stride, padding, name):
     if x.ndim != 4:

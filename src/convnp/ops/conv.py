@@ -4,7 +4,7 @@ The math is ``convnp.reference.conv2d_forward_im2col`` / ``conv2d_backward_im2co
 ladder in ``convnp.reference``): im2col copies every receptive field into a column, one GEMM
 ``w_mat @ cols`` gives every output pixel of every filter, and backward is ``dw = dy_mat @ cols^T``,
 ``dcols = w_mat^T @ dy_mat`` and col2im (a kh*kw loop of strided ``+=``).  This file computes exactly
-that, and adds five things, each for a reason (the numbers are in docs/performance.md):
+that, and adds six things, each for a reason (the numbers are in docs/performance.md):
 
 - LAYOUT: the output is stored (F, H_out, W_out, N), batch innermost (cuda-convnet's layout), and
   handed back as an (N, F, H_out, W_out) *view*.  NumPy pays a fixed cost for every contiguous run
@@ -24,6 +24,9 @@ that, and adds five things, each for a reason (the numbers are in docs/performan
 - TILES inside a chunk: the matmul multiplies ``tile_columns`` GEMM columns (output pixels x images)
   at a time, because OpenBLAS runs cache-sized products with few filters much faster than one long
   product, and on AVX-512 CPUs its small-matrix kernels (no packing) faster still: choose_tile_columns.
+- WINOGRAD: 3x3 stride-1 layers with at least 32 input channels skip all of the above and run as
+  Winograd's F(4x4, 3x3), 4x fewer multiplications (``convnp.ops.winograd``, chosen in ``forward``
+  by ``winograd.applies``); their input gradient too, whatever the forward ran as.
 - THREADS: chunks (forward), channel parts of dx and row chunks of dW (backward) are independent
   jobs for ``convnp.parallel``; each is a few long NumPy calls, which is what lets threads pay off
   (see ``convnp/parallel.py``).
@@ -43,6 +46,7 @@ from .. import parallel
 from ..backend import get_array_module, is_device_array
 from ..function import Function
 from ..parallel import blas_has_small_product_kernels, get_num_threads, parallel_map, pieces_for, split
+from . import winograd
 from .windows import empty_in_order, memory_order, output_size, strided_view, window_slice
 
 TILE_NUMBERS = 1 << 17  # 512 KB of float32 columns per GEMM: see TILES above
@@ -55,6 +59,7 @@ SLAB_NUMBERS = 1 << 15  # the smallest col2im slab worth a thread of its own: se
 CHUNKS_PER_THREAD = 2  # chunks a thread in a big threaded convolution, so a late thread takes fewer
 BALANCE_NUMBERS = 1 << 20  # but no chunk under this many im2col numbers: small layers pay per chunk
 TRANSPOSED_MIN_CHANNELS = 16  # input channels a group needs for dx by convolution: input_gradient_is_a_convolution
+WINOGRAD = True  # 3x3 stride-1 layers with enough channels by Winograd F(4x4, 3x3): ops/winograd.py (tests switch it)
 
 
 class ConvGeometry(NamedTuple):
@@ -133,6 +138,15 @@ class Conv2d(Function):
         self.geometry = geo = conv_geometry(x, w.shape, stride, padding, dilation, groups)
         h_out, w_out = geo.out_size
         n = x.shape[0]
+        self.winograd = WINOGRAD and winograd.applies((kh, kw), stride, dilation, groups, padding, geo.out_size,
+                                                      c_group, f, is_device_array(x))
+        if self.winograd:  # 4x fewer multiplications (ops/winograd.py)
+            self.transformed = winograd.transformed_filters(w)
+            y = winograd.convolution(x, self.transformed, padding[0])
+            if b is not None:
+                y += b.reshape(1, f, 1, 1)
+            self.save_for_backward(x if self.needs_input_grad[1] else None, w)
+            return y
 
         w_rows = window_weights(w, groups)  # (G, F/G, kh*C/G*kw): the filters in window_rows' order
         b_col = None if b is None else b.reshape(groups, 1, 1, f // groups, 1)
@@ -161,6 +175,8 @@ class Conv2d(Function):
         free, so with dx in one long job (LeNet-5's conv2), one thread computes it while another takes dW."""
         x, w = self.saved
         geo = self.geometry
+        if self.winograd:
+            return self.winograd_backward(dy, x, w)
         n, c, h, w_in = geo.x_shape
         (ph, pw), (kh, kw), g = geo.padding, geo.kernel, geo.groups
         f = dy.shape[1]
@@ -169,14 +185,18 @@ class Conv2d(Function):
         dy_mat = dy.transpose(1, 2, 3, 0).reshape(g, f // g, geo.out_size[0] * geo.out_size[1] * n)
         dx = dw = db = None
         dx_jobs = dw_jobs = []
-        by_convolution = self.needs_input_grad[0] and input_gradient_is_a_convolution(geo, f)
-        if self.needs_input_grad[0] and not by_convolution:
+        dx_by_winograd = self.needs_input_grad[0] and WINOGRAD and winograd.applies(  # dx's own convolution
+            geo.kernel, geo.stride, geo.dilation, g, (2 - ph, 2 - pw), (h, w_in), f, c, is_device_array(dy))
+        by_convolution = self.needs_input_grad[0] and not dx_by_winograd and input_gradient_is_a_convolution(geo, f)
+        if self.needs_input_grad[0] and not by_convolution and not dx_by_winograd:
             dx_pad = empty_in_order((n, c, h + 2 * ph, w_in + 2 * pw), geo.dtype, geo.order, get_array_module(dy))
             dx_jobs = self.input_gradient_jobs(dy_mat, w_mat, dx_pad)
         if self.needs_input_grad[1]:
             dw_jobs = self.weight_gradient_jobs(dy_mat, x)
         results = parallel_map(lambda job: job[0](job[1]), dx_jobs + dw_jobs)
-        if by_convolution:
+        if dx_by_winograd:
+            dx = winograd.input_gradient(batch_innermost(dy), w, ph).astype(geo.dtype, copy=False)
+        elif by_convolution:
             dx = input_gradient_by_convolution(dy, w_mat, geo)
         elif self.needs_input_grad[0]:
             dx = dx_pad[:, :, ph:ph + h, pw:pw + w_in]
@@ -185,6 +205,22 @@ class Conv2d(Function):
             dw = dw_rows.reshape(g, kh, c // g, kw, f // g).transpose(0, 4, 2, 1, 3).reshape(f, c // g, kh, kw)
         if self.needs_input_grad[2]:
             db = dy_mat.sum(axis=2).reshape(f)
+        return dx, dw, db
+
+    def winograd_backward(self, dy, x, w):
+        """The gradients of a Winograd forward (ops/winograd.py): dW, and dx by the adjoint of the forward
+        (``winograd.gradients``, sharing dy's transform with dW) or as the Winograd convolution of dy
+        with the flipped, transposed filters: ``adjoint_input_gradient`` chooses."""
+        geo = self.geometry
+        dy = batch_innermost(dy)
+        f, c = w.shape[:2]
+        pad = geo.padding[0]
+        adjoint = self.needs_input_grad[0] and winograd.adjoint_input_gradient(c, f, pad)
+        dx, dw = winograd.gradients(dy, x, self.transformed, pad, geo.x_shape, adjoint,
+                                    self.needs_input_grad[1])
+        if self.needs_input_grad[0] and not adjoint:
+            dx = winograd.input_gradient(dy, w, pad)
+        db = dy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None
         return dx, dw, db
 
     def input_gradient_jobs(self, dy_mat, w_mat, dx_pad):
