@@ -236,12 +236,14 @@ def gradients(dy, x, u, padding, x_shape, input_gradient=True, filter_gradient=T
         return xp_mod.matmul(z, patches(xp, chunk).transpose(0, 2, 1)) if filter_gradient else None
 
     chunks = chunks_of_tiles(tiles, n)
-    block = chunks[0][0][1] - chunks[0][0][0]  # tile rows a chunk spans (all but the last chunk)
-    waves = [[chunk for chunk in chunks if chunk[0][0] // block % 2 == parity] for parity in (0, 1)]
-    pieces = get_num_threads() if input_gradient else 1
-    if min(len(waves[0]), len(waves[1]) or pieces) < pieces:  # a wave of fewer chunks than threads: split the images
-        waves = [[(rows, (n0 + images.start, n0 + images.stop))
-                  for rows, (n0, n1) in wave for images in split(n1 - n0, pieces)] for wave in waves]
+    waves = [chunks]  # the filter gradient alone: the chunks' jobs are independent
+    if input_gradient:
+        block = chunks[0][0][1] - chunks[0][0][0]  # tile rows a chunk spans (all but the last chunk)
+        waves = [[chunk for chunk in chunks if chunk[0][0] // block % 2 == parity] for parity in (0, 1)]
+        pieces = get_num_threads()
+        if min(len(waves[0]), len(waves[1]) or pieces) < pieces:  # fewer chunks than threads: split the images
+            waves = [[(rows, (n0 + images.start, n0 + images.stop))
+                      for rows, (n0, n1) in wave for images in split(n1 - n0, pieces)] for wave in waves]
     du = [part for wave in waves for part in parallel_map(gradients_of, wave)]
     dx = dw = None
     if input_gradient:
