@@ -326,7 +326,9 @@ def training_flops(network):
     """FLOPs of the GEMMs of one training step of NETWORKS[network] at its batch: every convolution's and
     linear layer's forward multiply-adds (out numbers x inputs each reads: C/G*kh*kw or in_features),
     times 3 for the two backward GEMMs (dW and dX), less the first layer's dX (its input is the
-    image), times 2 FLOPs per multiply-add.  Batch norm, pooling and activations are not counted."""
+    image), times 2 FLOPs per multiply-add.  Batch norm, pooling and activations are not counted.  These
+    are the direct convolution's FLOPs whatever algorithm runs (the usual convention): a layer computed
+    by Winograd F(4x4, 3x3) does a quarter of the multiplications, so its "GFLOP/s" is an effective rate."""
     from math import prod
 
     from .inspect.summary import summary
