@@ -54,6 +54,7 @@ OUTPUT_TRANSFORM = ((1, 1, 1, 1, 1, 0),  # AT: 6x6 product -> 4x4 output tile = 
 TILE = 4  # output pixels a tile spans in each direction
 PATCH = 6  # input pixels a tile reads in each direction: TILE + 3 - 1
 CHUNK_COLUMNS = 256  # tiles (GEMM columns) a chunk aims for: see chunks_of_tiles
+GROUP_CHUNKS = 16  # chunks whose (36, F, C) shares of dU are held at once: see gradients
 MIN_CHANNELS = 32  # input channels a layer needs for Winograd: see applies
 MIN_FILTERS = 16  # and filters
 
@@ -244,12 +245,17 @@ def gradients(dy, x, u, padding, x_shape, input_gradient=True, filter_gradient=T
         if min(len(waves[0]), len(waves[1]) or pieces) < pieces:  # fewer chunks than threads: split the images
             waves = [[(rows, (n0 + images.start, n0 + images.stop))
                       for rows, (n0, n1) in wave for images in split(n1 - n0, pieces)] for wave in waves]
-    du = [part for wave in waves for part in parallel_map(gradients_of, wave)]
+    du = None  # the chunks' shares of dU, summed a group at a time: memory for GROUP_CHUNKS of them, not all
+    for wave in waves:
+        for first in range(0, len(wave), GROUP_CHUNKS):
+            shares = parallel_map(gradients_of, wave[first:first + GROUP_CHUNKS])
+            if filter_gradient:
+                du = sum(shares) if du is None else du + sum(shares)
     dx = dw = None
     if input_gradient:
         dx = dx_pad[:, padding:padding + h, padding:padding + w].transpose(3, 0, 1, 2)
     if filter_gradient:  # dw = G^T dU G for every (f, c): one GEMM with kron(G, G)
-        du = sum(du).reshape(PATCH * PATCH, f * c)
+        du = du.reshape(PATCH * PATCH, f * c)
         dw = (du.T @ filter_transform_matrix(du.dtype, xp_mod)).reshape(f, c, 3, 3)
     return dx, dw
 
