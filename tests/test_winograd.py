@@ -32,8 +32,11 @@ DIRECT_CASES = [
 ]
 
 
+@pytest.mark.parametrize("group", [winograd.GROUP_CHUNKS, 1])  # dU's shares summed 16 or 1 chunk(s) at a time
 @pytest.mark.parametrize("case", DIRECT_CASES)
-def test_forward_and_both_gradients_match_the_loops(case):
+def test_forward_and_both_gradients_match_the_loops(case, group, monkeypatch):
+    monkeypatch.setattr(winograd, "CHUNK_COLUMNS", 4)  # several chunks (and waves) even for these small inputs
+    monkeypatch.setattr(winograd, "GROUP_CHUNKS", group)
     n, c, h, w_in, f, p = case
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal((n, c, h, w_in)), rng.standard_normal((f, c, 3, 3))
