@@ -78,8 +78,8 @@ def adjoint_input_gradient(channels, filters, padding):
     the Winograd convolution of dy with the flipped filters.  The adjoint shares dy's transform with
     dW but transforms and adds back 36 numbers per tile and input channel; the convolution of dy
     transforms dy's patches (filters) and writes 16.  Measured (backward, batch 128): adjoint / the
-    other 0.65-0.88 with more filters than channels, 0.73-0.96 from 64 channels, 1.09 for 32 -> 32;
-    with padding 0 the other's output is ragged (the MNIST example's 32 -> 64: 0.74)."""
+    other 0.84-0.94 with more filters than channels, 0.90-0.97 from 64 channels, 1.11-1.21 for
+    32 -> 32; with padding 0 the other's output is ragged (the MNIST example's 32 -> 64: 0.72)."""
     return filters > channels or channels >= 64 or padding != 1
 
 
@@ -103,18 +103,18 @@ def tile_counts(out_size):
 
 
 def padded_input(x, padding, tiles):
-    """x: (N, C, H, W) stored batch innermost -> xp: (C, 4 T_h + 2, 4 T_w + 2, N) contiguous, x at offset
+    """x: (N, C, H, W) stored batch innermost -> x_pad: (C, 4 T_h + 2, 4 T_w + 2, N) contiguous, x at offset
     (p, p) and zeros around it (the padding, and the rows and columns a ragged last tile reads)."""
-    xp_mod = get_array_module(x)
+    xp = get_array_module(x)
     n, c, h, w = x.shape
     rows, cols = TILE * tiles[0] + 2, TILE * tiles[1] + 2
-    xp = xp_mod.empty((c, rows, cols, n), dtype=x.dtype)
-    xp[:, :padding] = 0
-    xp[:, padding + h:] = 0
-    xp[:, padding:padding + h, :padding] = 0
-    xp[:, padding:padding + h, padding + w:] = 0
-    xp[:, padding:padding + h, padding:padding + w] = x.transpose(1, 2, 3, 0)
-    return xp
+    x_pad = xp.empty((c, rows, cols, n), dtype=x.dtype)
+    x_pad[:, :padding] = 0
+    x_pad[:, padding + h:] = 0
+    x_pad[:, padding:padding + h, :padding] = 0
+    x_pad[:, padding:padding + h, padding + w:] = 0
+    x_pad[:, padding:padding + h, padding:padding + w] = x.transpose(1, 2, 3, 0)
+    return x_pad
 
 
 def chunks_of_tiles(tiles, n):
@@ -132,18 +132,18 @@ def chunks_of_tiles(tiles, n):
     return [((r, r + 1), (i, min(i + images, n))) for r in range(rows) for i in range(0, n, images)]
 
 
-def patches(xp, chunk):
+def patches(x_pad, chunk):
     """The 6x6 input patches of a chunk's tiles, transformed: V (36, C, tiles), V[(a, b)] = (BT d BT^T)[a, b]
     with the tiles ordered (tile row, tile column, image)."""
-    xp_mod = get_array_module(xp)
+    xp = get_array_module(x_pad)
     (r0, r1), (n0, n1) = chunk
-    c, _, cols, _ = xp.shape
+    c, _, cols, _ = x_pad.shape
     tile_cols = (cols - 2) // TILE
-    block = xp[:, TILE * r0:, :, n0:n1]
+    block = x_pad[:, TILE * r0:, :, n0:n1]
     s_c, s_h, s_w, s_n = block.strides
     d = strided_view(block, (PATCH, PATCH, c, r1 - r0, tile_cols, n1 - n0),
                      (s_h, s_w, s_c, TILE * s_h, TILE * s_w, s_n))
-    d = xp_mod.ascontiguousarray(d).reshape(PATCH, PATCH, -1)  # (a, b, (c, tiles))
+    d = xp.ascontiguousarray(d).reshape(PATCH, PATCH, -1)  # (a, b, (c, tiles))
     return two_sided(INPUT_TRANSFORM, d).reshape(PATCH * PATCH, c, -1)
 
 
@@ -170,23 +170,23 @@ def tile_view(y_full, chunk):
 def convolution(x, u, padding):
     """x: (N, C, H, W) stored batch innermost, u: (36, F, C) from ``transformed_filters``, padding p
     -> y: (N, F, H + 2p - 2, W + 2p - 2) stored (F, H_out, W_out, N): a 3x3 stride-1 convolution."""
-    xp_mod = get_array_module(x)
+    xp = get_array_module(x)
     n, _, h, w = x.shape
     f = u.shape[1]
     out_size = (h + 2 * padding - 2, w + 2 * padding - 2)
     tiles = tile_counts(out_size)
-    xp = padded_input(x, padding, tiles)
+    x_pad = padded_input(x, padding, tiles)
     ragged = out_size[0] % TILE or out_size[1] % TILE
     full = (f, TILE * tiles[0], TILE * tiles[1], n) if ragged else (f, *out_size, n)
-    y_full = xp_mod.empty(full, dtype=xp.dtype)
+    y_full = xp.empty(full, dtype=x_pad.dtype)
 
     def tiles_of(chunk):  # chunks write disjoint tiles of y_full, so they run on parallel threads
-        products = xp_mod.matmul(u, patches(xp, chunk))  # (36, F, tiles): the 36 GEMMs
+        products = xp.matmul(u, patches(x_pad, chunk))  # (36, F, tiles): the 36 GEMMs
         out = tile_view(y_full, chunk)
         out[...] = two_sided(OUTPUT_TRANSFORM, products.reshape(PATCH, PATCH, -1)).reshape(out.shape)
 
     parallel_map(tiles_of, chunks_of_tiles(tiles, n))
-    y = xp_mod.ascontiguousarray(y_full[:, :out_size[0], :out_size[1]]) if ragged else y_full
+    y = xp.ascontiguousarray(y_full[:, :out_size[0], :out_size[1]]) if ragged else y_full
     return y.transpose(3, 0, 1, 2)
 
 
@@ -211,30 +211,30 @@ def gradients(dy, x, u, padding, x_shape, input_gradient=True, filter_gradient=T
     then dw = G^T dU G, and the patches' gradients are added into dx where they overlap (a tile's
     patch reaches 2 rows and columns into the next tile's): the chunks of even and of odd blocks of
     tile rows run as two waves of jobs, so no two running chunks add to the same rows."""
-    xp_mod = get_array_module(dy)
+    xp = get_array_module(dy)
     n, c, h, w = x_shape
     f, h_out, w_out = dy.shape[1:]
     tiles = tile_counts((h_out, w_out))
     dy_mem = dy.transpose(1, 2, 3, 0)  # (F, H_out, W_out, N)
     if h_out % TILE or w_out % TILE:  # a ragged last tile: its missing outputs have zero gradient
-        dy_full = xp_mod.zeros((f, TILE * tiles[0], TILE * tiles[1], n), dtype=dy.dtype)
+        dy_full = xp.zeros((f, TILE * tiles[0], TILE * tiles[1], n), dtype=dy.dtype)
         dy_full[:, :h_out, :w_out] = dy_mem
     else:
         dy_full = dy_mem
-    xp = padded_input(x, padding, tiles) if filter_gradient else None
+    x_pad = padded_input(x, padding, tiles) if filter_gradient else None
     # dx of the padded input, 2 rows and columns more than the patches reach, so that every overlap
     # is a reshape of a slice (see add_patches)
-    dx_pad = xp_mod.zeros((c, TILE * tiles[0] + 4, TILE * tiles[1] + 4, n), dtype=dy.dtype) if input_gradient else None
+    dx_pad = xp.zeros((c, TILE * tiles[0] + 4, TILE * tiles[1] + 4, n), dtype=dy.dtype) if input_gradient else None
     transposed_output_transform = tuple(zip(*OUTPUT_TRANSFORM))  # AT^T: (6, 4)
     transposed_input_transform = tuple(zip(*INPUT_TRANSFORM))  # BT^T
 
     def gradients_of(chunk):  # a chunk's share of dU (36, F, C) or None; adds its patches' gradients into dx_pad
-        dy_tiles = xp_mod.ascontiguousarray(tile_view(dy_full, chunk)).reshape(TILE, TILE, -1)  # (a, b, (f, tiles))
+        dy_tiles = xp.ascontiguousarray(tile_view(dy_full, chunk)).reshape(TILE, TILE, -1)  # (a, b, (f, tiles))
         z = two_sided(transposed_output_transform, dy_tiles).reshape(PATCH * PATCH, f, -1)  # (36, F, tiles)
         if input_gradient:
-            dv = xp_mod.matmul(u.transpose(0, 2, 1), z)  # (36, C, tiles)
+            dv = xp.matmul(u.transpose(0, 2, 1), z)  # (36, C, tiles)
             add_patches(dx_pad, two_sided(transposed_input_transform, dv.reshape(PATCH, PATCH, -1)), chunk)
-        return xp_mod.matmul(z, patches(xp, chunk).transpose(0, 2, 1)) if filter_gradient else None
+        return xp.matmul(z, patches(x_pad, chunk).transpose(0, 2, 1)) if filter_gradient else None
 
     chunks = chunks_of_tiles(tiles, n)
     waves = [chunks]  # the filter gradient alone: the chunks' jobs are independent
@@ -256,7 +256,7 @@ def gradients(dy, x, u, padding, x_shape, input_gradient=True, filter_gradient=T
         dx = dx_pad[:, padding:padding + h, padding:padding + w].transpose(3, 0, 1, 2)
     if filter_gradient:  # dw = G^T dU G for every (f, c): one GEMM with kron(G, G)
         du = du.reshape(PATCH * PATCH, f * c)
-        dw = (du.T @ filter_transform_matrix(du.dtype, xp_mod)).reshape(f, c, 3, 3)
+        dw = (du.T @ filter_transform_matrix(du.dtype, xp)).reshape(f, c, 3, 3)
     return dx, dw
 
 
