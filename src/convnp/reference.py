@@ -259,8 +259,6 @@ def conv2d_input_gradient_as_convolution(dy, w, padding=0, dilation=1, groups=1)
     return conv2d_forward_im2col(dy, w_transposed, None, 1, (dh * (KH - 1) - ph, dw * (KW - 1) - pw), (dh, dw), groups)
 
 
-# --- pooling -------------------------------------------------------------------------------------
-
 def conv2d_forward_winograd(x, w, padding=0):
     """x: (N, C, H, W), w: (F, C, 3, 3) -> y: (N, F, H + 2p - 2, W + 2p - 2): a 3x3 stride-1 convolution
     by Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray 2016), one 4x4 output tile at a time:
@@ -285,6 +283,8 @@ def conv2d_forward_winograd(x, w, padding=0):
             y[:, :, 4 * i:4 * i + 4, 4 * j:4 * j + 4] = at @ products @ at.T
     return y[:, :, :h_out, :w_out].astype(np.result_type(x, w))
 
+
+# --- pooling -------------------------------------------------------------------------------------
 
 def _pool_geometry(x, kernel_size, stride, padding, name):
     if x.ndim != 4:
