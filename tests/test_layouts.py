@@ -59,3 +59,23 @@ def test_the_small_cnns_gradient_reaches_its_pool_batch_innermost(monkeypatch):
     x = convnp.Tensor(np.random.default_rng(3).random((4, 1, 28, 28), dtype=np.float32))
     F.cross_entropy(model(x), np.array([1, 2, 3, 4])).backward()
     assert seen == [BATCH_INNERMOST]
+
+
+def test_batch_innermost_copies_only_when_the_memory_differs():
+    """batch_innermost returns x itself when x's memory already is (C, H, W, N): a convolution's
+    output, and a one-image batch stored NCHW (the same bytes); a batch of several NCHW images, or
+    a sliced one, is copied into that layout."""
+    one = np.random.default_rng(0).random((1, 3, 5, 4), dtype=np.float32)
+    assert conv.batch_innermost(one) is one  # N = 1: NCHW and (C, H, W, N) are the same memory
+    several = np.random.default_rng(1).random((2, 3, 5, 4), dtype=np.float32)
+    stored = conv.batch_innermost(several)
+    assert stored is not several and stored.transpose(1, 2, 3, 0).flags.c_contiguous
+    np.testing.assert_array_equal(stored, several)
+    assert conv.batch_innermost(stored) is stored
+    sliced = one[:, :, ::2]  # one image, but not contiguous: copied
+    got = conv.batch_innermost(sliced)
+    assert got.transpose(1, 2, 3, 0).flags.c_contiguous
+    np.testing.assert_array_equal(got, sliced)
+    y = F.conv2d(one, np.ones((2, 3, 3, 3), np.float32), padding=1).data
+    expected = torch.nn.functional.conv2d(torch.from_numpy(one), torch.ones(2, 3, 3, 3), padding=1).numpy()
+    np.testing.assert_allclose(y, expected, rtol=1e-5)

@@ -417,8 +417,10 @@ def choose_tile_width(w_out, per_pixel, n):
 
 def batch_innermost(x):
     """x: (N, C, H, W) in any memory layout -> the same values stored (C, H, W, N), as a view with
-    x's shape.  Free when x is already stored that way (the output of an earlier convolution)."""
-    if memory_order(x) == (1, 2, 3, 0):
+    x's shape.  Free when x is already stored that way (the output of an earlier convolution), and
+    for a batch of one image stored NCHW, whose memory is the same (NumPy's contiguity flags ignore
+    the length-1 axis; ``memory_order`` would not: batch-1 inference copied every layer's input)."""
+    if x.transpose(1, 2, 3, 0).flags.c_contiguous or memory_order(x) == (1, 2, 3, 0):
         return x
     return get_array_module(x).ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
 
