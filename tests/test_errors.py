@@ -108,6 +108,25 @@ def test_functional_checks_arguments_before_dividing_by_them():
 
 # --- pooling ------------------------------------------------------------------------------------------------
 
+def test_max_pool2d_checks_every_new_call_after_caching_good_ones():
+    """max_pool2d remembers the calls it has checked (batch-1 latency); a call that differs in the
+    shape, an argument or an argument's type (2.0 == 2) is checked again and refused."""
+    x = zeros(1, 1, 5, 5)
+    assert F.max_pool2d(x, 2).shape == (1, 1, 2, 2)
+    assert F.max_pool2d(x, 2).shape == (1, 1, 2, 2)  # from the cache
+    with pytest.raises(TypeError, match=r"kernel_size must be an int or a pair of ints, got 2\.0"):
+        F.max_pool2d(x, 2.0)
+    with pytest.raises(ValueError, match=r"max_pool2d: padding \(2, 2\) must be at most half"):
+        F.max_pool2d(x, 2, padding=2)
+    with pytest.raises(ValueError, match=r"max_pool2d: .*smaller than"):
+        F.max_pool2d(zeros(1, 1, 1, 1), 2)
+    with pytest.raises(TypeError, match=r"kernel_size must be an int or a pair of ints, got \[2, 'a'\]"):
+        F.max_pool2d(x, [2, "a"])  # unhashable: checked without the cache
+    with pytest.raises(TypeError, match=r"kernel_size must be an int or a pair of ints, got \(2\.5, 2\)"):
+        F.max_pool2d(x, (2.5, 2))  # never truncated to 2
+    assert F.max_pool2d(x, (np.int64(2), 2)).shape == (1, 1, 2, 2)  # NumPy integers are integers
+
+
 @pytest.mark.parametrize("layer, fn", [(nn.MaxPool2d, F.max_pool2d), (nn.AvgPool2d, F.avg_pool2d)])
 def test_pooling_padding_at_most_half_the_kernel(layer, fn):
     name = fn.__name__

@@ -115,9 +115,25 @@ def max_pool2d(x: TensorLike, kernel_size: Size2, stride: Size2 | None = None, p
     x = _tensor(x)
     if dilation != 1 or ceil_mode or return_indices:
         return _max_pool2d_options(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
-    kernel, stride, padding = pool_args(kernel_size, stride, padding, where)
-    check_window_input(x.shape, kernel, stride, padding, (1, 1), where)
+    # As in conv2d: the checks depend only on the shape and the arguments, so a call like one already
+    # checked skips them (two pooling layers were a twentieth of LeNet-5's batch-1 latency).
+    key = (x.shape, kernel_size, stride, padding, type(kernel_size), type(stride), type(padding))  # 2.0 == 2
+    try:
+        checked = _checked_pool_calls.get(key)
+    except TypeError:  # an unhashable argument (a list): checked every time
+        key, checked = None, None
+    if checked is None:
+        checked = pool_args(kernel_size, stride, padding, where)
+        check_window_input(x.shape, *checked, (1, 1), where)
+        if key is not None:
+            if len(_checked_pool_calls) >= 4096:
+                _checked_pool_calls.clear()
+            _checked_pool_calls[key] = checked
+    kernel, stride, padding = checked
     return pool.MaxPool2d.apply(x, kernel_size=kernel, stride=stride, padding=padding)
+
+
+_checked_pool_calls = {}  # max_pool2d's checked calls: (shape and arguments) -> (kernel, stride, padding)
 
 
 def avg_pool2d(x: TensorLike, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0,

@@ -1,19 +1,22 @@
 """Shared helpers of the sliding-window ops (convolution and pooling): argument pairs, the output-size
 formula, padding, and the strided *view* of every window that im2col and pooling are built on."""
+import operator
+
 import numpy as np
 
 from ..backend import get_array_module
 
 
 def pair(value, name="argument"):
-    """3 -> (3, 3); (3, 5) -> (3, 5)."""
+    """3 -> (3, 3); (3, 5) -> (3, 5).  Each must be an integer (NumPy's included): (2.5, 2) or ("a", 2) is a
+    TypeError naming the argument, not a silently truncated or a bare int() error."""
     if isinstance(value, int):
         return (value, value)
     try:
         a, b = value
+        return operator.index(a), operator.index(b)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
-    return int(a), int(b)
 
 
 def output_size(size, kernel, stride, padding, dilation=1):
