@@ -76,7 +76,8 @@ def check_window_input(x_shape, kernel, stride, padding, dilation, where, channe
 def memory_order(x):
     """The axes of ``x`` from outermost to innermost in memory: (0, 1, 2, 3) for NCHW, (0, 2, 3, 1)
     for NHWC, (1, 0, 2, 3) for the (C, N, H, W) memory that convolution returns."""
-    return tuple(sorted(range(x.ndim), key=lambda axis: -x.strides[axis]))
+    strides = x.strides  # sorted largest first; reverse=True keeps ties in axis order, as -stride did
+    return tuple(sorted(range(len(strides)), key=strides.__getitem__, reverse=True))
 
 
 def stored_in_order(make, shape, order):
