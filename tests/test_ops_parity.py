@@ -69,6 +69,23 @@ def test_conv2d(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", list(CONV_CASES), ids=list(CONV_CASES))
+@pytest.mark.parametrize("plain", [True, False], ids=["plain im2col", "row windows"])
+def test_conv2d_of_one_image(case, dtype, plain, monkeypatch):
+    """One image of a small layer runs as plain im2col and one GEMM (conv.plain_im2col_convolution);
+    both that and the row windows give PyTorch's forward and gradients, for every layer shape."""
+    import convnp.ops.conv
+
+    monkeypatch.setattr(convnp.ops.conv, "SMALL_IM2COL_NUMBERS", 1 << 30 if plain else 0)
+    calls = []
+    original = convnp.ops.conv.plain_im2col_convolution
+    monkeypatch.setattr(convnp.ops.conv, "plain_im2col_convolution", lambda *a: calls.append(1) or original(*a))
+    x, w, b, kw = conv_inputs((1,) + CONV_CASES[case][1:], dtype)
+    assert_parity(lambda x, w, b: F.conv2d(x, w, b, **kw), lambda x, w, b: TF.conv2d(x, w, b, **kw), x, w, b)
+    assert bool(calls) == plain  # the path asked for ran
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", ["basic 3x3", "pad 2 stride 2", "dilation + stride + non-square",
                                   "channels-last grouped dilated", "sliced input"])
 @pytest.mark.parametrize("tile", [1, 150, 1 << 30], ids=["one-column tiles", "part-row tiles", "whole-row tiles"])

@@ -47,7 +47,7 @@ from ..backend import get_array_module, is_device_array
 from ..function import Function
 from ..parallel import blas_has_small_product_kernels, get_num_threads, parallel_map, pieces_for, split
 from . import winograd
-from .windows import empty_in_order, memory_order, output_size, strided_view, window_slice
+from .windows import empty_in_order, memory_order, output_size, pad2d, strided_view, window_slice
 
 TILE_NUMBERS = 1 << 17  # 512 KB of float32 columns per GEMM: see TILES above
 TILE_COLUMNS = 512  # but at least this many columns per GEMM: see choose_tile_width
@@ -55,6 +55,7 @@ SMALL_PRODUCT_MACS = 100 ** 3  # OpenBLAS's limit for its small-matrix kernels (
 SMALL_PRODUCT_COLUMNS = 64  # the fewest columns a small-kernel tile may have (fewer: per-call overhead)
 SMALL_PRODUCTS = None  # whether to size tiles for small-matrix kernels; None: ask the BLAS (tests force it)
 CHUNK_NUMBERS = 1 << 20  # 4 MB of columns copied at once
+SMALL_IM2COL_NUMBERS = 1 << 15  # one image's columns up to this many numbers: plain_im2col_convolution
 SLAB_NUMBERS = 1 << 15  # the smallest col2im slab worth a thread of its own: see input_gradient_jobs
 CHUNKS_PER_THREAD = 2  # chunks a thread in a big threaded convolution, so a late thread takes fewer
 BALANCE_NUMBERS = 1 << 20  # but no chunk under this many im2col numbers: small layers pay per chunk
@@ -145,6 +146,11 @@ class Conv2d(Function):
             y = winograd.convolution(x, self.transformed, padding[0])
             if b is not None:
                 y += b.reshape(1, f, 1, 1)
+            self.save_for_backward(x if self.needs_input_grad[1] else None, w)
+            return y
+
+        if n == 1 and not is_device_array(x) and c_group * groups * kh * kw * h_out * w_out <= SMALL_IM2COL_NUMBERS:
+            y = plain_im2col_convolution(x, w, b, geo)  # one image, a small layer: see its docstring
             self.save_for_backward(x if self.needs_input_grad[1] else None, w)
             return y
 
@@ -333,6 +339,28 @@ class Conv2d(Function):
         g, m, _ = matrix.shape
         tiled = matrix.reshape(g, m, h_out, w_out * n // tile_columns, tile_columns)[:, :, rows[0]:rows[1]]
         return tiled.transpose(0, 2, 3, 1, 4)
+
+
+def plain_im2col_convolution(x, w, b, geo):
+    """x: (1, C, H, W) stored batch innermost, w: (F, C/G, kh, kw), b: (F,) or None -> y: (1, F, H_out,
+    W_out) stored (F, H_out, W_out, 1): im2col's whole column matrix as one copy, then one GEMM
+    (``reference.conv2d_forward_im2col``'s arithmetic).  For one image of a small layer the row
+    windows' per-row GEMMs and their bookkeeping cost more than the work: LeNet-5's two layers at
+    batch 1 took 21.6 and 28.1 us that way, 14.4 and 16.5 this way; at batch 8 the row windows are
+    faster again (docs/performance.md, 2026-12-03).  Backward is the usual one (``Conv2d.backward``)."""
+    n, c, _, _ = geo.x_shape
+    f, c_group, kh, kw = w.shape
+    (sh, sw), (dh, dw), g = geo.stride, geo.dilation, geo.groups
+    h_out, w_out = geo.out_size
+    x_pad = pad2d(x, geo.padding).transpose(1, 2, 3, 0)  # (C, Hp, Wp, N)
+    s_c, s_h, s_w, s_n = x_pad.strides
+    windows = strided_view(  # windows[c, u, v, i, j, n] = x_pad[n, c, i sh + u dh, j sw + v dw]
+        x_pad, (c, kh, kw, h_out, w_out, n), (s_c, dh * s_h, dw * s_w, sh * s_h, sw * s_w, s_n))
+    cols = windows.reshape(g, c_group * kh * kw, h_out * w_out * n)  # the copy: columns in (H_out, W_out, N) order
+    y = w.reshape(g, f // g, c_group * kh * kw) @ cols
+    if b is not None:
+        y += b.reshape(g, f // g, 1)
+    return y.reshape(f, h_out, w_out, n).transpose(3, 0, 1, 2)
 
 
 def window_weights(w, groups):
