@@ -304,6 +304,34 @@ def test_max_pool_nan_wins_like_torch(kernel, stride):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel, stride, shape", [
+    (2, 2, (1, 3, 8, 8)), (2, 2, (1, 2, 7, 9)),  # 2x2, and sizes that leave a row and a column out
+    (3, 2, (1, 2, 9, 8)), ((3, 2), (1, 2), (1, 2, 6, 7)),  # overlapping windows, non-square
+    (1, 1, (1, 2, 4, 5)), (1, 3, (1, 2, 7, 7)),  # one-element windows
+])
+@pytest.mark.parametrize("layout", [None, "channels_last", "transposed"])
+def test_max_pool_of_one_image_without_gradient(kernel, stride, shape, layout, dtype, monkeypatch):
+    """Inference on one image pools by the maxima of the window views (pool.max_of_window_views):
+    PyTorch's numbers, NaN included, in every layout; with a gradient the separable passes run."""
+    from convnp.ops import pool
+
+    calls = []
+    original = pool.max_of_window_views
+    monkeypatch.setattr(pool, "max_of_window_views", lambda *a: calls.append(1) or original(*a))
+    x = rng().standard_normal(shape).astype(dtype)
+    if layout is not None:
+        x = non_contiguous(x, layout)
+    x[0, 0, 0, 0] = x[0, -1, 2, 3] = np.nan  # NaN wins its windows, as in PyTorch
+    expected = TF.max_pool2d(torch.from_numpy(np.ascontiguousarray(x)), kernel, stride).numpy()
+    with convnp.no_grad():
+        y = F.max_pool2d(x, kernel, stride).data
+    np.testing.assert_array_equal(y, expected)
+    assert calls == [1]
+    F.max_pool2d(Tensor(x, requires_grad=True), kernel, stride)  # a gradient to come: the usual passes
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size, output_size", [((6, 6), 1), ((8, 6), (4, 3)), ((8, 8), 2), ((7, 7), 3),
                                                ((5, 5), (2, 3)), ((5, 7), (3, 4)), ((4, 4), 4), ((3, 5), (5, 7)),
                                                ((5, 6), (None, 4)), ((7, 5), (3, None))])
