@@ -37,19 +37,35 @@ def first_max(candidates, track, out, winner):
 
 
 def max_of_window_views(x, kernel, stride, out_size):
-    """x: (1, C, H, W), unpadded -> y: (1, C, H_out, W_out), the elementwise maximum of the kh*kw strided
-    views x[..., u::sh, v::sw] (kh*kw - 1 ``np.maximum`` calls, NaN propagating as in ``first_max``),
-    for inference on one image: there the separable passes' row buffer and thread split cost more
-    than the work (LeNet-5's two poolings at batch 1: 12.3 and 11.7 us that way, 5.3 and 4.6 this
-    way; docs/performance.md, 2026-12-03).  No winners are kept: nothing will need a gradient."""
+    """x: (N, C, H, W), unpadded -> y: (N, C, H_out, W_out) in x's memory layout, the elementwise maximum
+    of the kh*kw strided views x[..., u::sh, v::sw] (kh*kw - 1 ``np.maximum`` calls, NaN propagating
+    as in ``first_max``), in slices of channels on convnp's threads.  For inference (no winners to
+    keep): with one image the separable passes' row buffer and bookkeeping cost more than the work
+    (LeNet-5's two poolings at batch 1: 12.3 and 11.7 us that way, 5.3 and 4.6 this way), and for
+    2x2 windows the row buffer's extra pass costs more than the views' (batch 512: 736 and 225 us
+    that way, 597 and 143 on one thread this way; docs/performance.md, 2026-12-03)."""
     (kh, kw), (sh, sw), (h_out, w_out) = kernel, stride, out_size
     rows = [window_slice(u, 1, sh, h_out) for u in range(kh)]
     columns = [window_slice(v, 1, sw, w_out) for v in range(kw)]
-    views = [x[:, :, r, c] for r in rows for c in columns]
-    y = np.maximum(views[0], views[1]) if len(views) > 1 else views[0].copy()
-    for view in views[2:]:
-        np.maximum(y, view, out=y)
+    c = x.shape[1]
+    pieces = 1 if x.shape[0] == 1 else pieces_for(x.size, c, streaming=True)
+    if pieces == 1:  # one image, or a small batch: one thread
+        return maximum_of([x[:, :, r, v] for r in rows for v in columns])
+    y = np.empty_like(x[:, :, rows[0], columns[0]])  # empty_like keeps x's memory layout
+    parallel_map(lambda part: maximum_of([x[:, part, r, v] for r in rows for v in columns], y[:, part]),
+                 split(c, pieces))
     return y
+
+
+def maximum_of(views, out=None):
+    """The elementwise maximum of equally shaped views, into ``out`` (None: a new array in the views'
+    memory layout)."""
+    if len(views) == 1:
+        return views[0].copy(order="K") if out is None else np.copyto(out, views[0])
+    out = np.maximum(views[0], views[1], out=out)
+    for view in views[2:]:
+        np.maximum(out, view, out=out)
+    return out
 
 
 class PoolGeometry(NamedTuple):
@@ -80,8 +96,8 @@ class MaxPool2d(Function):
         h_out = output_size(h, kh, sh, padding[0])
         w_out = output_size(x.shape[3], kw, sw, padding[1])
         track = self.needs_input_grad[0]
-        if not track and n == 1 and padding == (0, 0) and not is_device_array(x):
-            return max_of_window_views(x, kernel_size, stride, (h_out, w_out))  # one image: see its docstring
+        if not track and padding == (0, 0) and (n == 1 or kh * kw <= 4) and not is_device_array(x):
+            return max_of_window_views(x, kernel_size, stride, (h_out, w_out))  # inference: see its docstring
         x_pad = pad2d(x, padding, value=-np.inf)
         index_type = np.uint8 if max(kh, kw) < 256 else np.int32
         row_cut, column_cut = window_slice(0, 1, sh, h_out), window_slice(0, 1, sw, w_out)
