@@ -60,25 +60,30 @@ def conv2d(x: TensorLike, w: TensorLike, b: TensorLike | None = None, stride: Si
     """
     x, w = _tensor(x), _tensor(w)
     b = None if b is None else _tensor(b)
-    # The checks below depend only on shapes and arguments, so a call like one already checked skips
-    # them (a layer makes the same call every step; batch-1 inference felt their cost).
     key = (x.shape, w.shape, None if b is None else b.shape, stride, padding, dilation, groups)
-    try:
-        checked = _checked_conv_calls.get(key)
-    except TypeError:  # an unhashable argument (a list): checked every time
-        key, checked = None, None
-    if checked is None:
-        checked = _check_conv_call(x.shape, w.shape, None if b is None else b.shape, stride, padding, dilation,
-                                   groups, where)
-        if key is not None:
-            if len(_checked_conv_calls) >= 4096:
-                _checked_conv_calls.clear()
-            _checked_conv_calls[key] = checked
-    stride, padding, dilation = checked
+    stride, padding, dilation = checked_once(_checked_conv_calls, key, _check_conv_call, x.shape, w.shape,
+                                             None if b is None else b.shape, stride, padding, dilation, groups, where)
     return conv.Conv2d.apply(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
 _checked_conv_calls = {}  # conv2d's checked calls: (shapes and arguments) -> (stride, padding, dilation)
+
+
+def checked_once(cache, key, check, *args):
+    """``check(*args)``'s answer for ``key``, from ``cache`` when a call like this one was already checked.
+    The checks of conv2d and max_pool2d depend only on shapes and arguments, and a layer makes the same
+    call every step (batch-1 inference felt their cost).  An unhashable key (a list argument) is
+    checked every time; the cache is emptied when it reaches 4096 entries."""
+    try:
+        checked = cache.get(key)
+    except TypeError:  # an unhashable argument: checked every time
+        return check(*args)
+    if checked is None:
+        checked = check(*args)
+        if len(cache) >= 4096:
+            cache.clear()
+        cache[key] = checked
+    return checked
 
 
 def _check_conv_call(x_shape, w_shape, b_shape, stride, padding, dilation, groups, where):
@@ -115,25 +120,20 @@ def max_pool2d(x: TensorLike, kernel_size: Size2, stride: Size2 | None = None, p
     x = _tensor(x)
     if dilation != 1 or ceil_mode or return_indices:
         return _max_pool2d_options(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
-    # As in conv2d: the checks depend only on the shape and the arguments, so a call like one already
-    # checked skips them (two pooling layers were a twentieth of LeNet-5's batch-1 latency).
     key = (x.shape, kernel_size, stride, padding, type(kernel_size), type(stride), type(padding))  # 2.0 == 2
-    try:
-        checked = _checked_pool_calls.get(key)
-    except TypeError:  # an unhashable argument (a list): checked every time
-        key, checked = None, None
-    if checked is None:
-        checked = pool_args(kernel_size, stride, padding, where)
-        check_window_input(x.shape, *checked, (1, 1), where)
-        if key is not None:
-            if len(_checked_pool_calls) >= 4096:
-                _checked_pool_calls.clear()
-            _checked_pool_calls[key] = checked
-    kernel, stride, padding = checked
+    kernel, stride, padding = checked_once(_checked_pool_calls, key, _check_pool_call, x.shape, kernel_size, stride,
+                                           padding, where)
     return pool.MaxPool2d.apply(x, kernel_size=kernel, stride=stride, padding=padding)
 
 
 _checked_pool_calls = {}  # max_pool2d's checked calls: (shape and arguments) -> (kernel, stride, padding)
+
+
+def _check_pool_call(x_shape, kernel_size, stride, padding, where):
+    """max_pool2d's checks, raising an error that names ``where``; -> the (kernel, stride, padding) pairs."""
+    checked = pool_args(kernel_size, stride, padding, where)
+    check_window_input(x_shape, *checked, (1, 1), where)
+    return checked
 
 
 def avg_pool2d(x: TensorLike, kernel_size: Size2, stride: Size2 | None = None, padding: Size2 = 0,

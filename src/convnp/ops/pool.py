@@ -20,18 +20,19 @@ def first_max(candidates, track, out, winner):
     to the earliest.  NaN propagates to the maximum, and the index of a NaN result points at the LAST
     NaN candidate (PyTorch's rule: a NaN always takes over); that is fixed up after the loop, only if
     NaN occurred."""
+    if not track:
+        maximum_of(candidates, out)
+        return
     xp = get_array_module(out)
     first, second = candidates[0], candidates[1] if len(candidates) > 1 else candidates[0]
-    if track:  # the second candidate wins where it is strictly greater than the first
-        xp.greater(second, first, out=winner)
+    xp.greater(second, first, out=winner)  # the second candidate wins where it is strictly greater
     xp.maximum(first, second, out=out)
     for k, candidate in enumerate(candidates[2:], start=2):
-        if track:
-            # where candidate > out, the winner becomes k; k grows with the loop, so that is a maximum
-            # with k * (candidate > out): plain arithmetic, far faster than masked assignment here
-            xp.maximum(winner, (candidate > out).astype(winner.dtype) * winner.dtype.type(k), out=winner)
+        # where candidate > out, the winner becomes k; k grows with the loop, so that is a maximum
+        # with k * (candidate > out): plain arithmetic, far faster than masked assignment here
+        xp.maximum(winner, (candidate > out).astype(winner.dtype) * winner.dtype.type(k), out=winner)
         xp.maximum(out, candidate, out=out)
-    if track and xp.isnan(out).any():
+    if xp.isnan(out).any():
         for k, candidate in enumerate(candidates):
             xp.copyto(winner, k, where=xp.isnan(candidate))
 
@@ -58,13 +59,14 @@ def max_of_window_views(x, kernel, stride, out_size):
 
 
 def maximum_of(views, out=None):
-    """The elementwise maximum of equally shaped views, into ``out`` (None: a new array in the views'
-    memory layout)."""
+    """The elementwise maximum of equally shaped arrays (NaN propagating), into ``out`` (None: a new
+    array in the views' memory layout): ``first_max`` when no winner is tracked."""
+    xp = get_array_module(views[0])
     if len(views) == 1:
-        return views[0].copy(order="K") if out is None else np.copyto(out, views[0])
-    out = np.maximum(views[0], views[1], out=out)
+        return views[0].copy(order="K") if out is None else xp.copyto(out, views[0])
+    out = xp.maximum(views[0], views[1], out=out)
     for view in views[2:]:
-        np.maximum(out, view, out=out)
+        xp.maximum(out, view, out=out)
     return out
 
 
