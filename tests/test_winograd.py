@@ -65,10 +65,11 @@ LAYER_CASES = [
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", LAYER_CASES)
-def test_layers_that_take_winograd_match_pytorch(case, dtype):
+def test_layers_that_take_winograd_match_pytorch(case, dtype, monkeypatch):
+    monkeypatch.setattr(conv, "SMALL_PRODUCTS", True)  # the 32 -> 32 layer too, on any CPU (see winograd.applies)
     n, c, h, w_in, f, p = case
     h_out, w_out = h + 2 * p - 2, w_in + 2 * p - 2
-    assert winograd.applies((3, 3), (1, 1), (1, 1), 1, (p, p), (h_out, w_out), c, f, False)
+    assert winograd.applies((3, 3), (1, 1), (1, 1), 1, (p, p), (h_out, w_out), c, f, False, True)
     rng = np.random.default_rng(2)
     x = rng.standard_normal((n, c, h, w_in)).astype(dtype)
     w = (rng.standard_normal((f, c, 3, 3)) / np.sqrt(9 * c)).astype(dtype)
@@ -78,7 +79,8 @@ def test_layers_that_take_winograd_match_pytorch(case, dtype):
                   lambda x, w, b: torch.nn.functional.conv2d(x, w, b, padding=p), x, w, b, rtol=rtol, atol=atol)
 
 
-def test_a_non_contiguous_input_and_an_nchw_gradient():
+def test_a_non_contiguous_input_and_an_nchw_gradient(monkeypatch):
+    monkeypatch.setattr(conv, "SMALL_PRODUCTS", True)  # a 32 -> 32 layer takes Winograd on any CPU
     rng = np.random.default_rng(3)
     x = rng.standard_normal((4, 32, 10, 12)).astype(np.float32)[::2, :, 1:-1, ::-1]  # a strided NCHW view
     w = (rng.standard_normal((32, 32, 3, 3)) / 17).astype(np.float32)
@@ -144,6 +146,7 @@ def test_winograd_gives_what_im2col_gives_in_a_training_step(monkeypatch):
 RULE_CASES = [  # (kernel, stride, dilation, groups, padding, out_size, channels, filters, on_device, expected)
     ((3, 3), (1, 1), (1, 1), 1, (1, 1), (16, 16), 64, 64, False, True),    # a VGG layer
     ((3, 3), (1, 1), (1, 1), 1, (0, 0), (24, 24), 32, 64, False, True),    # the MNIST example's conv2
+    ((3, 3), (1, 1), (1, 1), 1, (1, 1), (32, 32), 32, 32, False, True),    # a 32 -> 32 layer (AVX-512 CPUs)
     ((3, 3), (1, 1), (1, 1), 1, (1, 1), (32, 32), 16, 16, False, False),   # 16 channels: slower than im2col
     ((3, 3), (2, 2), (1, 1), 1, (1, 1), (16, 16), 64, 64, False, False),   # stride 2
     ((3, 3), (1, 1), (2, 2), 1, (2, 2), (16, 16), 64, 64, False, False),   # dilation
@@ -161,4 +164,33 @@ RULE_CASES = [  # (kernel, stride, dilation, groups, padding, out_size, channels
 def test_the_rule_takes_winograd_only_where_it_is_defined_and_faster(kernel, stride, dilation, groups, padding,
                                                                      out_size, channels, filters, on_device, expected):
     assert winograd.applies(kernel, stride, dilation, groups, padding, out_size, channels, filters,
-                                     on_device) is expected
+                            on_device, True) is expected
+
+
+AVX2_CASES = [  # (channels, filters, expected) of a 3x3 layer at 32x32, padding 1, without AVX-512 kernels
+    (32, 32, False),  # im2col was 0.81-0.89 of Winograd's time here (docs/performance.md, 2026-12-03)
+    (48, 48, False),
+    (32, 64, True),   # more filters than channels: Winograd stays faster
+    (64, 32, True),   # the input gradient of a 32 -> 64 layer
+    (64, 64, True),
+    (16, 32, False),  # fewer than MIN_CHANNELS, as with AVX-512 kernels
+]
+
+
+@pytest.mark.parametrize("channels, filters, expected", AVX2_CASES)
+def test_without_avx512_kernels_32_channel_layers_stay_on_im2col_unless_they_widen(channels, filters, expected):
+    assert winograd.applies((3, 3), (1, 1), (1, 1), 1, (1, 1), (32, 32), channels, filters, False, False) is expected
+
+
+@pytest.mark.parametrize("small_products", [True, False])
+def test_the_convolution_asks_the_rule_with_the_blas_kernels(small_products, monkeypatch):
+    """Conv2d passes SMALL_PRODUCTS (or the BLAS's answer) to the rule: a 32 -> 32 layer's forward runs as
+    Winograd with AVX-512 kernels and as row windows without, both matching PyTorch."""
+    monkeypatch.setattr(conv, "SMALL_PRODUCTS", small_products)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 32, 8, 8)).astype(np.float32)
+    w = (rng.standard_normal((32, 32, 3, 3)) / 17).astype(np.float32)
+    y = F.conv2d(convnp.Tensor(x), convnp.Tensor(w, requires_grad=True), padding=1)
+    assert y._ctx.winograd is small_products
+    truth = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1).numpy()
+    assert_close(y.numpy(), truth, 1e-4, 1e-5, "y")

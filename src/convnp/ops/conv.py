@@ -24,7 +24,8 @@ that, and adds six things, each for a reason (the numbers are in docs/performanc
 - TILES inside a chunk: the matmul multiplies ``tile_columns`` GEMM columns (output pixels x images)
   at a time, because OpenBLAS runs cache-sized products with few filters much faster than one long
   product, and on AVX-512 CPUs its small-matrix kernels (no packing) faster still: choose_tile_columns.
-- WINOGRAD: 3x3 stride-1 layers with at least 32 input channels skip all of the above and run as
+- WINOGRAD: 3x3 stride-1 layers with at least 32 input channels (on AVX2 CPUs 64, unless the layer
+  has more filters than channels: ``winograd.applies``) skip all of the above and run as
   Winograd's F(4x4, 3x3), 4x fewer multiplications (``convnp.ops.winograd``, chosen in ``forward``
   by ``winograd.applies``); their input gradient too, whatever the forward ran as.
 - THREADS: chunks (forward), channel parts of dx and row chunks of dW (backward) are independent
@@ -53,7 +54,7 @@ TILE_NUMBERS = 1 << 17  # 512 KB of float32 columns per GEMM: see TILES above
 TILE_COLUMNS = 512  # but at least this many columns per GEMM: see choose_tile_width
 SMALL_PRODUCT_MACS = 100 ** 3  # OpenBLAS's limit for its small-matrix kernels (M*N*K): choose_tile_columns
 SMALL_PRODUCT_COLUMNS = 64  # the fewest columns a small-kernel tile may have (fewer: per-call overhead)
-SMALL_PRODUCTS = None  # whether to size tiles for small-matrix kernels; None: ask the BLAS (tests force it)
+SMALL_PRODUCTS = None  # whether the BLAS has small-matrix (AVX-512) kernels; None: ask it (small_product_kernels)
 CHUNK_NUMBERS = 1 << 20  # 4 MB of columns copied at once
 SMALL_IM2COL_NUMBERS = 1 << 15  # one image's columns up to this many numbers: plain_im2col_convolution
 SLAB_NUMBERS = 1 << 15  # the smallest col2im slab worth a thread of its own: see input_gradient_jobs
@@ -61,6 +62,13 @@ CHUNKS_PER_THREAD = 2  # chunks a thread in a big threaded convolution, so a lat
 BALANCE_NUMBERS = 1 << 20  # but no chunk under this many im2col numbers: small layers pay per chunk
 TRANSPOSED_MIN_CHANNELS = 16  # input channels a group needs for dx by convolution: input_gradient_is_a_convolution
 WINOGRAD = True  # 3x3 stride-1 layers with enough channels by Winograd F(4x4, 3x3): ops/winograd.py (tests switch it)
+
+
+def small_product_kernels():
+    """SMALL_PRODUCTS, or when it is None the BLAS's answer (``parallel.blas_has_small_product_kernels``:
+    OpenBLAS's AVX-512 kernel sets).  Decides the forward's tiles (choose_tile_columns) and which
+    32-channel layers take Winograd (``winograd.applies``)."""
+    return blas_has_small_product_kernels() if SMALL_PRODUCTS is None else SMALL_PRODUCTS
 
 
 class ConvGeometry(NamedTuple):
@@ -84,7 +92,7 @@ def conv_geometry(x, w_shape, stride, padding, dilation, groups):
     up to CHUNKS_PER_THREAD a thread for big layers) and the tiles' columns.  Worked out once per layer
     shape (``_conv_geometry`` is cached): a training run asks for the same few geometries thousands
     of times."""
-    small_products = blas_has_small_product_kernels() if SMALL_PRODUCTS is None else SMALL_PRODUCTS
+    small_products = small_product_kernels()
     tuning = (get_num_threads(), CHUNK_NUMBERS, TILE_NUMBERS, TILE_COLUMNS, parallel.MIN_NUMBERS, CHUNKS_PER_THREAD,
               BALANCE_NUMBERS, SMALL_PRODUCT_MACS, SMALL_PRODUCT_COLUMNS, small_products)
     return _conv_geometry(x.shape, x.dtype, memory_order(x), tuple(w_shape), stride, padding, dilation, groups,
@@ -140,7 +148,7 @@ class Conv2d(Function):
         h_out, w_out = geo.out_size
         n = x.shape[0]
         self.winograd = WINOGRAD and winograd.applies((kh, kw), stride, dilation, groups, padding, geo.out_size,
-                                                      c_group, f, is_device_array(x))
+                                                      c_group, f, is_device_array(x), small_product_kernels())
         if self.winograd:  # 4x fewer multiplications (ops/winograd.py)
             self.transformed = winograd.transformed_filters(w)
             y = winograd.convolution(x, self.transformed, padding[0])
@@ -192,7 +200,8 @@ class Conv2d(Function):
         dx = dw = db = None
         dx_jobs = dw_jobs = []
         dx_by_winograd = self.needs_input_grad[0] and WINOGRAD and winograd.applies(  # dx's own convolution
-            geo.kernel, geo.stride, geo.dilation, g, (2 - ph, 2 - pw), (h, w_in), f, c, is_device_array(dy))
+            geo.kernel, geo.stride, geo.dilation, g, (2 - ph, 2 - pw), (h, w_in), f, c, is_device_array(dy),
+            small_product_kernels())
         by_convolution = self.needs_input_grad[0] and not dx_by_winograd and input_gradient_is_a_convolution(geo, f)
         if self.needs_input_grad[0] and not by_convolution and not dx_by_winograd:
             dx_pad = empty_in_order((n, c, h + 2 * ph, w_in + 2 * pw), geo.dtype, geo.order, get_array_module(dy))

@@ -26,9 +26,10 @@ tolerances (docs/performance.md, 2026-12-02, fifth session).
   flipped in space and F and C swapped, padding 2 - p (``input_gradient``); which one is faster
   depends on the channels (``adjoint_input_gradient``).
 
-Used where it is faster than im2col (``applies``): 3x3 stride-1 layers with at least 32 channels,
-measured layer by layer (docs/performance.md, 2026-12-02, fifth session).  The transforms move many
-numbers per multiplication saved, so with 16 channels im2col's one long GEMM is faster.
+Used where it is faster than im2col (``applies``): 3x3 stride-1 layers with at least 32 channels
+(64 on AVX2 CPUs, unless the layer widens), measured layer by layer (docs/performance.md, 2026-12-02,
+fifth session, and 2026-12-03, AVX2 section).  The transforms move many numbers per multiplication
+saved, so with 16 channels im2col's one long GEMM is faster.
 """
 from ..backend import get_array_module
 from ..parallel import get_num_threads, parallel_map, pieces_for, split
@@ -56,10 +57,11 @@ PATCH = 6  # input pixels a tile reads in each direction: TILE + 3 - 1
 CHUNK_COLUMNS = 256  # tiles (GEMM columns) a chunk aims for: see chunks_of_tiles
 GROUP_CHUNKS = 16  # chunks whose (36, F, C) shares of dU are held at once: see gradients
 MIN_CHANNELS = 32  # input channels a layer needs for Winograd: see applies
+WIDE_CHANNELS = 64  # without AVX-512 kernels, unless it has more filters than channels: see applies
 MIN_FILTERS = 16  # and filters
 
 
-def applies(kernel, stride, dilation, groups, padding, out_size, channels, filters, on_device):
+def applies(kernel, stride, dilation, groups, padding, out_size, channels, filters, on_device, small_products):
     """Whether a convolution of ``channels`` -> ``filters`` runs as Winograd F(4x4, 3x3) (forward, and
     its filter gradient): a 3x3 kernel, stride 1, no dilation, one group, equal padding of 0 to 2 (so
     that the input gradient's convolution, padding 2 - p, is one too), an output a whole number of
@@ -67,10 +69,19 @@ def applies(kernel, stride, dilation, groups, padding, out_size, channels, filte
     the CPU, at least MIN_CHANNELS input channels and MIN_FILTERS filters.  With 16 channels the 36
     GEMMs are too short (K = C) and transforming every patch costs more than the multiplications
     save: per layer, Winograd / im2col time at batch 128 is 0.5-0.6 from 64 channels, 0.6-0.9 at
-    32, 1.3-1.7 at 16 (docs/performance.md, 2026-12-02, fifth session)."""
+    32, 1.3-1.7 at 16 (docs/performance.md, 2026-12-02, fifth session).
+
+    ``small_products``: whether the BLAS is one of OpenBLAS's AVX-512 kernel sets (those with
+    small-matrix kernels, ``convnp.parallel.blas_has_small_product_kernels``).  The 32-channel figures
+    above are from such CPUs (Zen 4, Sapphire Rapids).  On an AVX2 CPU (a Zen 3 VM, OpenBLAS's
+    Haswell kernels) im2col was the faster one for 32 -> 32 layers: 0.81-0.89 of Winograd's time
+    at 32x32, forward, dx and dW alike (docs/performance.md, 2026-12-03, AVX2 section).  So there a
+    layer needs WIDE_CHANNELS input channels, or more filters than channels (32 -> 64 stays
+    Winograd, 0.97 of im2col's time)."""
+    enough_channels = channels >= (MIN_CHANNELS if small_products or filters > channels else WIDE_CHANNELS)
     return (kernel == (3, 3) and stride == (1, 1) and dilation == (1, 1) and groups == 1
             and 0 <= padding[0] == padding[1] <= 2 and out_size[0] % TILE == 0 and out_size[1] % TILE == 0
-            and not on_device and channels >= MIN_CHANNELS and filters >= MIN_FILTERS)
+            and not on_device and enough_channels and filters >= MIN_FILTERS)
 
 
 def adjoint_input_gradient(channels, filters, padding):
