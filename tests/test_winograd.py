@@ -182,6 +182,21 @@ def test_without_avx512_kernels_32_channel_layers_stay_on_im2col_unless_they_wid
     assert winograd.applies((3, 3), (1, 1), (1, 1), 1, (1, 1), (32, 32), channels, filters, False, False) is expected
 
 
+@pytest.mark.parametrize("small_products, known, expected", [
+    (True, True, True),    # OpenBLAS's AVX-512 kernels
+    (False, True, False),  # a known AVX2 kernel set: im2col for 32 -> 32
+    (False, False, True),  # a BLAS that does not say (or no threadpoolctl): the AVX-512 measurements' rule
+])
+def test_winograd_from_32_channels_follows_the_blas_kernel_set(small_products, known, expected, monkeypatch):
+    monkeypatch.setattr(conv, "SMALL_PRODUCTS", None)
+    monkeypatch.setattr(conv, "blas_has_small_product_kernels", lambda: small_products)
+    monkeypatch.setattr(conv, "blas_kernel_set_known", lambda: known)
+    assert conv.winograd_from_32_channels() is expected
+    for forced in (True, False):  # a test's SMALL_PRODUCTS decides, whatever the BLAS
+        monkeypatch.setattr(conv, "SMALL_PRODUCTS", forced)
+        assert conv.winograd_from_32_channels() is forced
+
+
 @pytest.mark.parametrize("small_products", [True, False])
 def test_the_convolution_asks_the_rule_with_the_blas_kernels(small_products, monkeypatch):
     """Conv2d passes SMALL_PRODUCTS (or the BLAS's answer) to the rule: a 32 -> 32 layer's forward runs as

@@ -272,6 +272,13 @@ def blas_has_small_product_kernels():
     return any(name in SMALL_PRODUCT_ARCHITECTURES for name in _blas.architectures())
 
 
+@functools.lru_cache(maxsize=1)
+def blas_kernel_set_known():
+    """Whether threadpoolctl could name the kernel set NumPy's BLAS chose (False without the tools
+    extra, or for a BLAS that does not say, as MKL does not)."""
+    return any(_blas.architectures())
+
+
 WHOLE = [Ellipsis]  # the one part of an array that is not split: array[...]
 
 

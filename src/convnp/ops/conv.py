@@ -46,7 +46,14 @@ from typing import NamedTuple
 from .. import parallel
 from ..backend import get_array_module, is_device_array
 from ..function import Function
-from ..parallel import blas_has_small_product_kernels, get_num_threads, parallel_map, pieces_for, split
+from ..parallel import (
+    blas_has_small_product_kernels,
+    blas_kernel_set_known,
+    get_num_threads,
+    parallel_map,
+    pieces_for,
+    split,
+)
 from . import winograd
 from .windows import empty_in_order, memory_order, output_size, pad2d, strided_view, window_slice
 
@@ -66,9 +73,17 @@ WINOGRAD = True  # 3x3 stride-1 layers with enough channels by Winograd F(4x4, 3
 
 def small_product_kernels():
     """SMALL_PRODUCTS, or when it is None the BLAS's answer (``parallel.blas_has_small_product_kernels``:
-    OpenBLAS's AVX-512 kernel sets).  Decides the forward's tiles (choose_tile_columns) and which
-    32-channel layers take Winograd (``winograd.applies``)."""
+    OpenBLAS's AVX-512 kernel sets).  Decides the forward's tiles (choose_tile_columns)."""
     return blas_has_small_product_kernels() if SMALL_PRODUCTS is None else SMALL_PRODUCTS
+
+
+def winograd_from_32_channels():
+    """Whether layers of 32 to 63 input channels that do not widen take Winograd (``winograd.applies``):
+    with OpenBLAS's AVX-512 kernel sets (``small_product_kernels``), and when the kernel set is not
+    known (no threadpoolctl, or a BLAS that does not say), as measured on Zen 4 and Sapphire Rapids;
+    not with a known AVX2 set, where im2col ran them faster (docs/performance.md, 2026-12-03, second
+    session).  SMALL_PRODUCTS, when a test sets it, decides this too."""
+    return small_product_kernels() or (SMALL_PRODUCTS is None and not blas_kernel_set_known())
 
 
 class ConvGeometry(NamedTuple):
@@ -148,7 +163,7 @@ class Conv2d(Function):
         h_out, w_out = geo.out_size
         n = x.shape[0]
         self.winograd = WINOGRAD and winograd.applies((kh, kw), stride, dilation, groups, padding, geo.out_size,
-                                                      c_group, f, is_device_array(x), small_product_kernels())
+                                                      c_group, f, is_device_array(x), winograd_from_32_channels())
         if self.winograd:  # 4x fewer multiplications (ops/winograd.py)
             self.transformed = winograd.transformed_filters(w)
             y = winograd.convolution(x, self.transformed, padding[0])
@@ -201,7 +216,7 @@ class Conv2d(Function):
         dx_jobs = dw_jobs = []
         dx_by_winograd = self.needs_input_grad[0] and WINOGRAD and winograd.applies(  # dx's own convolution
             geo.kernel, geo.stride, geo.dilation, g, (2 - ph, 2 - pw), (h, w_in), f, c, is_device_array(dy),
-            small_product_kernels())
+            winograd_from_32_channels())
         by_convolution = self.needs_input_grad[0] and not dx_by_winograd and input_gradient_is_a_convolution(geo, f)
         if self.needs_input_grad[0] and not by_convolution and not dx_by_winograd:
             dx_pad = empty_in_order((n, c, h + 2 * ph, w_in + 2 * pw), geo.dtype, geo.order, get_array_module(dy))

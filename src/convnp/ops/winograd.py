@@ -61,7 +61,7 @@ WIDE_CHANNELS = 64  # without AVX-512 kernels, unless it has more filters than c
 MIN_FILTERS = 16  # and filters
 
 
-def applies(kernel, stride, dilation, groups, padding, out_size, channels, filters, on_device, small_products):
+def applies(kernel, stride, dilation, groups, padding, out_size, channels, filters, on_device, from_32_channels):
     """Whether a convolution of ``channels`` -> ``filters`` runs as Winograd F(4x4, 3x3) (forward, and
     its filter gradient): a 3x3 kernel, stride 1, no dilation, one group, equal padding of 0 to 2 (so
     that the input gradient's convolution, padding 2 - p, is one too), an output a whole number of
@@ -71,14 +71,13 @@ def applies(kernel, stride, dilation, groups, padding, out_size, channels, filte
     save: per layer, Winograd / im2col time at batch 128 is 0.5-0.6 from 64 channels, 0.6-0.9 at
     32, 1.3-1.7 at 16 (docs/performance.md, 2026-12-02, fifth session).
 
-    ``small_products``: whether the BLAS is one of OpenBLAS's AVX-512 kernel sets (those with
-    small-matrix kernels, ``convnp.parallel.blas_has_small_product_kernels``).  The 32-channel figures
-    above are from such CPUs (Zen 4, Sapphire Rapids).  On an AVX2 CPU (a Zen 3 VM, OpenBLAS's
-    Haswell kernels) im2col was the faster one for 32 -> 32 layers: 0.81-0.89 of Winograd's time
-    at 32x32, forward, dx and dW alike (docs/performance.md, 2026-12-03, AVX2 section).  So there a
-    layer needs WIDE_CHANNELS input channels, or more filters than channels (32 -> 64 stays
-    Winograd, 0.97 of im2col's time)."""
-    enough_channels = channels >= (MIN_CHANNELS if small_products or filters > channels else WIDE_CHANNELS)
+    Those 32-channel figures are from AVX-512 CPUs (Zen 4, Sapphire Rapids).  On an AVX2 CPU (a Zen 3
+    VM, OpenBLAS's Haswell kernels) im2col was the faster one for 32 -> 32 layers: 0.81-0.89 of
+    Winograd's time at 32x32, forward, dx and dW alike (docs/performance.md, 2026-12-03, second
+    session).  So unless ``from_32_channels`` (``conv.winograd_from_32_channels``: AVX-512 kernels,
+    or a BLAS that does not say), a layer needs WIDE_CHANNELS input channels, or more filters than
+    channels (32 -> 64 stays Winograd there, 0.97 of im2col's time)."""
+    enough_channels = channels >= (MIN_CHANNELS if from_32_channels or filters > channels else WIDE_CHANNELS)
     return (kernel == (3, 3) and stride == (1, 1) and dilation == (1, 1) and groups == 1
             and 0 <= padding[0] == padding[1] <= 2 and out_size[0] % TILE == 0 and out_size[1] % TILE == 0
             and not on_device and enough_channels and filters >= MIN_FILTERS)
