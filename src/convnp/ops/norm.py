@@ -51,10 +51,14 @@ class BatchNorm(Function):
     (x's shape, with relu=True) is added before the ReLU, y = max(weight x_hat + bias + residual, 0),
     the end of a ResNet block: its gradient is the masked dy, which backward writes once.
     The work is done on a (C, M) view, and y = (x - mu) * scale + shift with the per-channel
-    scale = weight / sqrt(var + eps): two passes over the data instead of five.  backward keeps
-    (x - mu), not x_hat, and folds every per-channel factor into one coefficient per term, in two
-    passes over column blocks of at most BLOCK_NUMBERS (``column_blocks``): its temporaries stay a
-    few MB however big the layer (docs/performance.md, 2026-12-02).
+    scale = weight / sqrt(var + eps): two passes over the data instead of five.  backward folds
+    every per-channel factor into one coefficient per term, in two passes over column blocks of at
+    most BLOCK_NUMBERS (``column_blocks``): its temporaries stay a few MB however big the layer
+    (docs/performance.md, 2026-12-02).
+    MEMORY: what is kept is x and mu, not (x - mu): x is the previous op's output, which the graph
+    keeps alive until this op's backward anyway, so backward recomputes x - mu a block at a time.
+    Keeping (x - mu) held a second copy of every batch norm's input from forward to backward: 470 MB
+    of the VGG-style step's 1.68 GB at batch 64 and 128x128 (docs/performance.md, 2026-12-03).
     """
 
     def forward(self, x, weight, bias, residual=None, running_mean=None, running_var=None, training=False,
@@ -69,7 +73,7 @@ class BatchNorm(Function):
             mean, var = xp.empty(c, dtype=x.dtype), xp.empty(c, dtype=x.dtype)
         else:
             mean, var = running_mean.astype(x.dtype), running_var.astype(x.dtype)
-        centred, y2d, inv_std = xp.empty_like(x2d), xp.empty_like(x2d), xp.empty(c, dtype=x.dtype)
+        y2d, inv_std = xp.empty_like(x2d), xp.empty(c, dtype=x.dtype)
         zeros = xp.zeros(m, dtype=x.dtype) if relu else None  # a row: NumPy's fast array-array maximum
 
         ones = xp.ones(m, dtype=x.dtype) if training else None
@@ -77,12 +81,12 @@ class BatchNorm(Function):
         def normalise(rows):  # channels are independent: slices of them run on parallel threads
             if training:
                 mean[rows] = (x2d[rows] @ ones) / m  # BLAS reductions (sums_of_products)
-            xp.subtract(x2d[rows], mean[rows, None], out=centred[rows])
+            centred = x2d[rows] - mean[rows, None]  # a temporary: see MEMORY
             if training:
-                var[rows] = sums_of_products(centred[rows], centred[rows]) / m
+                var[rows] = sums_of_products(centred, centred) / m
             inv_std[rows] = 1 / xp.sqrt(var[rows] + x.dtype.type(eps))
             scale = inv_std[rows] if weight is None else inv_std[rows] * weight[rows]
-            xp.multiply(centred[rows], scale[:, None], out=y2d[rows])
+            xp.multiply(centred, scale[:, None], out=y2d[rows])
             if bias is not None:
                 y2d[rows] += bias[rows, None]
             if residual2d is not None:
@@ -96,13 +100,13 @@ class BatchNorm(Function):
             running_mean += momentum * mean.astype(running_mean.dtype)
             running_var *= 1 - momentum
             running_var += momentum * (var * (m / (m - 1))).astype(running_var.dtype)
-        self.save_for_backward(centred, inv_std, weight, y2d if relu else None)
+        self.save_for_backward(x2d, mean, inv_std, weight, y2d if relu else None)
         self.shape, self.axes, self.training, self.has_residual = x.shape, axes, training, residual is not None
         return from_channels_first_2d(y2d, x.shape, axes)
 
     def backward(self, dy):
         xp = get_array_module(dy)
-        centred, inv_std, weight, relu_output = self.saved
+        x2d, mean, inv_std, weight, relu_output = self.saved
         dy2d, _ = channels_first_2d(dy)
         c, m = dy2d.shape
         sum_dy, sum_dy_centred = xp.empty(c, dtype=dy.dtype), xp.empty(c, dtype=dy.dtype)
@@ -114,6 +118,13 @@ class BatchNorm(Function):
 
         def input_gradient(rows):  # per channel, so slices of channels run on parallel threads
             blocks = column_blocks(m, rows.stop - rows.start)
+            mu = mean[rows, None]
+            width = blocks[0].stop if blocks else 0  # no blocks: an empty batch
+            block = xp.empty((rows.stop - rows.start, width), dtype=dy.dtype)  # x - mu, a block at a time
+
+            def centred(cols):  # x - mu of one block, recomputed from x (MEMORY in the class docstring)
+                return xp.subtract(x2d[rows, cols], mu, out=block[:, :cols.stop - cols.start])
+
             sum_dy[rows], sum_dy_centred[rows] = 0, 0
             for cols in blocks:  # pass 1: the sums, and g = dy through the ReLU kept in dx's memory
                 g = dy2d[rows, cols]
@@ -121,18 +132,20 @@ class BatchNorm(Function):
                     mask = relu_output[rows, cols] > 0
                     g = xp.multiply(g, mask, out=g2d[rows, cols]) if g2d is not None else g * mask
                 sum_dy[rows] += g @ ones[:g.shape[1]]
-                sum_dy_centred[rows] += sums_of_products(g, centred[rows, cols])  # = sum(dy x_hat) / inv_std
+                sum_dy_centred[rows] += sums_of_products(g, centred(cols))  # = sum(dy x_hat) / inv_std
             if dx2d is None:
                 return
             scale = inv_std[rows] if weight is None else inv_std[rows] * weight[rows]
             # dx = scale (g - mean(g) - (x - mu) inv_std^2 mean(g (x - mu))), one coefficient a term
             centred_factor = (scale * inv_std[rows] ** 2 * sum_dy_centred[rows] / m)[:, None]
             offset = (scale * sum_dy[rows] / m)[:, None]
-            for cols in blocks:  # pass 2, block by block while centred's block is in the cache
+            for cols in blocks:  # pass 2, block by block
                 g = dy2d[rows, cols] if relu_output is None else g2d[rows, cols]
                 xp.multiply(g, scale[:, None], out=dx2d[rows, cols])
                 if self.training:
-                    dx2d[rows, cols] -= centred[rows, cols] * centred_factor
+                    terms = block if len(blocks) == 1 else centred(cols)  # one block: pass 1's x - mu is still there
+                    terms *= centred_factor
+                    dx2d[rows, cols] -= terms
                     dx2d[rows, cols] -= offset
 
         parallel_map(input_gradient, split(c, pieces_for(c * m, c)))
