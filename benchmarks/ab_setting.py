@@ -23,22 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import convnp  # noqa: E402
-from convnp import bench, functional as F  # noqa: E402
-
-
-def network_step(name):
-    spec = bench.NETWORKS[name]
-    model, optimizer = spec.make("convnp")
-    rng = np.random.default_rng(0)
-    x = rng.random((spec.batch,) + spec.input_shape, dtype=np.float32)
-    y = rng.integers(0, 10, spec.batch)
-
-    def step():
-        optimizer.zero_grad()
-        F.cross_entropy(model(convnp.Tensor(x)), y).backward()
-        optimizer.step()
-
-    return {"step": step}
+from convnp import bench  # noqa: E402
+from profile_step import training_step  # noqa: E402  (this folder is on sys.path when run as a script)
 
 
 def layer_passes(c, f, side, n=128):
@@ -92,7 +78,7 @@ def main(argv=None):
         parser.error(f"{args.module} has no setting {args.setting!r}")
     values = [eval(args.a, vars(module)), eval(args.b, vars(module))]  # expressions, with the module's names
     if args.what in bench.NETWORKS:
-        timed, repeats = network_step(args.what), 3
+        timed, repeats = {"step": training_step(args.what)[0]}, 3
     else:
         try:
             c, f, side = (int(part) for part in args.what.split(","))

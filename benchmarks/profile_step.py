@@ -62,17 +62,12 @@ def instrument(totals, counts):
     return undo
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("network", choices=sorted(bench.NETWORKS))
-    parser.add_argument("--batch", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    convnp.set_num_threads(args.threads)
-    convnp.keep_freed_memory_for_reuse()
-    spec = bench.NETWORKS[args.network]
-    batch = args.batch or spec.batch
+def training_step(network, batch=None):
+    """One of ``convnp bench``'s networks on a fixed random batch -> (step, model, optimizer, (x, y)):
+    ``step()`` runs zero_grad, forward, cross-entropy, backward and the optimizer step.  Also used by
+    ab_setting.py."""
+    spec = bench.NETWORKS[network]
+    batch = batch or spec.batch
     model, optimizer = spec.make("convnp")
     rng = np.random.default_rng(0)
     x = rng.random((batch,) + spec.input_shape, dtype=np.float32)
@@ -83,6 +78,20 @@ def main(argv=None):
         F.cross_entropy(model(convnp.Tensor(x)), y).backward()
         optimizer.step()
 
+    return step, model, optimizer, (x, y)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("network", choices=sorted(bench.NETWORKS))
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    convnp.set_num_threads(args.threads)
+    convnp.keep_freed_memory_for_reuse()
+    batch = args.batch or bench.NETWORKS[args.network].batch
+    step, model, optimizer, (x, y) = training_step(args.network, batch)
     for _ in range(3):
         step()
     totals, counts = collections.defaultdict(float), collections.defaultdict(int)
