@@ -239,9 +239,10 @@ def test_conv2d_threaded_in_chunks_and_tiles(threaded, thread_names, case, monke
 
 
 @pytest.mark.parametrize("per_thread, chunks", [(1, [(0, 3), (3, 6), (6, 9)]),
-                                                (2, [(0, 2), (2, 4), (4, 6), (6, 8), (8, 9)])])
+                                                (2, [(0, 1), (1, 3), (3, 4), (4, 6), (6, 7), (7, 9)])])
 def test_conv2d_splits_into_chunks_per_thread(threaded, thread_names, per_thread, chunks, monkeypatch):
-    """9 output rows on 3 threads: 3 chunks, or 6 pieces of at most 2 rows (5 chunks) with two a thread."""
+    """9 output rows on 3 threads: 3 chunks, or with two a thread pieces of at most 2 rows (5), made 6,
+    a multiple of the threads, with the rows shared evenly."""
     monkeypatch.setattr(conv, "CHUNKS_PER_THREAD", per_thread)
     monkeypatch.setattr(conv, "BALANCE_NUMBERS", 1)
     x = convnp.Tensor(np.random.default_rng(0).standard_normal((2, 3, 9, 9)), requires_grad=True)
@@ -260,6 +261,20 @@ def test_small_layers_keep_one_chunk_a_thread(shape, kernel, padding, chunks):
         geometry = conv.conv_geometry(conv.batch_innermost(np.zeros(shape, np.float32)),
                                       (16, shape[1], kernel, kernel), (1, 1), (padding, padding), (1, 1), 1)
     assert len(geometry.chunks) == chunks
+
+
+@pytest.mark.parametrize("threads, chunks", [(1, [4, 5, 4, 5, 4, 5, 5]), (2, [4] * 8),
+                                             (3, [3, 4, 3, 4, 3, 4, 3, 4, 4])])
+def test_chunks_are_a_multiple_of_the_threads_with_rows_shared_evenly(threads, chunks):
+    """ResNet-20's 16 -> 16 layer at 32x32, batch 128: an output row copies 16*3*32*128 = 196,608
+    numbers, so a chunk of CHUNK_NUMBERS (2^20) holds at most 5 rows: 7 chunks for 32 rows, sized
+    like ``split``'s even shares; on two threads 8 of 4 rows (cut 5+5+5+5+5+5+2, one thread did 17
+    rows while the other waited after 15), on three 9."""
+    with convnp.num_threads(threads):
+        geometry = conv.conv_geometry(conv.batch_innermost(np.zeros((128, 16, 32, 32), np.float32)),
+                                      (16, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1)
+    assert [stop - first for first, stop in geometry.chunks] == chunks
+    assert [first for first, _ in geometry.chunks[1:]] == [stop for _, stop in geometry.chunks[:-1]]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -20,7 +20,9 @@ that, and adds six things, each for a reason (the numbers are in docs/performanc
   for a 3x3 layer, and padding is written into it as zeros (x is never padded).
 - CHUNKS of whole output rows, at most CHUNK_NUMBERS copied numbers each, so memory stays bounded
   however big the layer, and CHUNKS_PER_THREAD of them per thread, so that a thread that starts late
-  takes fewer; a chunk is one copy and one batched matmul.
+  takes fewer; a chunk is one copy and one batched matmul.  Their count is a multiple of the
+  threads and the rows are shared evenly: ResNet-20's 16-channel layers were cut 5+5+5+5+5+5+2, so
+  one of two threads did 17 rows while the other waited after 15.
 - TILES inside a chunk: the matmul multiplies ``tile_columns`` GEMM columns (output pixels x images)
   at a time, because OpenBLAS runs cache-sized products with few filters much faster than one long
   product, and on AVX-512 CPUs its small-matrix kernels (no packing) faster still: choose_tile_columns.
@@ -104,7 +106,8 @@ class ConvGeometry(NamedTuple):
 def conv_geometry(x, w_shape, stride, padding, dilation, groups):
     """The ConvGeometry of x: (N, C, H, W) convolved with weights of w_shape (F, C/G, kh, kw): output
     size, chunks of whole output rows (at most CHUNK_NUMBERS copied numbers, at least one per thread,
-    up to CHUNKS_PER_THREAD a thread for big layers) and the tiles' columns.  Worked out once per layer
+    up to CHUNKS_PER_THREAD a thread for big layers; when threaded, a multiple of the threads with
+    the rows shared evenly) and the tiles' columns.  Worked out once per layer
     shape (``_conv_geometry`` is cached): a training run asks for the same few geometries thousands
     of times."""
     small_products = small_product_kernels()
@@ -129,8 +132,10 @@ def _conv_geometry(x_shape, dtype, order, w_shape, stride, padding, dilation, gr
     pieces = pieces_for(work, h_out)  # one chunk a thread, when each is worth a thread
     if pieces > 1:  # up to CHUNKS_PER_THREAD a thread, each of >= BALANCE_NUMBERS (LeNet-5's stay 2)
         pieces = max(pieces, min(h_out, pieces * CHUNKS_PER_THREAD, work // BALANCE_NUMBERS))
-    rows_per_chunk = min(rows_per_chunk, -(-h_out // pieces))
-    chunks = tuple((r, min(r + rows_per_chunk, h_out)) for r in range(0, h_out, rows_per_chunk))
+    count = -(-h_out // min(rows_per_chunk, -(-h_out // pieces)))
+    if pieces > 1:  # a multiple of the threads, rows shared evenly: no thread waits on one last chunk
+        count = min(h_out, -(-count // tuning[0]) * tuning[0])
+    chunks = tuple((rows.start, rows.stop) for rows in split(h_out, count))
     if on_device:  # the GPU's work policy: all rows at once, whole-row tiles, no convnp threads
         return ConvGeometry(x_shape, dtype, order, (kh, kw), stride, padding, dilation, groups,
                             (h_out, w_out), w_out * n, ((0, h_out),))
