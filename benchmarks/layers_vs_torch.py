@@ -7,7 +7,8 @@
 Separate processes (``conv_layer.py``) see the machine at different minutes; here each turn runs
 every shape in both libraries, in alternating order, so the drift falls on both.  A 20 ms pause
 before each timing lets the other library's OpenMP threads stop spinning (it also costs both a cold
-start: the numbers are a little above a network's, where layers run back to back).  Each library
+start, and convnp's worker thread must be woken: the numbers are above a network's, where layers run
+back to back, most for short ops such as batch norm at 32-64 channels on two threads).  Each library
 gets its own layout: NCHW for PyTorch, batch-innermost for convnp (as their networks hand a layer).
 Batch norm is convnp's fused op (``batch_norm_relu``, with the residual where a block ends) against
 PyTorch's BatchNorm2d, add and ReLU.  The line gives both medians (ms) and the median per-turn ratio
