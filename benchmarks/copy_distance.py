@@ -6,10 +6,9 @@ does) as a function of how far the destination lies past the source modulo 4 KB 
 
 On AMD Zen 3 with glibc 2.36, destinations 4 to 28 bytes past their source copy at about a tenth
 of the speed (``rep movsb``); ``GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=100000000`` makes
-glibc copy with vector loads instead and the dip goes away.  One thread, medians of 7.
+glibc copy with vector loads instead and the dip goes away.  One thread, medians of 7 after a 0.05 s warm-up.
 """
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,18 +16,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import convnp  # noqa: E402
+from convnp.bench import median_time  # noqa: E402
 
 PAGE = 4096
-
-
-def median_seconds(function, repeats=7):
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def memmove_rates(row_bytes=16384, rows=256, distances=(0, 4, 16, 28, 32, 64, 2048, -16)):
@@ -40,7 +30,8 @@ def memmove_rates(row_bytes=16384, rows=256, distances=(0, 4, 16, 28, 32, 64, 20
     for distance in distances:
         start = base + 2 * rows * row_bytes + PAGE + distance
         dst = pool[start:start + 2 * rows * row_bytes].reshape(rows, -1)[:, :row_bytes]
-        rates[distance] = rows * row_bytes / median_seconds(lambda dst=dst: dst.__setitem__(Ellipsis, src)) / 1e9
+        seconds = median_time(lambda dst=dst: dst.__setitem__(Ellipsis, src), 7, warmup=0.05)
+        rates[distance] = rows * row_bytes / seconds / 1e9
     return rates
 
 
