@@ -340,6 +340,51 @@ def test_max_pool_without_gradient(kernel, stride, shape, layout, batch, dtype, 
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel, shape", [
+    (2, (3, 4, 8, 8)), (2, (2, 3, 7, 9)),  # 2x2, and sizes that leave a row and a column out
+    ((2, 1), (2, 3, 5, 4)), ((1, 2), (2, 2, 4, 7)), (1, (2, 2, 3, 3)),  # other windows of up to 4
+])
+@pytest.mark.parametrize("values", ["distinct", "ties", "nan"])
+def test_max_pool_training_of_batch_innermost_activations(kernel, shape, values, dtype, monkeypatch):
+    """Training's max pooling of batch-innermost memory (a network's activations) with windows that tile
+    the input runs as pool.max_pool_by_window_views: PyTorch's output and input gradient, ties going to
+    the first element of the window and NaN to the last NaN, on two threads in slices of channels; an
+    NCHW input of the same values takes the separable passes and gives the same numbers."""
+    from convnp.ops import conv, pool
+
+    calls = []
+    original = pool.max_pool_by_window_views
+    monkeypatch.setattr(pool, "max_pool_by_window_views", lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(convnp.parallel, "STREAM_NUMBERS", 16)  # split even these small arrays
+    r = rng()
+    x = r.standard_normal(shape).astype(dtype)
+    if values == "ties":  # constant 3x3 blocks: most windows are full of ties
+        x = np.repeat(np.repeat(r.integers(0, 3, size=shape[:2] + (3, 3)), 3, axis=2), 3, axis=3)
+        x = x[:, :, :shape[2], :shape[3]].astype(dtype)
+    if values == "nan":
+        x[0, 0, 0, 0] = x[0, 0, 1, 0] = x[1, -1, 2, -1] = np.nan
+    dy = r.standard_normal(TF.max_pool2d(torch.from_numpy(x), kernel).shape).astype(dtype)
+    xt = to_torch(x, True)
+    yt = TF.max_pool2d(xt, kernel)
+    yt.backward(torch.from_numpy(dy))
+    for layout in ["batch innermost", "NCHW"]:
+        xc = Tensor(conv.batch_innermost(x) if layout == "batch innermost" else x.copy(), requires_grad=True)
+        with convnp.num_threads(2):
+            y = F.max_pool2d(xc, kernel)
+            y.backward(dy)
+        np.testing.assert_array_equal(y.data, yt.detach().numpy())
+        np.testing.assert_array_equal(xc.grad, xt.grad.numpy())
+        assert calls == [1], layout  # the batch-innermost input only
+        if layout == "batch innermost":
+            assert memory_order_of(xc.grad) == memory_order_of(xc.data) == (1, 2, 3, 0)
+
+
+def memory_order_of(array):
+    from convnp.ops.windows import memory_order
+    return memory_order(array)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size, output_size", [((6, 6), 1), ((8, 6), (4, 3)), ((8, 8), 2), ((7, 7), 3),
                                                ((5, 5), (2, 3)), ((5, 7), (3, 4)), ((4, 4), 4), ((3, 5), (5, 7)),
                                                ((5, 6), (None, 4)), ((7, 5), (3, None))])

@@ -58,6 +58,49 @@ def max_of_window_views(x, kernel, stride, out_size):
     return y
 
 
+def max_pool_by_window_views(x, kernel, out_size):
+    """x: (N, C, H, W), unpadded, batch innermost in memory; windows that tile x (stride == kernel)
+    -> (y, winner): y: (N, C, H_out, W_out) in x's memory layout, and winner (uint8, y's shape) the
+    index u kw + v of each window's first maximum in row-major order (PyTorch's tie and NaN rules:
+    ``first_max``).  Training's path for the usual 2x2 pooling of a network's (C, H, W, N) activations:
+    with the batch innermost every view x[..., u::kh, v::kw] is read in runs of N numbers, so the
+    separable passes' row buffer and their second set of winners cost more than they save (LeNet-5's
+    first pooling at batch 128: forward 345 -> 260 us, backward 380 -> 215 us; docs/performance.md,
+    2026-12-04)."""
+    (kh, kw), (h_out, w_out) = kernel, out_size
+    xp = get_array_module(x)
+    y = xp.empty_like(x[:, :, :h_out, :w_out])  # empty_like keeps x's memory layout
+    winner = xp.empty_like(y, dtype=np.uint8)
+
+    def pool(channels):  # channels are independent: slices of them run on parallel threads
+        views = [x[:, channels, window_slice(u, 1, kh, h_out), window_slice(v, 1, kw, w_out)]
+                 for u in range(kh) for v in range(kw)]
+        first_max(views, True, y[:, channels], winner[:, channels])
+
+    parallel_map(pool, split(x.shape[1], pieces_for(x.size, x.shape[1], streaming=True)))
+    return y, winner
+
+
+def route_to_window_views(dy, winner, dx, kernel):
+    """The backward of ``max_pool_by_window_views``: dy, winner: (N, C, H_out, W_out) -> dx: (N, C, H, W)
+    filled, each window's gradient at its winner and zeros elsewhere (rows and columns that no window
+    covers included): kh*kw products ``dy * (winner == k)`` written straight into their strided views,
+    in slices of channels on convnp's threads."""
+    (kh, kw), (h_out, w_out) = kernel, dy.shape[2:]
+    xp = get_array_module(dx)
+
+    def route(channels):
+        for u in range(kh):
+            for v in range(kw):
+                view = dx[:, channels, window_slice(u, 1, kh, h_out), window_slice(v, 1, kw, w_out)]
+                xp.multiply(dy[:, channels], winner[:, channels] == u * kw + v, out=view)
+        dx[:, channels, kh * h_out:] = 0  # rows and columns that no window reached
+        dx[:, channels, :, kw * w_out:] = 0
+
+    parallel_map(route, split(dx.shape[1], pieces_for(dx.size, dx.shape[1], streaming=True)))
+    return dx
+
+
 def maximum_of(views, out=None):
     """The elementwise maximum of equally shaped arrays (NaN propagating), into ``out`` (None: a new
     array in the views' memory layout): ``first_max`` when no winner is tracked."""
@@ -68,6 +111,15 @@ def maximum_of(views, out=None):
     for view in views[2:]:
         xp.maximum(out, view, out=out)
     return out
+
+
+def tiles_batch_innermost(x, kernel, stride, padding):
+    """Whether training's max pooling runs as ``max_pool_by_window_views``: windows of at most 4
+    elements that tile x (stride == kernel, no padding), x on the CPU with the batch innermost in
+    memory (a network's activations).  In other layouts the views' runs are single numbers, and the
+    separable passes, which read whole rows, are faster."""
+    return (stride == kernel and padding == (0, 0) and kernel[0] * kernel[1] <= 4 and not is_device_array(x)
+            and x.strides[0] == x.itemsize)
 
 
 class PoolGeometry(NamedTuple):
@@ -100,6 +152,11 @@ class MaxPool2d(Function):
         track = self.needs_input_grad[0]
         if not track and padding == (0, 0) and (n == 1 or kh * kw <= 4) and not is_device_array(x):
             return max_of_window_views(x, kernel_size, stride, (h_out, w_out))  # inference: see its docstring
+        if track and tiles_batch_innermost(x, kernel_size, stride, padding):
+            y, winner = max_pool_by_window_views(x, kernel_size, (h_out, w_out))  # see its docstring
+            self.save_for_backward(winner)
+            self.geometry = PoolGeometry(x.shape, x.dtype, memory_order(x), kernel_size, stride, padding)
+            return y
         x_pad = pad2d(x, padding, value=-np.inf)
         index_type = np.uint8 if max(kh, kw) < 256 else np.int32
         row_cut, column_cut = window_slice(0, 1, sh, h_out), window_slice(0, 1, sw, w_out)
@@ -123,14 +180,16 @@ class MaxPool2d(Function):
         return y
 
     def backward(self, dy):
-        row_winner, column_winner = self.saved
         geo = self.geometry
         (n, c, h, w), dtype, order = geo.x_shape, geo.dtype, geo.order
         (kh, kw), (sh, sw), (ph, pw) = geo.kernel, geo.stride, geo.padding
         xp = get_array_module(dy)
         dy = in_order(dy, order)
-        h_out, w_out = dy.shape[2:]
         dx_pad = empty_in_order((n, c, h + 2 * ph, w + 2 * pw), dtype, order, xp)
+        if len(self.saved) == 1:  # forward ran max_pool_by_window_views
+            return route_to_window_views(dy, self.saved[0], dx_pad, geo.kernel)
+        row_winner, column_winner = self.saved
+        h_out, w_out = dy.shape[2:]
 
         def route(channels):  # slices of channels run on parallel threads
             part = (slice(None), channels)
