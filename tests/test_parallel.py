@@ -29,6 +29,7 @@ def threaded(monkeypatch):
     monkeypatch.setattr(parallel, "MIN_NUMBERS", 1)
     monkeypatch.setattr(parallel, "STREAM_NUMBERS", 1)
     monkeypatch.setattr(conv, "SLAB_NUMBERS", 1)
+    monkeypatch.setattr(conv, "THREAD_NUMBERS", 1)
     with parallel.num_threads(3):  # restores convnp's and BLAS's thread counts afterwards
         yield
 
@@ -254,9 +255,12 @@ def test_conv2d_splits_into_chunks_per_thread(threaded, thread_names, per_thread
     assert len(thread_names) > 1
 
 
-@pytest.mark.parametrize("shape, kernel, padding, chunks", [((128, 6, 12, 12), 5, 0, 2), ((128, 32, 16, 16), 3, 1, 4)])
+@pytest.mark.parametrize("shape, kernel, padding, chunks", [((128, 1, 28, 28), 5, 0, 1), ((128, 6, 12, 12), 5, 0, 1),
+                                                             ((128, 3, 32, 32), 3, 1, 4), ((128, 32, 16, 16), 3, 1, 4)])
 def test_small_layers_keep_one_chunk_a_thread(shape, kernel, padding, chunks):
-    """LeNet-5's conv2 (1.2M im2col numbers) stays in 2 chunks on 2 threads; a VGG layer (9.4M) gets 4."""
+    """On 2 threads, LeNet-5's conv1 and conv2 (1.8M and 1.2M im2col numbers, under THREAD_NUMBERS a
+    thread) stay in one chunk on the calling thread; a VGG-style first layer (3.5M) and a 32-channel
+    layer (9.4M) get 4, two a thread."""
     with convnp.num_threads(2):
         geometry = conv.conv_geometry(conv.batch_innermost(np.zeros(shape, np.float32)),
                                       (16, shape[1], kernel, kernel), (1, 1), (padding, padding), (1, 1), 1)

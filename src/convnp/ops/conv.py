@@ -32,7 +32,10 @@ that, and adds six things, each for a reason (the numbers are in docs/performanc
   by ``winograd.applies``); their input gradient too, whatever the forward ran as.
 - THREADS: chunks (forward), channel parts of dx and row chunks of dW (backward) are independent
   jobs for ``convnp.parallel``; each is a few long NumPy calls, which is what lets threads pay off
-  (see ``convnp/parallel.py``).
+  (see ``convnp/parallel.py``).  A forward is threaded only with THREAD_NUMBERS im2col numbers a
+  thread: below that a second thread saves nothing, and the half of the output it writes sits in
+  the other core's cache when the next op reads it (LeNet-5's layers: the step 0.91x on one
+  thread, docs/performance.md, 2026-12-04).
 
 The copies are never kept for backward: it rebuilds them from the input a chunk at a time, which is
 cheaper than reading kept columns back from memory and keeps memory at the input's size.
@@ -45,7 +48,6 @@ gradient is a convolution of dy (``input_gradient_by_convolution``), the others 
 import functools
 from typing import NamedTuple
 
-from .. import parallel
 from ..backend import get_array_module, is_device_array
 from ..function import Function
 from ..parallel import (
@@ -69,6 +71,7 @@ SMALL_IM2COL_NUMBERS = 1 << 15  # one image's columns up to this many numbers: p
 SLAB_NUMBERS = 1 << 15  # the smallest col2im slab worth a thread of its own: see input_gradient_jobs
 CHUNKS_PER_THREAD = 2  # chunks a thread in a big threaded convolution, so a late thread takes fewer
 BALANCE_NUMBERS = 1 << 20  # but no chunk under this many im2col numbers: small layers pay per chunk
+THREAD_NUMBERS = 1 << 20  # im2col numbers a layer needs per thread before its forward is threaded: conv_geometry
 TRANSPOSED_MIN_CHANNELS = 16  # input channels a group needs for dx by convolution: input_gradient_is_a_convolution
 WINOGRAD = True  # 3x3 stride-1 layers with enough channels by Winograd F(4x4, 3x3): ops/winograd.py (tests switch it)
 
@@ -105,13 +108,14 @@ class ConvGeometry(NamedTuple):
 
 def conv_geometry(x, w_shape, stride, padding, dilation, groups):
     """The ConvGeometry of x: (N, C, H, W) convolved with weights of w_shape (F, C/G, kh, kw): output
-    size, chunks of whole output rows (at most CHUNK_NUMBERS copied numbers, at least one per thread,
-    up to CHUNKS_PER_THREAD a thread for big layers; when threaded, a multiple of the threads with
-    the rows shared evenly) and the tiles' columns.  Worked out once per layer
+    size, chunks of whole output rows (at most CHUNK_NUMBERS copied numbers; one per thread when the
+    layer has THREAD_NUMBERS im2col numbers a thread, up to CHUNKS_PER_THREAD a thread for big
+    layers; when threaded, a multiple of the threads with the rows shared evenly) and the tiles'
+    columns.  Worked out once per layer
     shape (``_conv_geometry`` is cached): a training run asks for the same few geometries thousands
     of times."""
     small_products = small_product_kernels()
-    tuning = (get_num_threads(), CHUNK_NUMBERS, TILE_NUMBERS, TILE_COLUMNS, parallel.MIN_NUMBERS, CHUNKS_PER_THREAD,
+    tuning = (get_num_threads(), CHUNK_NUMBERS, TILE_NUMBERS, TILE_COLUMNS, THREAD_NUMBERS, CHUNKS_PER_THREAD,
               BALANCE_NUMBERS, SMALL_PRODUCT_MACS, SMALL_PRODUCT_COLUMNS, small_products)
     return _conv_geometry(x.shape, x.dtype, memory_order(x), tuple(w_shape), stride, padding, dilation, groups,
                           is_device_array(x), tuning)
@@ -129,7 +133,7 @@ def _conv_geometry(x_shape, dtype, order, w_shape, stride, padding, dilation, gr
     per_row = c * kw * w_out * n * (stride[0] if dilation[0] == 1 else kh)  # row buffer numbers an output row adds
     rows_per_chunk = max(1, CHUNK_NUMBERS // per_row)
     work = per_pixel * w_out * h_out  # im2col's numbers for the whole layer
-    pieces = pieces_for(work, h_out)  # one chunk a thread, when each is worth a thread
+    pieces = pieces_for(work, h_out, THREAD_NUMBERS)  # one chunk a thread, when each is worth a thread
     if pieces > 1:  # up to CHUNKS_PER_THREAD a thread, each of >= BALANCE_NUMBERS (LeNet-5's stay 2)
         pieces = max(pieces, min(h_out, pieces * CHUNKS_PER_THREAD, work // BALANCE_NUMBERS))
     count = -(-h_out // min(rows_per_chunk, -(-h_out // pieces)))
