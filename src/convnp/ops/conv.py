@@ -270,20 +270,26 @@ class Conv2d(Function):
         w_mat_t = get_array_module(dy_mat).ascontiguousarray(w_mat.transpose(0, 2, 1))  # (G, C/G*kh*kw, F/G)
         per_part = 1 if g == 1 else c // g  # input channels per part: split channels, or whole groups
         kk = kh * kw
-        width = max(1, geo.tile_columns // n)  # col2im adds whole pixels: tiles of `width` output columns
+        width = max(1, geo.tile_columns // n)  # the GEMM's tiles hold whole pixels: `width` output columns
+        xp = get_array_module(dy_mat)
+        dtype = xp.result_type(w_mat, dy_mat)
 
         def input_gradient(part):
             channels = slice(part.start * per_part, part.stop * per_part)
+            groups = slice(0, 1) if g == 1 else part  # this part's groups, and their rows of w^T:
+            w_part = w_mat_t[:1, channels.start * kk:channels.stop * kk] if g == 1 else w_mat_t[part]
             dx_part = dx_pad[:, channels]
             dx_part[...] = 0
-            for rows in geo.chunks:  # dcols: (rows, W_out/T, channels*kh*kw, T*N), a GEMM per tile
-                dy_tiles = self.tiles(dy_mat, rows, width * n).transpose(1, 2, 0, 3, 4)  # (rows, W_out/T, G, ...)
-                if g == 1:
-                    dcols = w_mat_t[0, channels.start * kk:channels.stop * kk] @ dy_tiles[:, :, 0]
+            for first, stop in geo.chunks:  # dcols: (groups, channels*kh*kw, rows, W_out/T, T*N), GEMM by tile
+                dy_tiles = self.tiles(dy_mat, (first, stop), width * n)[groups]  # (groups, rows, W_out/T, F/G, T*N)
+                dcols = xp.empty(w_part.shape[:2] + dy_tiles.shape[1:3] + dy_tiles.shape[-1:], dtype=dtype)
+                tiles_out = dcols.transpose(0, 2, 3, 1, 4)  # the GEMMs' view: (groups, rows, W_out/T, ..., T*N)
+                if is_device_array(dcols):  # CuPy's matmul is not given a strided out= (as in forward)
+                    tiles_out[...] = xp.matmul(w_part[:, None, None], dy_tiles)
                 else:
-                    dcols = w_mat_t[part] @ dy_tiles[:, :, part]  # (rows, W_out/T, groups, C/G*kh*kw, T*N)
-                shape = dcols.shape[:2] + (-1, kh, kw, width, n)
-                col2im(dcols.reshape(shape), dx_part, rows[0], geo.stride, geo.dilation)
+                    xp.matmul(w_part[:, None, None], dy_tiles, out=tiles_out)
+                col2im(dcols.reshape(-1, kh, kw, stop - first, geo.out_size[1], n), dx_part, first, geo.stride,
+                       geo.dilation)
 
         # Split the channels only when each part's col2im still adds slabs of >= SLAB_NUMBERS:
         # LeNet-5's conv2 ran slower cut in two than on one thread, VGG's 32->64 layer faster
@@ -487,20 +493,20 @@ def batch_innermost(x):
 
 
 def col2im(dcols, dx_pad, first_row, stride, dilation):
-    """Add dcols: (rows, W_out/T, C, kh, kw, T, N), the gradient of im2col's columns for the output
-    rows first_row, first_row + 1, ... (in tiles of T columns), into dx_pad: (N, C, Hp, Wp); the
-    adjoint of im2col.
+    """Add dcols: (C, kh, kw, rows, W_out, N), the gradient of im2col's columns for the output rows
+    first_row, first_row + 1, ..., into dx_pad: (N, C, Hp, Wp); the adjoint of im2col.
 
     Kernel offset (u, v) read x_pad[:, :, u dh + sh i, v dw + sw j] into the cols row (c, u, v); so its
     gradient slab goes back to the same strided positions, and positions that several windows share
-    add up.  A loop over the kh*kw offsets, each one vectorised ``+=`` over (C, rows, W_out, N).
+    add up.  A loop over the kh*kw offsets, each one vectorised ``+=`` over (C, rows, W_out, N): with
+    dcols in this order (the GEMMs write their tiles into it) each slab is read in runs of W_out*N
+    numbers, not a tile's T*N, and the layers that take col2im ran their backward in 0.83-0.96 of the
+    time (docs/performance.md, 2026-12-04).
     """
-    rows, tiles, c, kh, kw, tile_width, n = dcols.shape
+    c, kh, kw, rows, w_out, n = dcols.shape
     (sh, sw), (dh, dw) = stride, dilation
     dx_pad_chwn = dx_pad.transpose(1, 2, 3, 0)  # (C, Hp, Wp, N) view, to match dcols' axis order
     for u in range(kh):
         row_slice = window_slice(u, dh, sh, rows, first=first_row)
         for v in range(kw):
-            slab = dx_pad_chwn[:, row_slice, window_slice(v, dw, sw, tiles * tile_width)]
-            slab = slab.reshape(c, rows, tiles, tile_width, n)  # splits the W_out axis: always a view
-            slab += dcols[:, :, :, u, v].transpose(2, 0, 1, 3, 4)
+            dx_pad_chwn[:, row_slice, window_slice(v, dw, sw, w_out)] += dcols[:, u, v]
