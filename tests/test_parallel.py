@@ -348,6 +348,23 @@ def test_adadelta_rmsprop_and_adagrad_in_pieces_match_torch(optimizer_pieces, na
     assert max(optimizer_pieces) == 3
 
 
+@pytest.mark.parametrize("ours, theirs, kwargs", test_optim.OPTIMIZER_CASES, ids=test_optim.CASE_IDS)
+def test_a_split_parameter_is_cut_into_more_pieces_than_threads(optimizer_pieces, ours, theirs, kwargs,
+                                                                 monkeypatch):
+    """With PIECE_NUMBERS = 1 a split parameter goes one row a piece, more pieces than the three
+    threads (the (5,) parameter in five): still PyTorch's numbers.  At the real settings, the MNIST
+    example's 9216 -> 128 weight goes in 9 pieces of about 2^17 numbers on two threads."""
+    monkeypatch.setattr(optimizer, "PIECE_NUMBERS", 1)
+    test_optim.test_matches_torch_float64(ours, theirs, kwargs)
+    assert max(optimizer_pieces) == 5  # the (5,) parameter: five pieces on three threads
+    monkeypatch.undo()
+    with convnp.num_threads(2):
+        pieces = []
+        monkeypatch.setattr(optimizer, "parallel_map", lambda function, items: pieces.append(len(items)))
+        optimizer.in_pieces(lambda rows: None, np.zeros((128, 9216), np.float32))
+    assert pieces == [9]
+
+
 @pytest.mark.parametrize("name", ["SGD", "Adam", "Adadelta", "RMSprop", "Adagrad"])
 def test_a_0d_parameter_is_updated_whole(optimizer_pieces, name):
     ours = convnp.nn.Parameter(np.array(0.5))

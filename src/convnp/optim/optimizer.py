@@ -12,6 +12,7 @@ from ..parallel import MIN_NUMBERS, parallel_map, pieces_for, split
 from ..tensor import Tensor
 
 SPLIT_NUMBERS = MIN_NUMBERS  # a parameter this big or bigger is updated in pieces, one a thread
+PIECE_NUMBERS = 1 << 17  # or more pieces, of about this many numbers: see in_pieces
 
 
 def in_pieces(update, data):
@@ -20,14 +21,21 @@ def in_pieces(update, data):
     its (1,) view, since NumPy's arithmetic on 0-d arrays returns scalars, which ``out=`` cannot take).
 
     An update is a dozen elementwise NumPy passes over the parameter and its state; on one thread the
-    9216 -> 128 layer of PyTorch's MNIST example alone took 5 ms of a 60 ms Adadelta step.  Slices of
-    rows are views whatever the layout, and every pass computes what it would on the whole array, so
-    the numbers are the same."""
+    9216 -> 128 layer of PyTorch's MNIST example alone took 5 ms of a 60 ms Adadelta step.  Once split,
+    a parameter is cut into pieces of about PIECE_NUMBERS numbers, so that a piece's passes over it
+    and its state stay in the core's L2 cache (threads take the next piece as they become free): that
+    layer's 1.18M numbers in 9 pieces rather than 2 took the whole Adadelta step from 2.5 to 2.0 ms
+    on two threads (docs/performance.md, 2026-12-04).  Slices of rows are views whatever the layout,
+    and every pass computes what it would on the whole array, so the numbers are the same."""
     if data.ndim == 0:
         return update(None)
     if is_device_array(data):
         return update(slice(None))
-    parallel_map(update, split(data.shape[0], pieces_for(data.size, data.shape[0], SPLIT_NUMBERS)))
+    rows = data.shape[0]
+    pieces = pieces_for(data.size, rows, SPLIT_NUMBERS)
+    if pieces > 1:
+        pieces = max(pieces, min(rows, data.size // PIECE_NUMBERS))
+    parallel_map(update, split(rows, pieces))
 
 
 def penalised_gradient(p, group, rows=Ellipsis):
