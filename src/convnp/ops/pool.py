@@ -3,6 +3,10 @@ max over kw columns in each row.  So each pool is two 1-D passes, first along W,
 short loop over kernel offsets with one vectorised operation per offset.  Along W the strided
 slices are long runs of memory, which is why this is several times faster than working on all
 kh*kw window elements at once (docs/performance.md).
+With the batch innermost in memory (a network's activations) every window view is read in runs of
+N numbers, so there max pooling over windows of up to 4 elements that tile the input (the usual 2x2)
+works on the kh*kw views at once, in inference (``max_of_window_views``) and in training
+(``max_pool_by_window_views``, one winner code a window): ``tiles_batch_innermost`` decides.
 No loop touches the batch or the pixels."""
 from typing import NamedTuple
 
@@ -141,6 +145,8 @@ class MaxPool2d(Function):
     The winner of a window is the first maximum in row-major order, as in PyTorch (ties go to the
     upper row, then to the left column).  Backward routes each window's gradient to that ONE
     element, undoing the two passes in reverse order; on ties the other elements get nothing.
+    Windows that tile a batch-innermost input take ``max_pool_by_window_views`` instead (the same
+    numbers and winners, one pass less each way and no row buffer).
     """
 
     def forward(self, x, kernel_size, stride, padding):
