@@ -351,6 +351,7 @@ def test_max_pool_training_of_batch_innermost_activations(kernel, shape, values,
     the first element of the window and NaN to the last NaN, on two threads in slices of channels; an
     NCHW input of the same values takes the separable passes and gives the same numbers."""
     from convnp.ops import conv, pool
+    from convnp.ops.windows import memory_order
 
     calls = []
     original = pool.max_pool_by_window_views
@@ -376,12 +377,7 @@ def test_max_pool_training_of_batch_innermost_activations(kernel, shape, values,
         np.testing.assert_array_equal(xc.grad, xt.grad.numpy())
         assert calls == [1], layout  # the batch-innermost input only
         if layout == "batch innermost":
-            assert memory_order_of(xc.grad) == memory_order_of(xc.data) == (1, 2, 3, 0)
-
-
-def memory_order_of(array):
-    from convnp.ops.windows import memory_order
-    return memory_order(array)
+            assert memory_order(xc.grad) == memory_order(xc.data) == (1, 2, 3, 0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

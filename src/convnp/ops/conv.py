@@ -267,12 +267,12 @@ class Conv2d(Function):
         (one channel range when G = 1, whole groups otherwise): [(function, part), ...]."""
         geo = self.geometry
         (n, c, *_), (kh, kw), g = geo.x_shape, geo.kernel, geo.groups
-        w_mat_t = get_array_module(dy_mat).ascontiguousarray(w_mat.transpose(0, 2, 1))  # (G, C/G*kh*kw, F/G)
+        xp = get_array_module(dy_mat)
+        w_mat_t = xp.ascontiguousarray(w_mat.transpose(0, 2, 1))  # (G, C/G*kh*kw, F/G)
+        dtype = xp.result_type(w_mat, dy_mat)
         per_part = 1 if g == 1 else c // g  # input channels per part: split channels, or whole groups
         kk = kh * kw
         width = max(1, geo.tile_columns // n)  # the GEMM's tiles hold whole pixels: `width` output columns
-        xp = get_array_module(dy_mat)
-        dtype = xp.result_type(w_mat, dy_mat)
 
         def input_gradient(part):
             channels = slice(part.start * per_part, part.stop * per_part)

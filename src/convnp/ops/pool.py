@@ -49,17 +49,22 @@ def max_of_window_views(x, kernel, stride, out_size):
     (LeNet-5's two poolings at batch 1: 12.3 and 11.7 us that way, 5.3 and 4.6 this way), and for
     2x2 windows the row buffer's extra pass costs more than the views' (batch 512: 736 and 225 us
     that way, 597 and 143 on one thread this way; docs/performance.md, 2026-12-03)."""
-    (kh, kw), (sh, sw), (h_out, w_out) = kernel, stride, out_size
-    rows = [window_slice(u, 1, sh, h_out) for u in range(kh)]
-    columns = [window_slice(v, 1, sw, w_out) for v in range(kw)]
     c = x.shape[1]
     pieces = 1 if x.shape[0] == 1 else pieces_for(x.size, c, streaming=True)
     if pieces == 1:  # one image, or a small batch: one thread
-        return maximum_of([x[:, :, r, v] for r in rows for v in columns])
-    y = np.empty_like(x[:, :, rows[0], columns[0]])  # empty_like keeps x's memory layout
-    parallel_map(lambda part: maximum_of([x[:, part, r, v] for r in rows for v in columns], y[:, part]),
+        return maximum_of(window_views(x, slice(None), kernel, stride, out_size))
+    y = np.empty_like(x[:, :, :out_size[0], :out_size[1]])  # empty_like keeps x's memory layout
+    parallel_map(lambda part: maximum_of(window_views(x, part, kernel, stride, out_size), y[:, part]),
                  split(c, pieces))
     return y
+
+
+def window_views(x, channels, kernel, stride, out_size):
+    """x: (N, C, H, W), unpadded -> the kh*kw strided views x[:, channels, u::sh, v::sw] of windows
+    with no padding, each (N, channels, H_out, W_out), in row-major order of the offset (u, v)."""
+    (kh, kw), (sh, sw), (h_out, w_out) = kernel, stride, out_size
+    return [x[:, channels, window_slice(u, 1, sh, h_out), window_slice(v, 1, sw, w_out)]
+            for u in range(kh) for v in range(kw)]
 
 
 def max_pool_by_window_views(x, kernel, out_size):
@@ -71,15 +76,12 @@ def max_pool_by_window_views(x, kernel, out_size):
     separable passes' row buffer and their second set of winners cost more than they save (LeNet-5's
     first pooling at batch 128: forward 345 -> 260 us, backward 380 -> 215 us; docs/performance.md,
     2026-12-04)."""
-    (kh, kw), (h_out, w_out) = kernel, out_size
     xp = get_array_module(x)
-    y = xp.empty_like(x[:, :, :h_out, :w_out])  # empty_like keeps x's memory layout
+    y = xp.empty_like(x[:, :, :out_size[0], :out_size[1]])  # empty_like keeps x's memory layout
     winner = xp.empty_like(y, dtype=np.uint8)
 
     def pool(channels):  # channels are independent: slices of them run on parallel threads
-        views = [x[:, channels, window_slice(u, 1, kh, h_out), window_slice(v, 1, kw, w_out)]
-                 for u in range(kh) for v in range(kw)]
-        first_max(views, True, y[:, channels], winner[:, channels])
+        first_max(window_views(x, channels, kernel, kernel, out_size), True, y[:, channels], winner[:, channels])
 
     parallel_map(pool, split(x.shape[1], pieces_for(x.size, x.shape[1], streaming=True)))
     return y, winner
@@ -94,10 +96,8 @@ def route_to_window_views(dy, winner, dx, kernel):
     xp = get_array_module(dx)
 
     def route(channels):
-        for u in range(kh):
-            for v in range(kw):
-                view = dx[:, channels, window_slice(u, 1, kh, h_out), window_slice(v, 1, kw, w_out)]
-                xp.multiply(dy[:, channels], winner[:, channels] == u * kw + v, out=view)
+        for k, view in enumerate(window_views(dx, channels, kernel, kernel, (h_out, w_out))):
+            xp.multiply(dy[:, channels], winner[:, channels] == k, out=view)
         dx[:, channels, kh * h_out:] = 0  # rows and columns that no window reached
         dx[:, channels, :, kw * w_out:] = 0
 
