@@ -155,3 +155,24 @@ def test_strided_view_is_as_strideds_view_read_only(layout):
     if layout == "contiguous":
         with pytest.raises(ValueError):
             windows.strided_view(array, (array.shape[0], 2) + array.shape[1:], strides)  # one row past the end
+
+
+def test_small_ufunc_buffer_is_set_inside_and_restored_after_even_on_an_error():
+    """ops.windows.small_ufunc_buffer sets NumPy's ufunc buffer for its block only (col2im and max
+    pooling run their strided ufuncs under it), on the calling thread, and restores it on the way out."""
+    before = np.getbufsize()
+    with windows.small_ufunc_buffer():
+        assert np.getbufsize() == windows.SMALL_BUFSIZE != before
+    assert np.getbufsize() == before
+    with pytest.raises(ZeroDivisionError), windows.small_ufunc_buffer():
+        1 / 0
+    assert np.getbufsize() == before
+    dcols = np.random.default_rng(6).standard_normal((3, 2, 2, 4, 5, 2))  # (C, kh, kw, rows, W_out, N)
+    dx_pad = np.zeros((2, 3, 5, 6))  # (N, C, Hp, Wp): 4 output rows of a 2x2 stride-1 window
+    conv.col2im(dcols, dx_pad, 0, (1, 1), (1, 1))
+    assert np.getbufsize() == before
+    expected = np.zeros_like(dx_pad)
+    for u in range(2):
+        for v in range(2):
+            expected[:, :, u:u + 4, v:v + 5] += dcols[:, u, v].transpose(3, 0, 1, 2)
+    np.testing.assert_allclose(dx_pad, expected)

@@ -59,7 +59,15 @@ from ..parallel import (
     split,
 )
 from . import winograd
-from .windows import empty_in_order, memory_order, output_size, pad2d, strided_view, window_slice
+from .windows import (
+    empty_in_order,
+    memory_order,
+    output_size,
+    pad2d,
+    small_ufunc_buffer,
+    strided_view,
+    window_slice,
+)
 
 TILE_NUMBERS = 1 << 17  # 512 KB of float32 columns per GEMM: see TILES above
 TILE_COLUMNS = 512  # but at least this many columns per GEMM: see choose_tile_width
@@ -506,7 +514,8 @@ def col2im(dcols, dx_pad, first_row, stride, dilation):
     c, kh, kw, rows, w_out, n = dcols.shape
     (sh, sw), (dh, dw) = stride, dilation
     dx_pad_chwn = dx_pad.transpose(1, 2, 3, 0)  # (C, Hp, Wp, N) view, to match dcols' axis order
-    for u in range(kh):
-        row_slice = window_slice(u, dh, sh, rows, first=first_row)
-        for v in range(kw):
-            dx_pad_chwn[:, row_slice, window_slice(v, dw, sw, w_out)] += dcols[:, u, v]
+    with small_ufunc_buffer():  # runs of W_out*N numbers (sw = 1) added where they lie, not copied
+        for u in range(kh):
+            row_slice = window_slice(u, dh, sh, rows, first=first_row)
+            for v in range(kw):
+                dx_pad_chwn[:, row_slice, window_slice(v, dw, sw, w_out)] += dcols[:, u, v]

@@ -15,7 +15,7 @@ import numpy as np
 from ..backend import get_array_module, is_device_array
 from ..function import Function
 from ..parallel import parallel_map, pieces_for, split
-from .windows import empty_in_order, in_order, memory_order, output_size, pad2d, window_slice
+from .windows import empty_in_order, in_order, memory_order, output_size, pad2d, small_ufunc_buffer, window_slice
 
 
 def first_max(candidates, track, out, winner):
@@ -81,7 +81,8 @@ def max_pool_by_window_views(x, kernel, out_size):
     winner = xp.empty_like(y, dtype=np.uint8)
 
     def pool(channels):  # channels are independent: slices of them run on parallel threads
-        first_max(window_views(x, channels, kernel, kernel, out_size), True, y[:, channels], winner[:, channels])
+        with small_ufunc_buffer():  # views of runs of N numbers: buffers that stay in L1
+            first_max(window_views(x, channels, kernel, kernel, out_size), True, y[:, channels], winner[:, channels])
 
     parallel_map(pool, split(x.shape[1], pieces_for(x.size, x.shape[1], streaming=True)))
     return y, winner
@@ -96,8 +97,9 @@ def route_to_window_views(dy, winner, dx, kernel):
     xp = get_array_module(dx)
 
     def route(channels):
-        for k, view in enumerate(window_views(dx, channels, kernel, kernel, (h_out, w_out))):
-            xp.multiply(dy[:, channels], winner[:, channels] == k, out=view)
+        with small_ufunc_buffer():  # as in max_pool_by_window_views
+            for k, view in enumerate(window_views(dx, channels, kernel, kernel, (h_out, w_out))):
+                xp.multiply(dy[:, channels], winner[:, channels] == k, out=view)
         dx[:, channels, kh * h_out:] = 0  # rows and columns that no window reached
         dx[:, channels, :, kw * w_out:] = 0
 

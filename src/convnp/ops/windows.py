@@ -1,5 +1,7 @@
 """Shared helpers of the sliding-window ops (convolution and pooling): argument pairs, the output-size
-formula, padding, and the strided *view* of every window that im2col and pooling are built on."""
+formula, padding, the strided *view* of every window that im2col and pooling are built on, and the
+ufunc buffer setting their strided ``+=`` run under."""
+import contextlib
 import operator
 
 import numpy as np
@@ -149,6 +151,27 @@ def windows(x_padded, kernel, stride, dilation, out_size):
     n, c = x_padded.shape[:2]
     s_n, s_c, s_h, s_w = x_padded.strides
     return strided_view(x_padded, (n, c, h_out, w_out, kh, kw), (s_n, s_c, s_h * sh, s_w * sw, s_h * dh, s_w * dw))
+
+
+SMALL_BUFSIZE = 2048  # NumPy's ufunc buffer (elements) inside small_ufunc_buffer: see there
+
+
+@contextlib.contextmanager
+def small_ufunc_buffer():
+    """Run the block's ufuncs with NumPy's ufunc buffer at SMALL_BUFSIZE elements instead of 8192.
+    NumPy (2.3 and later) copies an operand whose contiguous runs are at most half its buffer into
+    the buffer and back, even when no cast needs it, and three operands' 8192-element buffers do not
+    fit a 48 KB L1 cache: col2im's ``+=`` of 1024-number runs took 2x as long as with no buffer
+    (LeNet-5's conv2: 504 against 265 us), and the max pooling of a network's activations, whose
+    views are runs of N numbers, 5-10% longer (docs/performance.md, 2026-12-04, second session).
+    With a 2048-element buffer, runs of 1024 and more are iterated where they lie, and shorter runs
+    and casts go through buffers that stay in L1.  The setting is NumPy's and per thread (a context
+    variable), so each ``parallel_map`` job that wants it enters this block itself; 1.5 us a time."""
+    previous = np.setbufsize(SMALL_BUFSIZE)
+    try:
+        yield
+    finally:
+        np.setbufsize(previous)
 
 
 def window_slice(offset, dilation, stride, count, first=0):
