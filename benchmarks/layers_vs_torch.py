@@ -3,6 +3,7 @@
 
     python benchmarks/layers_vs_torch.py --threads 1 --turns 5
     python benchmarks/layers_vs_torch.py --threads 2
+    python benchmarks/layers_vs_torch.py --network vgg      # the VGG-style network's shapes
 
 Separate processes (``conv_layer.py``) see the machine at different minutes; here each turn runs
 every shape in both libraries, in alternating order, so the drift falls on both.  A 20 ms pause
@@ -37,6 +38,15 @@ CONVOLUTIONS = (  # name, C, F, side, stride, kernel: ResNet-20's shapes (bench.
     ("64 -> 64 at 8x8", 64, 64, 8, 1, 3),
 )
 BATCH_NORMS = ((16, 32), (32, 16), (64, 8))  # channels, side
+VGG_CONVOLUTIONS = (  # --network vgg: the VGG-style network's shapes (bench.torch_vgg)
+    ("3 -> 32 at 32x32", 3, 32, 32, 1, 3),
+    ("32 -> 32 at 32x32", 32, 32, 32, 1, 3),
+    ("32 -> 64 at 16x16", 32, 64, 16, 1, 3),
+    ("64 -> 64 at 16x16", 64, 64, 16, 1, 3),
+    ("64 -> 128 at 8x8", 64, 128, 8, 1, 3),
+    ("128 -> 128 at 8x8", 128, 128, 8, 1, 3),
+)
+VGG_BATCH_NORMS = ((32, 32), (64, 16), (128, 8))
 
 
 def convolution_pair(torch, c, f, side, stride, k):
@@ -87,15 +97,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--turns", type=int, default=5)
+    parser.add_argument("--network", choices=("resnet", "vgg"), default="resnet", help="whose layer shapes")
     args = parser.parse_args(argv)
+    convolutions, batch_norms = (CONVOLUTIONS, BATCH_NORMS) if args.network == "resnet" else (
+        VGG_CONVOLUTIONS, VGG_BATCH_NORMS)
     import torch
 
     torch.set_num_threads(args.threads)
     convnp.keep_freed_memory_for_reuse()
     with convnp.num_threads(args.threads, blas=1 if args.threads == 1 else None):
-        cases = [(name, convolution_pair(torch, *shape)) for name, *shape in CONVOLUTIONS]
+        cases = [(name, convolution_pair(torch, *shape)) for name, *shape in convolutions]
         cases += [(f"batch norm + ReLU{' + add' if residual else ''}, {c} channels",
-                   batch_norm_pair(torch, c, side, residual)) for c, side in BATCH_NORMS for residual in (False, True)]
+                   batch_norm_pair(torch, c, side, residual)) for c, side in batch_norms
+                  for residual in ((False, True) if args.network == "resnet" else (False,))]
         times = {name: ([], []) for name, _ in cases}
         for _, steps in cases:
             for step in steps:
