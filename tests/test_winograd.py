@@ -209,3 +209,25 @@ def test_the_convolution_asks_the_rule_with_the_blas_kernels(small_products, mon
     assert y._ctx.winograd is small_products
     truth = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1).numpy()
     assert_close(y.numpy(), truth, 1e-4, 1e-5, "y")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_padded_input_is_x_itself_when_nothing_is_added_else_a_zero_bordered_copy(threads, monkeypatch):
+    """winograd.padded_input: with padding 0 and whole tiles it hands back x's own memory (no copy);
+    otherwise x at offset (p, p) with zeros around it (padding and a ragged tile's rows and columns),
+    the same when its channel slices run on two threads (STREAM_NUMBERS lowered so they do)."""
+    rng = np.random.default_rng(7)
+    x = conv.batch_innermost(rng.standard_normal((3, 5, 10, 10)).astype(np.float32))  # 10 = 4 * 2 + 2
+    exact = winograd.padded_input(x, 0, winograd.tile_counts((8, 8)))
+    assert np.shares_memory(exact, x)
+    np.testing.assert_array_equal(exact, x.transpose(1, 2, 3, 0))
+    monkeypatch.setattr(convnp.parallel, "STREAM_NUMBERS", 16)
+    with convnp.num_threads(threads):
+        for padding in (0, 1, 2):
+            out_size = (10 + 2 * padding - 2,) * 2  # 8, 10 (ragged: 3 tiles) and 12
+            tiles = winograd.tile_counts(out_size)
+            x_pad = winograd.padded_input(x, padding, tiles)
+            expected = np.zeros((5, 4 * tiles[0] + 2, 4 * tiles[1] + 2, 3), np.float32)
+            expected[:, padding:padding + 10, padding:padding + 10] = x.transpose(1, 2, 3, 0)
+            np.testing.assert_array_equal(x_pad, expected)
+            assert padding == 0 or not np.shares_memory(x_pad, x)
