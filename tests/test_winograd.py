@@ -43,13 +43,17 @@ def test_forward_and_both_gradients_match_the_loops(case, group, monkeypatch):
     y_loops = reference.conv2d_forward(x, w, None, 1, p)
     dy = rng.standard_normal(y_loops.shape)
     dx_loops, dw_loops, _ = reference.conv2d_backward(dy, x, w, 1, p)
+    b = rng.standard_normal(f)
     xb, dyb = conv.batch_innermost(x), conv.batch_innermost(dy)
     u = winograd.transformed_filters(w)
     assert_close(winograd.convolution(xb, u, p), y_loops, 1e-10, 1e-10, "y")
+    assert_close(winograd.convolution(xb, u, p, b), y_loops + b[:, None, None], 1e-10, 1e-10, "y + b")
     assert_close(reference.conv2d_forward_winograd(x, w, p), y_loops, 1e-10, 1e-10, "reference y")
-    dx, dw = winograd.gradients(dyb, xb, u, p, x.shape)  # dx by the adjoint of the forward
+    dx, dw, db = winograd.gradients(dyb, xb, u, p, x.shape, bias_gradient=True)  # dx by the adjoint
     assert_close(dx, dx_loops, 1e-10, 1e-10, "dx")
     assert_close(dw, dw_loops, 1e-10, 1e-10, "dw")
+    assert_close(db, dy.sum(axis=(0, 2, 3)), 1e-10, 1e-10, "db")  # the sum of Z at (1, 1): ragged tiles' zeros
+    assert winograd.gradients(dyb, xb, u, p, x.shape, False, False)[2] is None
     flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # dx as a convolution of dy
     assert_close(winograd.convolution(dyb, winograd.transformed_filters(flipped), 2 - p), dx_loops,
                  1e-10, 1e-10, "dx by convolution")

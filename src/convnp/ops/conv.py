@@ -183,9 +183,7 @@ class Conv2d(Function):
                                                       c_group, f, is_device_array(x), winograd_from_32_channels())
         if self.winograd:  # 4x fewer multiplications (ops/winograd.py)
             self.transformed = winograd.transformed_filters(w)
-            y = winograd.convolution(x, self.transformed, padding[0])
-            if b is not None:
-                y += b.reshape(1, f, 1, 1)
+            y = winograd.convolution(x, self.transformed, padding[0], b)
             self.save_for_backward(x if self.needs_input_grad[1] else None, w)
             return y
 
@@ -263,11 +261,10 @@ class Conv2d(Function):
         f, c = w.shape[:2]
         pad = geo.padding[0]
         adjoint = self.needs_input_grad[0] and winograd.adjoint_input_gradient(c, f, pad)
-        dx, dw = winograd.gradients(dy, x, self.transformed, pad, geo.x_shape, adjoint,
-                                    self.needs_input_grad[1])
+        dx, dw, db = winograd.gradients(dy, x, self.transformed, pad, geo.x_shape, adjoint,
+                                        self.needs_input_grad[1], self.needs_input_grad[2])
         if self.needs_input_grad[0] and not adjoint:
             dx = winograd.input_gradient(dy, w, pad)
-        db = dy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None
         return dx, dw, db
 
     def input_gradient_jobs(self, dy_mat, w_mat, dx_pad):

@@ -22,9 +22,10 @@ tolerances (docs/performance.md, 2026-12-02, fifth session).
   disjoint tiles: independent jobs for convnp's threads.
 - GRADIENTS (``gradients``): the adjoint of each step, per chunk: Z = AT^T dy_tile AT (36, F, tiles),
   dU[k] += Z[k] @ V[k]^T and dw = G^T dU G; dV[k] = U[k]^T @ Z[k] and dx's patches BT^T dV BT,
-  added back where the patches overlap.  Or dx as the Winograd convolution of dy with the filters
-  flipped in space and F and C swapped, padding 2 - p (``input_gradient``); which one is faster
-  depends on the channels (``adjoint_input_gradient``).
+  added back where the patches overlap; db from Z at (1, 1).  Or dx as the Winograd convolution of
+  dy with the filters flipped in space and F and C swapped, padding 2 - p (``input_gradient``);
+  which one is faster depends on the channels (``adjoint_input_gradient``).  A bias is added to the
+  products at (1, 1) before the output transform (``convolution``).
 
 Used where it is faster than im2col (``applies``): 3x3 stride-1 layers with at least 32 channels
 (64 on AVX2 CPUs, unless the layer widens), measured layer by layer (docs/performance.md, 2026-12-02,
@@ -53,6 +54,7 @@ OUTPUT_TRANSFORM = ((1, 1, 1, 1, 1, 0),  # AT: 6x6 product -> 4x4 output tile = 
                     (0, 1, 1, 0.25, 4, 0),
                     (0, 1, -1, 0.125, -8, 1))
 TILE = 4  # output pixels a tile spans in each direction
+BIAS_POSITION = 1 * 6 + 1  # the product (a, b) = (1, 1): AT's column 1 is all ones (see convolution, gradients)
 PATCH = 6  # input pixels a tile reads in each direction: TILE + 3 - 1
 CHUNK_COLUMNS = 256  # tiles (GEMM columns) a chunk aims for: see chunks_of_tiles
 GROUP_CHUNKS = 16  # chunks whose (36, F, C) shares of dU are held at once: see gradients
@@ -188,9 +190,12 @@ def tile_view(y_full, chunk):
     return tiled[:, :, :, r0:r1, :, n0:n1]
 
 
-def convolution(x, u, padding):
-    """x: (N, C, H, W) stored batch innermost, u: (36, F, C) from ``transformed_filters``, padding p
-    -> y: (N, F, H + 2p - 2, W + 2p - 2) stored (F, H_out, W_out, N): a 3x3 stride-1 convolution."""
+def convolution(x, u, padding, b=None):
+    """x: (N, C, H, W) stored batch innermost, u: (36, F, C) from ``transformed_filters``, padding p, b:
+    (F,) or None -> y: (N, F, H + 2p - 2, W + 2p - 2) stored (F, H_out, W_out, N): a 3x3 stride-1
+    convolution, plus b.  The bias goes in before the output transform, into the products at
+    BIAS_POSITION: AT's column 1 is all ones, so AT m AT^T adds it to all 16 outputs of each tile,
+    and it costs a pass over 1/36 of the products instead of one over y."""
     xp = get_array_module(x)
     n, _, h, w = x.shape
     f = u.shape[1]
@@ -200,9 +205,12 @@ def convolution(x, u, padding):
     ragged = out_size[0] % TILE or out_size[1] % TILE
     full = (f, TILE * tiles[0], TILE * tiles[1], n) if ragged else (f, *out_size, n)
     y_full = xp.empty(full, dtype=x_pad.dtype)
+    b_col = None if b is None else b.reshape(f, 1).astype(x_pad.dtype, copy=False)
 
     def tiles_of(chunk):  # chunks write disjoint tiles of y_full, so they run on parallel threads
         products = xp.matmul(u, patches(x_pad, chunk))  # (36, F, tiles): the 36 GEMMs
+        if b_col is not None:
+            products[BIAS_POSITION] += b_col
         out = tile_view(y_full, chunk)
         out[...] = two_sided(OUTPUT_TRANSFORM, products.reshape(PATCH, PATCH, -1)).reshape(out.shape)
 
@@ -219,11 +227,12 @@ def input_gradient(dy, w, padding):
     return convolution(dy, transformed_filters(flipped), 2 - padding)
 
 
-def gradients(dy, x, u, padding, x_shape, input_gradient=True, filter_gradient=True):
+def gradients(dy, x, u, padding, x_shape, input_gradient=True, filter_gradient=True, bias_gradient=False):
     """dy: (N, F, H_out, W_out) and x: (N, C, H, W) (None without the filter gradient), both stored
-    batch innermost, u: (36, F, C) -> (dx, dw) of ``convolution`` (each None when not wanted):
-    dx: (N, C, H, W) stored batch innermost, dw: (F, C, 3, 3).  Per chunk of tiles, the adjoint of
-    each step of the forward:
+    batch innermost, u: (36, F, C) -> (dx, dw, db) of ``convolution`` (each None when not wanted):
+    dx: (N, C, H, W) stored batch innermost, dw: (F, C, 3, 3), db: (F,), the sum of Z[BIAS_POSITION]
+    over the tiles (AT's all-ones column: the sum of each tile's dy; a ragged tile's extra rows and
+    columns of dy are zeros).  Per chunk of tiles, the adjoint of each step of the forward:
 
         Z = AT^T dy_tile AT      (36, F, tiles): the gradient of the 36 products' outputs
         dU[k] += Z[k] @ V[k]^T    the filters' (V: the chunk's transformed input patches again)
@@ -232,6 +241,8 @@ def gradients(dy, x, u, padding, x_shape, input_gradient=True, filter_gradient=T
     then dw = G^T dU G, and the patches' gradients are added into dx where they overlap (a tile's
     patch reaches 2 rows and columns into the next tile's): the chunks of even and of odd blocks of
     tile rows run as two waves of jobs, so no two running chunks add to the same rows."""
+    if not (input_gradient or filter_gradient or bias_gradient):
+        return None, None, None
     xp = get_array_module(dy)
     n, c, h, w = x_shape
     f, h_out, w_out = dy.shape[1:]
@@ -249,13 +260,14 @@ def gradients(dy, x, u, padding, x_shape, input_gradient=True, filter_gradient=T
     transposed_output_transform = tuple(zip(*OUTPUT_TRANSFORM))  # AT^T: (6, 4)
     transposed_input_transform = tuple(zip(*INPUT_TRANSFORM))  # BT^T
 
-    def gradients_of(chunk):  # a chunk's share of dU (36, F, C) or None; adds its patches' gradients into dx_pad
+    def gradients_of(chunk):  # a chunk's shares of dU (36, F, C) and db (F,), each or None; adds to dx_pad
         dy_tiles = xp.ascontiguousarray(tile_view(dy_full, chunk)).reshape(TILE, TILE, -1)  # (a, b, (f, tiles))
         z = two_sided(transposed_output_transform, dy_tiles).reshape(PATCH * PATCH, f, -1)  # (36, F, tiles)
         if input_gradient:
             dv = xp.matmul(u.transpose(0, 2, 1), z)  # (36, C, tiles)
             add_patches(dx_pad, two_sided(transposed_input_transform, dv.reshape(PATCH, PATCH, -1)), chunk)
-        return xp.matmul(z, patches(x_pad, chunk).transpose(0, 2, 1)) if filter_gradient else None
+        du = xp.matmul(z, patches(x_pad, chunk).transpose(0, 2, 1)) if filter_gradient else None
+        return du, z[BIAS_POSITION].sum(axis=1) if bias_gradient else None
 
     chunks = chunks_of_tiles(tiles, n)
     waves = [chunks]  # the filter gradient alone: the chunks' jobs are independent
@@ -266,19 +278,23 @@ def gradients(dy, x, u, padding, x_shape, input_gradient=True, filter_gradient=T
         if min(len(waves[0]), len(waves[1]) or pieces) < pieces:  # fewer chunks than threads: split the images
             waves = [[(rows, (n0 + images.start, n0 + images.stop))
                       for rows, (n0, n1) in wave for images in split(n1 - n0, pieces)] for wave in waves]
-    du = None  # the chunks' shares of dU, summed a group at a time: memory for GROUP_CHUNKS of them, not all
+    du = db = None  # the chunks' shares, summed a group at a time: memory for GROUP_CHUNKS of them, not all
     for wave in waves:
         for first in range(0, len(wave), GROUP_CHUNKS):
             shares = parallel_map(gradients_of, wave[first:first + GROUP_CHUNKS])
             if filter_gradient:
-                du = sum(shares) if du is None else du + sum(shares)
+                du_sum = sum(share[0] for share in shares)
+                du = du_sum if du is None else du + du_sum
+            if bias_gradient:
+                db_sum = sum(share[1] for share in shares)
+                db = db_sum if db is None else db + db_sum
     dx = dw = None
     if input_gradient:
         dx = dx_pad[:, padding:padding + h, padding:padding + w].transpose(3, 0, 1, 2)
     if filter_gradient:  # dw = G^T dU G for every (f, c): one GEMM with kron(G, G)
         du = du.reshape(PATCH * PATCH, f * c)
         dw = (du.T @ filter_transform_matrix(du.dtype, xp)).reshape(f, c, 3, 3)
-    return dx, dw
+    return dx, dw, db
 
 
 def add_patches(dx_pad, dd, chunk):
