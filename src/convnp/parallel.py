@@ -46,10 +46,12 @@ import threading
 
 # Work smaller than this many array elements (per piece) runs on the calling thread.  MIN_NUMBERS is
 # for work with a matrix multiply in it (convolution chunks); STREAM_NUMBERS for memory-bound passes
-# that do little arithmetic per number (pooling, ReLU), which gain from two threads only from ~2M
-# numbers up (docs/performance.md).
+# that do little arithmetic per number (pooling, ReLU, the Winograd input's padding), which gained
+# from two threads from ~2M numbers up on the machines of 2026-12-02 and from ~1M on the 2.6 GHz Xeon
+# (the MNIST example's step 0.976 at 2^19, LeNet-5's batch-512 inference 0.962, the others
+# 0.99-1.00; docs/performance.md, 2026-12-04, second session).
 MIN_NUMBERS = 1 << 18
-STREAM_NUMBERS = 1 << 20
+STREAM_NUMBERS = 1 << 19
 
 
 def available_threads():
