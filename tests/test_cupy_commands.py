@@ -46,15 +46,18 @@ def cupy():
 
 @pytest.fixture
 def conv_inputs(monkeypatch):
-    """The array library ('numpy' or 'cupy') of every convolution's input, in call order."""
+    """The array library ('numpy' or 'cupy') of every convolution's input, in call order (inference's
+    convolution + ReLU + pooling is one op, ``F.conv2d_relu_max_pool``: watched too)."""
     seen = []
-    real_conv2d = F.conv2d
 
-    def spy(x, *args, **kwargs):
-        seen.append(type(getattr(x, "data", x)).__module__.split(".")[0])
-        return real_conv2d(x, *args, **kwargs)
+    def spy(real):
+        def watched(x, *args, **kwargs):
+            seen.append(type(getattr(x, "data", x)).__module__.split(".")[0])
+            return real(x, *args, **kwargs)
+        return watched
 
-    monkeypatch.setattr(F, "conv2d", spy)
+    monkeypatch.setattr(F, "conv2d", spy(F.conv2d))
+    monkeypatch.setattr(F, "conv2d_relu_max_pool", spy(F.conv2d_relu_max_pool))
     return seen
 
 

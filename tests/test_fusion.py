@@ -168,3 +168,82 @@ def test_a_resnet_block_ends_in_one_batch_norm_op_while_training():
     assert type(block(x)._ctx) is BatchNorm  # bn2, the shortcut's add and the ReLU in one op
     block.eval()
     assert type(block(x)._ctx) is not BatchNorm  # evaluation: the plain modules
+
+
+def fused_calls(monkeypatch):
+    """A list that records every run of the fused convolution + ReLU + pooling op."""
+    calls = []
+    original = convnp.ops.conv.Conv2dReLUMaxPool.forward
+
+    def recording(self, *args, **kwargs):
+        calls.append(args[0].shape)
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(convnp.ops.conv.Conv2dReLUMaxPool, "forward", recording)
+    return calls
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv_relu_pool_runs_as_one_op_in_inference_with_the_unfused_numbers(threads, monkeypatch):
+    """LeNet-5 and a Sequential (conv, ReLU, pool) in evaluation under no_grad: one fused op a block,
+    bit-identical to the three ops, with several row chunks (odd sizes: a conv row and column that no
+    window reaches); in training, with a replaced forward or overlapping windows, the three ops."""
+    monkeypatch.setattr(convnp.ops.conv, "THREAD_NUMBERS", 1)  # threaded even at these sizes
+    monkeypatch.setattr(convnp.ops.conv, "CHUNK_NUMBERS", 512)  # and cut into several chunks
+    calls = fused_calls(monkeypatch)
+    rng = np.random.default_rng(5)
+    lenet = models.LeNet5().eval()
+    seq = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()).eval()
+    cases = [(lenet, rng.standard_normal((6, 1, 28, 28)).astype(np.float32)),
+             (seq, rng.standard_normal((5, 3, 9, 11)).astype(np.float32))]
+    with convnp.num_threads(threads):
+        for model, x in cases:
+            with convnp.no_grad():
+                fused = model(convnp.Tensor(x)).data
+                count = len(calls)
+                with monkeypatch.context() as patch:
+                    patch.setattr(nn.layers, "conv_relu_pool_fuses", lambda *args: False)
+                    unfused = model(convnp.Tensor(x)).data
+            assert len(calls) == count == (2 if model is lenet else 1)
+            np.testing.assert_array_equal(fused, unfused)
+            calls.clear()
+            model.train()
+            model(convnp.Tensor(x))  # training (parameters need gradients): never fused
+            model.eval()
+            assert calls == []
+    watched = models.LeNet5().eval()
+    watched.relu.forward = lambda x: F.relu(x)
+    overlapping = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(3, stride=2)).eval()
+    with convnp.no_grad():
+        watched(convnp.Tensor(cases[0][1]))
+        overlapping(convnp.Tensor(cases[0][1]))
+    assert calls == []
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, c, f, side, k, stride, padding, dilation, groups", [
+    (4, 3, 6, 13, 3, 1, 1, 1, 1),     # odd size: floor pooling
+    (3, 4, 6, 15, 3, 2, 0, 1, 2),     # stride 2, two groups
+    (2, 2, 4, 14, 3, 1, 2, 2, 1),     # dilation
+    (1, 1, 6, 28, 5, 1, 0, 1, 1),     # one image: the plain im2col path, then the pooling
+    (2, 32, 32, 8, 3, 1, 1, 1, 1),    # a Winograd layer, then the pooling
+])
+def test_conv2d_relu_max_pool_matches_pytorch(n, c, f, side, k, stride, padding, dilation, groups, dtype,
+                                              monkeypatch):
+    monkeypatch.setattr(convnp.ops.conv, "SMALL_PRODUCTS", True)  # the 32 -> 32 layer takes Winograd on any CPU
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((n, c, side, side)).astype(dtype)
+    w = (rng.standard_normal((f, c // groups, k, k)) / np.sqrt(c * k * k)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    with convnp.no_grad():
+        got = F.conv2d_relu_max_pool(x, w, b, stride, padding, dilation, groups, 2).data
+    expected = torch.relu(torch.nn.functional.max_pool2d(torch.nn.functional.conv2d(
+        to_torch(x), to_torch(w), to_torch(b), stride, padding, dilation, groups), 2)).numpy()
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    assert got.shape == expected.shape and got.dtype == dtype
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+
+
+def test_conv2d_relu_max_pool_refuses_to_run_where_a_gradient_is_needed():
+    x = convnp.Tensor(np.ones((1, 1, 6, 6), np.float32), requires_grad=True)
+    with pytest.raises(RuntimeError, match="for inference"):
+        F.conv2d_relu_max_pool(x, np.ones((2, 1, 3, 3), np.float32), None, 1, 0, 1, 1, 2)

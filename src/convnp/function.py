@@ -24,6 +24,7 @@ class Function:
     inputs = None
     needs_input_grad = ()
     saved = ()
+    inference_only = False  # True: forward only, refusing inputs that need a gradient (Conv2dReLUMaxPool)
 
     def save_for_backward(self, *arrays):
         """Keep what backward needs (and say so explicitly: this is the op's memory cost)."""

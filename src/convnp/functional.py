@@ -7,7 +7,7 @@ import numpy as np
 
 from .backend import check_same_device, default_rng
 from .ops import activation, conv, dropout as dropout_ops, linear as linear_ops, loss, norm, pool, reduce, shape
-from .ops.windows import check_pool_args, check_window_args, check_window_input, pair
+from .ops.windows import check_pool_args, check_window_args, check_window_input, output_size, pair
 from .tensor import Tensor
 
 # Type hints of the public surface: an input is a Tensor or anything np.asarray takes; a window argument
@@ -64,6 +64,25 @@ def conv2d(x: TensorLike, w: TensorLike, b: TensorLike | None = None, stride: Si
     stride, padding, dilation = checked_once(_checked_conv_calls, key, _check_conv_call, x.shape, w.shape,
                                              None if b is None else b.shape, stride, padding, dilation, groups, where)
     return conv.Conv2d.apply(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def conv2d_relu_max_pool(x: TensorLike, w: TensorLike, b: TensorLike | None, stride: Size2, padding: Size2 | str,
+                         dilation: Size2, groups: int, pool_kernel: Size2, *, where: object = "conv2d") -> Tensor:
+    """relu(max_pool2d(conv2d(x, w, b, stride, padding, dilation, groups), pool_kernel)) for inference
+    (nothing may need a gradient): one op, ``convnp.ops.conv.Conv2dReLUMaxPool``, the pooling windows
+    tiling the convolution's output (stride = kernel, no padding).  ``nn.layers.pool_of_relu_of_conv``
+    calls it; a convolution output smaller than one window goes the unfused way, to its error."""
+    x, w = _tensor(x), _tensor(w)
+    b = None if b is None else _tensor(b)
+    key = (x.shape, w.shape, None if b is None else b.shape, stride, padding, dilation, groups)
+    stride, padding, dilation = checked_once(_checked_conv_calls, key, _check_conv_call, x.shape, w.shape,
+                                             None if b is None else b.shape, stride, padding, dilation, groups, where)
+    kernel = pair(pool_kernel, "kernel_size")
+    out_size = [output_size(x.shape[2 + i], w.shape[2 + i], stride[i], padding[i], dilation[i]) for i in (0, 1)]
+    if out_size[0] < kernel[0] or out_size[1] < kernel[1]:
+        return relu(max_pool2d(conv2d(x, w, b, stride, padding, dilation, groups, where=where), kernel))
+    return conv.Conv2dReLUMaxPool.apply(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                                        pool_kernel=kernel)
 
 
 _checked_conv_calls = {}  # conv2d's checked calls: (shapes and arguments) -> (stride, padding, dilation)

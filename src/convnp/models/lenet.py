@@ -1,7 +1,7 @@
 """LeNet-5 (LeCun et al., 1998) in its modern form: ReLU and max pooling instead of the original
 scaled tanh and trainable subsampling, as most tutorials and PyTorch examples write it."""
 from .. import nn
-from ..nn.layers import pool_of_relu
+from ..nn.layers import pool_of_relu_of_conv
 from ..ops.windows import output_size
 
 
@@ -51,8 +51,8 @@ class LeNet5(nn.Module):
             raise ValueError(f"{type(self).__name__} expects {side}x{side} images, got {h}x{w}: its conv/pool "
                              f"stack would flatten them to {got} features, but fc1 = {self.fc1!r} takes "
                              f"{self.fc1.in_features}{hint}")
-        x = pool_of_relu(self.pool, self.relu, self.conv1(x))  # = pool(relu(conv1(x))), see its docstring
-        x = pool_of_relu(self.pool, self.relu, self.conv2(x))
+        x = pool_of_relu_of_conv(self.pool, self.relu, self.conv1, x)  # = pool(relu(conv1(x))): see its docstring
+        x = pool_of_relu_of_conv(self.pool, self.relu, self.conv2, x)
         x = self.flatten(x)
         x = self.relu(self.fc1(x))
         x = self.relu(self.fc2(x))

@@ -13,6 +13,7 @@ from .. import functional as F
 from ..backend import DEFAULT_DTYPE, default_rng
 from ..functional import Size2
 from ..ops.windows import check_int, check_window_args, pair
+from ..tensor import Tensor, is_grad_enabled
 from .module import Module, Parameter
 
 
@@ -281,6 +282,28 @@ def pool_of_relu(pool, relu, x):
     return relu(pool(x)) if relu_commutes_with_pool(relu, pool) else pool(relu(x))
 
 
+def conv_relu_pool_fuses(conv, relu, pool, x):
+    """Whether ``pool(relu(conv(x)))`` runs as one op (``F.conv2d_relu_max_pool``): a plain Conv2d, ReLU
+    and MaxPool2d (``relu_commutes_with_pool``, no forward replaced on any of them, see
+    ``fuses_with_relu``) whose windows tile the convolution's output (stride = kernel, no padding,
+    no dilation, floor sizes), and nothing that needs a gradient: inference, where the pooling
+    then reads each chunk of the convolution's output while it is in the cache."""
+    return (type(conv) is Conv2d and "forward" not in vars(conv) and relu_commutes_with_pool(relu, pool)
+            and not pool.options["ceil_mode"] and pair(pool.options["dilation"]) == (1, 1)
+            and pair(pool.padding) == (0, 0) and pair(pool.stride) == pair(pool.kernel_size)
+            and isinstance(x, Tensor) and x.ndim == 4
+            and not (is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, conv.weight, conv.bias))))
+
+
+def pool_of_relu_of_conv(pool, relu, conv, x):
+    """``pool(relu(conv(x)))``: one fused op in inference when ``conv_relu_pool_fuses`` allows it, else
+    ``pool_of_relu`` of ``conv(x)``."""
+    if conv_relu_pool_fuses(conv, relu, pool, x):
+        return F.conv2d_relu_max_pool(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation,
+                                      conv.groups, pool.kernel_size, where=conv)
+    return pool_of_relu(pool, relu, conv(x))
+
+
 class Sequential(Module):
     """Chains modules: Sequential(a, b, c)(x) = c(b(a(x))).  Children are named '0', '1', ... (PyTorch's
     keys), or by the keys of an ``OrderedDict`` given as the one argument.  ``seq[i]`` is a child,
@@ -327,7 +350,10 @@ class Sequential(Module):
         index = 0
         while index < len(modules):
             module = modules[index]
-            if index + 1 < len(modules) and fuses_with_relu(module, modules[index + 1]):
+            if index + 2 < len(modules) and conv_relu_pool_fuses(module, modules[index + 1], modules[index + 2], x):
+                x = pool_of_relu_of_conv(modules[index + 2], modules[index + 1], module, x)  # inference: one op
+                index += 3
+            elif index + 1 < len(modules) and fuses_with_relu(module, modules[index + 1]):
                 x = module.forward_relu(x)  # batch norm + ReLU as one op: one pass less each way
                 index += 2
             elif index + 1 < len(modules) and relu_commutes_with_pool(module, modules[index + 1]):

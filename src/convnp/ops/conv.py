@@ -59,6 +59,7 @@ from ..parallel import (
     split,
 )
 from . import winograd
+from .pool import max_of_window_views, maximum_of, window_views
 from .windows import (
     empty_in_order,
     memory_order,
@@ -176,27 +177,47 @@ class Conv2d(Function):
             h_out = output_size(x.shape[2], kh, stride[0], padding[0], dilation[0])
             w_out = output_size(x.shape[3], kw, stride[1], padding[1], dilation[1])
             return xp.zeros((0, f, h_out, w_out), dtype=xp.result_type(x, w))
-        self.geometry = geo = conv_geometry(x, w.shape, stride, padding, dilation, groups)
+        path = self.choose_path(x, w.shape, stride, padding, dilation, groups)
+        geo = self.geometry
+        self.save_for_backward(x if self.needs_input_grad[1] else None, w)  # unpadded: see MEMORY
+        if path == "winograd":  # 4x fewer multiplications (ops/winograd.py)
+            self.transformed = winograd.transformed_filters(w)
+            return winograd.convolution(x, self.transformed, padding[0], b)
+        if path == "plain":
+            return plain_im2col_convolution(x, w, b, geo)  # one image, a small layer: see its docstring
         h_out, w_out = geo.out_size
-        n = x.shape[0]
+        y_mat = xp.empty((groups, f // groups, h_out * w_out * x.shape[0]), dtype=xp.result_type(x, w))
+        multiply = self.row_multiplier(x, w, b, y_mat)
+        parallel_map(multiply, geo.chunks)  # chunks write disjoint rows of y_mat: parallel threads
+        return y_mat.reshape(f, h_out, w_out, x.shape[0]).transpose(3, 0, 1, 2)  # (F, H, W, N) memory
+
+    def choose_path(self, x, w_shape, stride, padding, dilation, groups):
+        """Set self.geometry and self.winograd for x (batch innermost, not empty) and say how the
+        forward runs: "winograd" (``winograd.applies``), "plain" (one image of a small layer:
+        ``plain_im2col_convolution``) or "row windows" (chunks of output rows, ``row_multiplier``)."""
+        f, c_group, kh, kw = w_shape
+        self.geometry = geo = conv_geometry(x, w_shape, stride, padding, dilation, groups)
+        h_out, w_out = geo.out_size
         self.winograd = WINOGRAD and winograd.applies((kh, kw), stride, dilation, groups, padding, geo.out_size,
                                                       c_group, f, is_device_array(x), winograd_from_32_channels())
-        if self.winograd:  # 4x fewer multiplications (ops/winograd.py)
-            self.transformed = winograd.transformed_filters(w)
-            y = winograd.convolution(x, self.transformed, padding[0], b)
-            self.save_for_backward(x if self.needs_input_grad[1] else None, w)
-            return y
+        if self.winograd:
+            return "winograd"
+        if (x.shape[0] == 1 and not is_device_array(x)
+                and c_group * groups * kh * kw * h_out * w_out <= SMALL_IM2COL_NUMBERS):
+            return "plain"
+        return "row windows"
 
-        if n == 1 and not is_device_array(x) and c_group * groups * kh * kw * h_out * w_out <= SMALL_IM2COL_NUMBERS:
-            y = plain_im2col_convolution(x, w, b, geo)  # one image, a small layer: see its docstring
-            self.save_for_backward(x if self.needs_input_grad[1] else None, w)
-            return y
-
+    def row_multiplier(self, x, w, b, y_mat):
+        """The function that fills output rows (first, stop) of y_mat: (G, F/G, H_out*W_out*N) from x
+        (batch innermost): the row windows' GEMMs tile by tile, plus the bias.  Calls for disjoint rows
+        write disjoint memory, so they run on parallel threads."""
+        xp = get_array_module(x)
+        geo = self.geometry
+        f, groups = w.shape[0], geo.groups
         w_rows = window_weights(w, groups)  # (G, F/G, kh*C/G*kw): the filters in window_rows' order
         b_col = None if b is None else b.reshape(groups, 1, 1, f // groups, 1)
-        y_mat = xp.empty((groups, f // groups, h_out * w_out * n), dtype=xp.result_type(x, w))
 
-        def forward_chunk(rows):  # chunks write disjoint rows of y_mat, so they run on parallel threads
+        def multiply(rows):
             y_tiles = self.tiles(y_mat, rows, geo.tile_columns)
             if is_device_array(x):  # CuPy's matmul is not given a strided out=: one more copy on the GPU
                 y_tiles[...] = xp.matmul(w_rows[:, None, None], self.window_rows(x, rows, geo.tile_columns))
@@ -205,9 +226,7 @@ class Conv2d(Function):
             if b_col is not None:
                 y_tiles += b_col
 
-        parallel_map(forward_chunk, geo.chunks)
-        self.save_for_backward(x if self.needs_input_grad[1] else None, w)  # unpadded: see MEMORY
-        return y_mat.reshape(f, h_out, w_out, n).transpose(3, 0, 1, 2)  # (F, H, W, N) memory
+        return multiply
 
     def backward(self, dy):
         if self.empty_batch is not None:
@@ -383,6 +402,75 @@ class Conv2d(Function):
         g, m, _ = matrix.shape
         tiled = matrix.reshape(g, m, h_out, w_out * n // tile_columns, tile_columns)[:, :, rows[0]:rows[1]]
         return tiled.transpose(0, 2, 3, 1, 4)
+
+
+class Conv2dReLUMaxPool(Function):
+    """x: (N, C, H, W), w: (F, C/G, kh, kw), b: (F,) or None -> y: (N, F, H_p, W_p) stored batch innermost,
+
+        y = relu(max_pool2d(conv2d(x, w, b, stride, padding, dilation, groups), pool_kernel))
+
+    for pooling windows that tile the convolution's output (stride = kernel, no padding; H_p = H_out
+    // ph, W_p = W_out // pw), in INFERENCE: ``nn.layers.conv_relu_pool_fuses`` chooses it only when
+    nothing needs a gradient, so it has no backward.  LeNet-5's two blocks, convolution -> ReLU ->
+    pooling (the ReLU moved after the pooling, ``relu_commutes_with_pool``), as one op: the
+    convolution's row chunks, one a thread, each pooled as soon as its GEMMs have written it, while
+    it is still in that core's cache (the separate pooling read it back from memory, half of it
+    from the other core's), and the ReLU on the pooled rows in place; the conv rows no window
+    reaches are not computed.  Batch 512: 1.52 -> 1.31 ms (1 -> 6) and 1.57 -> 1.35 (6 -> 16)
+    (docs/performance.md, 2026-12-04, second session).  Layers that take another path (Winograd,
+    one small image, the GPU, an empty batch) run it, then ``max_of_window_views`` and the ReLU,
+    still as one op (batch 1 pays one op's bookkeeping instead of three)."""
+
+    inference_only = True
+
+    def forward(self, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, pool_kernel=(2, 2)):
+        if any(self.needs_input_grad):
+            raise RuntimeError("Conv2dReLUMaxPool is for inference: no input may need a gradient "
+                               "(nn.layers.conv_relu_pool_fuses chooses it)")
+        xp = get_array_module(x)
+        x = batch_innermost(x)
+        conv = Conv2d()
+        conv.needs_input_grad = (False, False, False)
+        if x.shape[0] == 0 or conv.choose_path(x, w.shape, stride, padding, dilation, groups) != "row windows":
+            y = conv.forward(x, w, b, stride, padding, dilation, groups)
+            out_size = (y.shape[2] // pool_kernel[0], y.shape[3] // pool_kernel[1])
+            pooled = max_of_window_views(y, pool_kernel, pool_kernel, out_size)
+            return xp.maximum(pooled, pooled.dtype.type(0), out=pooled)
+        geo = conv.geometry
+        n, f = x.shape[0], w.shape[0]
+        (h_out, w_out), (kh, kw) = geo.out_size, pool_kernel
+        h_p, w_p = h_out // kh, w_out // kw
+        y_mat = xp.empty((groups, f // groups, h_out * w_out * n), dtype=xp.result_type(x, w))
+        y = y_mat.reshape(f, h_out, w_out, n).transpose(3, 0, 1, 2)
+        pooled = xp.empty((f, h_p, w_p, n), dtype=y_mat.dtype).transpose(3, 0, 1, 2)
+        multiply = conv.row_multiplier(x, w, b, y_mat)
+
+        def convolve_and_pool(pooled_rows):  # disjoint rows of y and of the pooled output: parallel threads
+            rows = (pooled_rows.start * kh, pooled_rows.stop * kh)
+            multiply(rows)
+            out = pooled[:, :, pooled_rows]
+            with small_ufunc_buffer():  # as in pool.max_pool_by_window_views: views of runs of N numbers
+                maximum_of(window_views(y[:, :, rows[0]:rows[1]], slice(None), pool_kernel, pool_kernel,
+                                        (pooled_rows.stop - pooled_rows.start, w_p)), out)
+                xp.maximum(out, out.dtype.type(0), out=out)
+
+        parallel_map(convolve_and_pool, split(h_p, pooled_chunks(geo, h_p, kh)))
+        return pooled
+
+
+def pooled_chunks(geometry, pooled_rows, pool_rows):
+    """How many chunks Conv2dReLUMaxPool cuts its ``pooled_rows`` output rows into (``pool_rows`` conv
+    rows each): as few as CHUNK_NUMBERS copied numbers allow, and one a thread when the layer is
+    threaded (its forward has more than one chunk), not CHUNKS_PER_THREAD: with the pooling inside,
+    LeNet-5's batch-512 layers ran fastest in one chunk a thread."""
+    n, c, _, _ = geometry.x_shape
+    (kh, kw), (sh, _), (dh, _) = geometry.kernel, geometry.stride, geometry.dilation
+    per_row = c * kw * geometry.out_size[1] * n * (sh if dh == 1 else kh)  # copied numbers a conv row adds
+    rows_per_chunk = max(1, CHUNK_NUMBERS // per_row // pool_rows)  # pooled rows
+    pieces = -(-pooled_rows // rows_per_chunk)
+    if len(geometry.chunks) > 1:
+        pieces = -(-pieces // get_num_threads()) * get_num_threads()
+    return min(pooled_rows, pieces)
 
 
 def plain_im2col_convolution(x, w, b, geo):
