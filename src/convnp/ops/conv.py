@@ -59,6 +59,7 @@ from ..parallel import (
     split,
 )
 from . import winograd
+from .activation import zeros_along_innermost
 from .pool import max_of_window_views, maximum_of, window_views
 from .windows import (
     empty_in_order,
@@ -452,8 +453,9 @@ class Conv2dReLUMaxPool(Function):
             with small_ufunc_buffer():  # as in pool.max_pool_by_window_views: views of runs of N numbers
                 maximum_of(window_views(y[:, :, rows[0]:rows[1]], slice(None), pool_kernel, pool_kernel,
                                         (pooled_rows.stop - pooled_rows.start, w_p)), out)
-                xp.maximum(out, out.dtype.type(0), out=out)
+                xp.maximum(out, zeros, out=out)
 
+        zeros = zeros_along_innermost(pooled)  # ReLU's fast array-array maximum (ops/activation.py)
         parallel_map(convolve_and_pool, split(h_p, pooled_chunks(geo, h_p, kh)))
         return pooled
 
