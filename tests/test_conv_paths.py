@@ -176,3 +176,24 @@ def test_small_ufunc_buffer_is_set_inside_and_restored_after_even_on_an_error():
         for v in range(2):
             expected[:, :, u:u + 4, v:v + 5] += dcols[:, u, v].transpose(3, 0, 1, 2)
     np.testing.assert_allclose(dx_pad, expected)
+
+
+def test_weight_gradient_tiles_give_the_whole_rows_numbers(monkeypatch):
+    """choose_weight_tile_columns: with small-matrix kernels, the narrowest whole-pixel tile of at least
+    WEIGHT_TILE_COLUMNS whose product fits SMALL_PRODUCT_MACS (the VGG-style 3 -> 32 layer: 1024 of 4096
+    columns), else whole rows (16 -> 16: no such tile; no small kernels); and dW in such tiles equals
+    the loops' (WEIGHT_TILE_COLUMNS lowered so a small layer is cut into tiles of 2 pixels)."""
+    assert conv.choose_weight_tile_columns(32, 27, 128, 32, True) == 1024
+    assert conv.choose_weight_tile_columns(32, 144, 128, 16, True) == 4096
+    assert conv.choose_weight_tile_columns(32, 27, 128, 32, False) == 4096
+    assert conv.choose_weight_tile_columns(24, 25, 128, 6, True) == 1024  # LeNet-5's conv1: 1024 of 3072
+    monkeypatch.setattr(conv, "SMALL_PRODUCTS", True)
+    monkeypatch.setattr(conv, "WEIGHT_TILE_COLUMNS", 6)
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((3, 2, 9, 10)), rng.standard_normal((4, 2, 3, 3))
+    geometry = conv.conv_geometry(conv.batch_innermost(x), w.shape, (1, 1), (1, 1), (1, 1), 1)
+    assert geometry.weight_tile_columns == 6 < 10 * 3  # two pixels of three images a product
+    dy = rng.standard_normal((3, 4, 9, 10))
+    wt = convnp.Tensor(w, requires_grad=True)
+    F.conv2d(convnp.Tensor(x), wt, padding=1).backward(dy)
+    assert_close(wt.grad, reference.conv2d_backward(dy, x, w, 1, 1)[1], 1e-10, 1e-10, "dw")

@@ -75,6 +75,7 @@ TILE_NUMBERS = 1 << 17  # 512 KB of float32 columns per GEMM: see TILES above
 TILE_COLUMNS = 512  # but at least this many columns per GEMM: see choose_tile_width
 SMALL_PRODUCT_MACS = 100 ** 3  # OpenBLAS's limit for its small-matrix kernels (M*N*K): choose_tile_columns
 SMALL_PRODUCT_COLUMNS = 64  # the fewest columns a small-kernel tile may have (fewer: per-call overhead)
+WEIGHT_TILE_COLUMNS = 1024  # the fewest columns (the products' K) a dW tile may have: choose_weight_tile_columns
 SMALL_PRODUCTS = None  # whether the BLAS has small-matrix (AVX-512) kernels; None: ask it (small_product_kernels)
 CHUNK_NUMBERS = 1 << 20  # 4 MB of columns copied at once
 SMALL_IM2COL_NUMBERS = 1 << 15  # one image's columns up to this many numbers: plain_im2col_convolution
@@ -114,6 +115,7 @@ class ConvGeometry(NamedTuple):
     out_size: tuple  # (H_out, W_out)
     tile_columns: int  # GEMM columns a tile holds (a divisor of W_out*N): choose_tile_columns
     chunks: tuple  # ((first, stop), ...) output rows copied and multiplied at once
+    weight_tile_columns: int  # GEMM columns (K) of a product of dW: choose_weight_tile_columns
 
 
 def conv_geometry(x, w_shape, stride, padding, dilation, groups):
@@ -126,7 +128,7 @@ def conv_geometry(x, w_shape, stride, padding, dilation, groups):
     of times."""
     small_products = small_product_kernels()
     tuning = (get_num_threads(), CHUNK_NUMBERS, TILE_NUMBERS, TILE_COLUMNS, THREAD_NUMBERS, CHUNKS_PER_THREAD,
-              BALANCE_NUMBERS, SMALL_PRODUCT_MACS, SMALL_PRODUCT_COLUMNS, small_products)
+              BALANCE_NUMBERS, SMALL_PRODUCT_MACS, SMALL_PRODUCT_COLUMNS, WEIGHT_TILE_COLUMNS, small_products)
     return _conv_geometry(x.shape, x.dtype, memory_order(x), tuple(w_shape), stride, padding, dilation, groups,
                           is_device_array(x), tuning)
 
@@ -152,11 +154,12 @@ def _conv_geometry(x_shape, dtype, order, w_shape, stride, padding, dilation, gr
     chunks = tuple((rows.start, rows.stop) for rows in split(h_out, count))
     if on_device:  # the GPU's work policy: all rows at once, whole-row tiles, no convnp threads
         return ConvGeometry(x_shape, dtype, order, (kh, kw), stride, padding, dilation, groups,
-                            (h_out, w_out), w_out * n, ((0, h_out),))
+                            (h_out, w_out), w_out * n, ((0, h_out),), w_out * n)
     small_products = tuning[-1]  # conv_geometry's answer: size tiles for small-matrix kernels
     columns = choose_tile_columns(w_out, per_pixel, n, groups, f // groups, small_products)
+    weight_columns = choose_weight_tile_columns(w_out, per_pixel // (n * groups), n, f // groups, small_products)
     return ConvGeometry(x_shape, dtype, order, (kh, kw), stride, padding, dilation, groups,
-                        (h_out, w_out), columns, chunks)
+                        (h_out, w_out), columns, chunks, weight_columns)
 
 
 class Conv2d(Function):
@@ -328,11 +331,12 @@ class Conv2d(Function):
     def weight_gradient_jobs(self, dy_mat, x):
         """dW = sum over output rows i of window_rows(x)_i @ dy_i^T, as one job per chunk of rows
         returning its partial sum (G, kh*C/G*kw, F/G): one batched matmul of whole output rows (W_out*N
-        columns each), the operand order OpenBLAS runs faster (docs/performance.md)."""
-        row = self.geometry.out_size[1] * self.geometry.x_shape[0]  # GEMM columns of an output row: W_out*N
+        columns each, or the tiles of ``choose_weight_tile_columns``), the operand order OpenBLAS runs
+        faster (docs/performance.md)."""
+        tile = self.geometry.weight_tile_columns
 
         def weight_gradient(rows):  # one chunk's share of dW: its row-window copy and one batched matmul
-            products = self.window_rows(x, rows, row) @ self.tiles(dy_mat, rows, row).swapaxes(-1, -2)
+            products = self.window_rows(x, rows, tile) @ self.tiles(dy_mat, rows, tile).swapaxes(-1, -2)
             return products.sum(axis=(1, 2))
 
         return [(weight_gradient, rows) for rows in self.geometry.chunks]
@@ -563,6 +567,24 @@ def choose_tile_columns(w_out, per_pixel, n, groups, filters, small_products):
         if fitting and max(fitting) >= SMALL_PRODUCT_COLUMNS:
             return max(fitting)
     return choose_tile_width(w_out, per_pixel, n) * n
+
+
+def choose_weight_tile_columns(w_out, window, n, filters, small_products):
+    """How many GEMM columns (the products' K) each product of dW spans, for ``window`` = kh*C/G*kw
+    numbers a column and ``filters`` = F/G: whole output rows (W_out*N), except that with
+    small-matrix kernels a layer with few window numbers takes the narrowest whole-pixel tile of at
+    least WEIGHT_TILE_COLUMNS columns whose (window, T) @ (T, filters) product stays within
+    SMALL_PRODUCT_MACS, which OpenBLAS then runs unpacked: the VGG-style 3 -> 32 layer's dW (27 x
+    4096 @ 4096 x 32 a row, packed) took 2.37 ms on two threads, in tiles of 1024 columns 1.47
+    (docs/performance.md, 2026-12-04, second session).  Wider layers have no such tile and keep
+    whole rows: their small-kernel products of 256 columns ran slower than packed rows."""
+    row = w_out * n
+    if small_products:
+        fitting = [t * n for t in range(1, w_out + 1) if w_out % t == 0 and t * n >= WEIGHT_TILE_COLUMNS
+                   and window * filters * t * n <= SMALL_PRODUCT_MACS]
+        if fitting:
+            return min(fitting)
+    return row
 
 
 def choose_tile_width(w_out, per_pixel, n):
