@@ -289,8 +289,8 @@ def conv_relu_pool_fuses(conv, relu, pool, x):
     no dilation, floor sizes), and nothing that needs a gradient: inference, where the pooling
     then reads each chunk of the convolution's output while it is in the cache."""
     return (type(conv) is Conv2d and "forward" not in vars(conv) and relu_commutes_with_pool(relu, pool)
-            and not pool.options["ceil_mode"] and pair(pool.options["dilation"]) == (1, 1)
-            and pair(pool.padding) == (0, 0) and pair(pool.stride) == pair(pool.kernel_size)
+            and not pool.options["ceil_mode"] and pool.options["dilation"] in (1, (1, 1))
+            and pool.padding == (0, 0) and pool.stride == pool.kernel_size  # pairs (F.pool_args)
             and isinstance(x, Tensor) and x.ndim == 4
             and not (is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, conv.weight, conv.bias))))
 

@@ -436,8 +436,14 @@ class Conv2dReLUMaxPool(Function):
         x = batch_innermost(x)
         conv = Conv2d()
         conv.needs_input_grad = (False, False, False)
-        if x.shape[0] == 0 or conv.choose_path(x, w.shape, stride, padding, dilation, groups) != "row windows":
-            y = conv.forward(x, w, b, stride, padding, dilation, groups)
+        path = conv.choose_path(x, w.shape, stride, padding, dilation, groups) if x.shape[0] else "empty"
+        if path != "row windows":  # (the path chosen once: batch 1 feels every microsecond)
+            if path == "winograd":
+                y = winograd.convolution(x, winograd.transformed_filters(w), padding[0], b)
+            elif path == "plain":
+                y = plain_im2col_convolution(x, w, b, conv.geometry)
+            else:
+                y = conv.forward(x, w, b, stride, padding, dilation, groups)
             out_size = (y.shape[2] // pool_kernel[0], y.shape[3] // pool_kernel[1])
             pooled = max_of_window_views(y, pool_kernel, pool_kernel, out_size)
             return xp.maximum(pooled, pooled.dtype.type(0), out=pooled)
