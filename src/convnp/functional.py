@@ -58,12 +58,19 @@ def conv2d(x: TensorLike, w: TensorLike, b: TensorLike | None = None, stride: Si
     into independent convolutions (groups = C with F = k C is depthwise).  See ``convnp.ops.conv``.
     ``where`` is the name errors start with (``nn.Conv2d`` passes itself).
     """
+    x, w, b, stride, padding, dilation = _conv_call(x, w, b, stride, padding, dilation, groups, where)
+    return conv.Conv2d.apply(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def _conv_call(x, w, b, stride, padding, dilation, groups, where):
+    """(x, w, b) as Tensors and the checked (stride, padding, dilation) pairs of a convolution call
+    (``_check_conv_call``, once per shapes and arguments)."""
     x, w = _tensor(x), _tensor(w)
     b = None if b is None else _tensor(b)
     key = (x.shape, w.shape, None if b is None else b.shape, stride, padding, dilation, groups)
-    stride, padding, dilation = checked_once(_checked_conv_calls, key, _check_conv_call, x.shape, w.shape,
-                                             None if b is None else b.shape, stride, padding, dilation, groups, where)
-    return conv.Conv2d.apply(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    checked = checked_once(_checked_conv_calls, key, _check_conv_call, x.shape, w.shape,
+                           None if b is None else b.shape, stride, padding, dilation, groups, where)
+    return (x, w, b, *checked)
 
 
 def conv2d_relu_max_pool(x: TensorLike, w: TensorLike, b: TensorLike | None, stride: Size2, padding: Size2 | str,
@@ -72,11 +79,7 @@ def conv2d_relu_max_pool(x: TensorLike, w: TensorLike, b: TensorLike | None, str
     (nothing may need a gradient): one op, ``convnp.ops.conv.Conv2dReLUMaxPool``, the pooling windows
     tiling the convolution's output (stride = kernel, no padding).  ``nn.layers.pool_of_relu_of_conv``
     calls it; a convolution output smaller than one window goes the unfused way, to its error."""
-    x, w = _tensor(x), _tensor(w)
-    b = None if b is None else _tensor(b)
-    key = (x.shape, w.shape, None if b is None else b.shape, stride, padding, dilation, groups)
-    stride, padding, dilation = checked_once(_checked_conv_calls, key, _check_conv_call, x.shape, w.shape,
-                                             None if b is None else b.shape, stride, padding, dilation, groups, where)
+    x, w, b, stride, padding, dilation = _conv_call(x, w, b, stride, padding, dilation, groups, where)
     kernel = pair(pool_kernel, "kernel_size")
     out_size = [output_size(x.shape[2 + i], w.shape[2 + i], stride[i], padding[i], dilation[i]) for i in (0, 1)]
     if out_size[0] < kernel[0] or out_size[1] < kernel[1]:

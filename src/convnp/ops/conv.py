@@ -142,8 +142,7 @@ def _conv_geometry(x_shape, dtype, order, w_shape, stride, padding, dilation, gr
     h_out = output_size(h, kh, stride[0], padding[0], dilation[0])
     w_out = output_size(w_in, kw, stride[1], padding[1], dilation[1])
     per_pixel = c * kh * kw * n  # numbers in a GEMM column for one output pixel (all images)
-    per_row = c * kw * w_out * n * (stride[0] if dilation[0] == 1 else kh)  # row buffer numbers an output row adds
-    rows_per_chunk = max(1, CHUNK_NUMBERS // per_row)
+    rows_per_chunk = max(1, CHUNK_NUMBERS // copied_per_row(x_shape, (kh, kw), stride, dilation, w_out))
     work = per_pixel * w_out * h_out  # im2col's numbers for the whole layer
     pieces = pieces_for(work, h_out, THREAD_NUMBERS)  # one chunk a thread, when each is worth a thread
     if pieces > 1:  # up to CHUNKS_PER_THREAD a thread, each of >= BALANCE_NUMBERS (LeNet-5's stay 2)
@@ -160,6 +159,14 @@ def _conv_geometry(x_shape, dtype, order, w_shape, stride, padding, dilation, gr
     weight_columns = choose_weight_tile_columns(w_out, per_pixel // (n * groups), n, f // groups, small_products)
     return ConvGeometry(x_shape, dtype, order, (kh, kw), stride, padding, dilation, groups,
                         (h_out, w_out), columns, chunks, weight_columns)
+
+
+def copied_per_row(x_shape, kernel, stride, dilation, w_out):
+    """The numbers ``window_rows``' copy holds for each output row a chunk adds: C*kw*W_out*N times the
+    input rows a row steps over (sh; with dilation, its kh rows of its own)."""
+    n, c = x_shape[:2]
+    (kh, kw), (sh, _), (dh, _) = kernel, stride, dilation
+    return c * kw * w_out * n * (sh if dh == 1 else kh)
 
 
 class Conv2d(Function):
@@ -182,18 +189,23 @@ class Conv2d(Function):
             w_out = output_size(x.shape[3], kw, stride[1], padding[1], dilation[1])
             return xp.zeros((0, f, h_out, w_out), dtype=xp.result_type(x, w))
         path = self.choose_path(x, w.shape, stride, padding, dilation, groups)
-        geo = self.geometry
         self.save_for_backward(x if self.needs_input_grad[1] else None, w)  # unpadded: see MEMORY
+        return self.convolve(path, x, w, b)
+
+    def convolve(self, path, x, w, b):
+        """y: (N, F, H_out, W_out) stored (F, H_out, W_out, N) for x (batch innermost, not empty) by the
+        path ``choose_path`` returned (it set self.geometry)."""
+        geo = self.geometry
         if path == "winograd":  # 4x fewer multiplications (ops/winograd.py)
             self.transformed = winograd.transformed_filters(w)
-            return winograd.convolution(x, self.transformed, padding[0], b)
+            return winograd.convolution(x, self.transformed, geo.padding[0], b)
         if path == "plain":
             return plain_im2col_convolution(x, w, b, geo)  # one image, a small layer: see its docstring
-        h_out, w_out = geo.out_size
-        y_mat = xp.empty((groups, f // groups, h_out * w_out * x.shape[0]), dtype=xp.result_type(x, w))
-        multiply = self.row_multiplier(x, w, b, y_mat)
-        parallel_map(multiply, geo.chunks)  # chunks write disjoint rows of y_mat: parallel threads
-        return y_mat.reshape(f, h_out, w_out, x.shape[0]).transpose(3, 0, 1, 2)  # (F, H, W, N) memory
+        xp = get_array_module(x)
+        (h_out, w_out), f, n = geo.out_size, w.shape[0], x.shape[0]
+        y_mat = xp.empty((geo.groups, f // geo.groups, h_out * w_out * n), dtype=xp.result_type(x, w))
+        parallel_map(self.row_multiplier(x, w, b, y_mat), geo.chunks)  # disjoint rows of y_mat: parallel threads
+        return y_mat.reshape(f, h_out, w_out, n).transpose(3, 0, 1, 2)  # (F, H, W, N) memory
 
     def choose_path(self, x, w_shape, stride, padding, dilation, groups):
         """Set self.geometry and self.winograd for x (batch innermost, not empty) and say how the
@@ -437,13 +449,9 @@ class Conv2dReLUMaxPool(Function):
         conv = Conv2d()
         conv.needs_input_grad = (False, False, False)
         path = conv.choose_path(x, w.shape, stride, padding, dilation, groups) if x.shape[0] else "empty"
-        if path != "row windows":  # (the path chosen once: batch 1 feels every microsecond)
-            if path == "winograd":
-                y = winograd.convolution(x, winograd.transformed_filters(w), padding[0], b)
-            elif path == "plain":
-                y = plain_im2col_convolution(x, w, b, conv.geometry)
-            else:
-                y = conv.forward(x, w, b, stride, padding, dilation, groups)
+        if path != "row windows":  # the path chosen once: batch 1 feels every microsecond
+            y = conv.forward(x, w, b, stride, padding, dilation, groups) if path == "empty" else conv.convolve(
+                path, x, w, b)
             out_size = (y.shape[2] // pool_kernel[0], y.shape[3] // pool_kernel[1])
             pooled = max_of_window_views(y, pool_kernel, pool_kernel, out_size)
             return xp.maximum(pooled, pooled.dtype.type(0), out=pooled)
@@ -475,9 +483,8 @@ def pooled_chunks(geometry, pooled_rows, pool_rows):
     rows each): as few as CHUNK_NUMBERS copied numbers allow, and one a thread when the layer is
     threaded (its forward has more than one chunk), not CHUNKS_PER_THREAD: with the pooling inside,
     LeNet-5's batch-512 layers ran fastest in one chunk a thread."""
-    n, c, _, _ = geometry.x_shape
-    (kh, kw), (sh, _), (dh, _) = geometry.kernel, geometry.stride, geometry.dilation
-    per_row = c * kw * geometry.out_size[1] * n * (sh if dh == 1 else kh)  # copied numbers a conv row adds
+    per_row = copied_per_row(geometry.x_shape, geometry.kernel, geometry.stride, geometry.dilation,
+                             geometry.out_size[1])
     rows_per_chunk = max(1, CHUNK_NUMBERS // per_row // pool_rows)  # pooled rows
     pieces = -(-pooled_rows // rows_per_chunk)
     if len(geometry.chunks) > 1:
